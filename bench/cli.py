@@ -1,0 +1,138 @@
+"""`bench`: run FlowBench suites and list what is registered.
+
+    bench run --suite data-efficiency --quick
+    bench list models | datasets | suites
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench import registry
+from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
+from bench.protocol import ProtocolError, check_ratio
+from bench.suites import PRESETS, SUITES, SuiteError, build_specs, get_suite, ratio_table
+
+
+def _csv(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list; give comma-separated {kind}")
+        return items
+    return parse
+
+
+def _ratios(text: str):
+    try:
+        return [check_ratio(r) for r in _csv("ratios")(text)]
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench", description="FlowBench: distilling spatio-temporal models into lightweight "
+        "traffic-flow forecasters (FlowDistill, arXiv 2504.02094) under one protocol.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  bench run --suite data-efficiency --quick\n"
+               "  bench run --suite data-efficiency --models flowdistill,stwa --ratios 0.1,0.4 --seeds 3\n"
+               "  bench list models")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite of trials and print its table",
+                         description="Run every (model, ratio, seed) trial of a suite, teachers first. "
+                         "Rows go to OUT/SUITE/trials.csv as each trial ends; a rerun skips finished trials.")
+    run.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITES)}")
+    run.add_argument("--dataset", default=DEFAULT_DATASET, help=f"registered dataset (default {DEFAULT_DATASET})")
+    run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
+    run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
+    run.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 per trial (default 1)")
+    run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
+    run.add_argument("--quick", action="store_true", help=f"quick preset: {PRESETS['quick'].description}")
+    run.add_argument("--out", default="results", help="results folder (default results/)")
+    run.add_argument("--executor", choices=["ray", "inline"], default="ray",
+                     help="ray: Ray Tune trials (default); inline: one by one in this process")
+    run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    _data_flags(run)
+
+    lst = sub.add_parser("list", help="list registered models, datasets or suites")
+    lst.add_argument("what", choices=["models", "datasets", "suites"])
+    _data_flags(lst)
+    return p
+
+
+def _data_flags(p) -> None:
+    p.add_argument("--data-dir", help="data root (default: $BENCH_DATA_DIR, else ../shared/data beside the project)")
+    p.add_argument("--registry", help="extra dataset registry YAML (default: $BENCH_REGISTRY)")
+
+
+def cmd_list(args) -> int:
+    if args.what == "models":
+        for name in registry.names():
+            entry = registry.get(name)
+            teacher = entry.config().teacher
+            print(f"{name:20s} {entry.description}" + (f" [teacher: {teacher}]" if teacher else ""))
+    elif args.what == "suites":
+        for s in SUITES.values():
+            print(f"{s.name:18s} {s.description}\n{'':18s} models: {', '.join(s.models)}; "
+                  f"ratios: {', '.join(f'{r:g}' for r in s.ratios)}")
+        for pr in PRESETS.values():
+            print(f"preset {pr.name:11s} {pr.description}")
+    else:
+        root = data_root(args.data_dir)
+        print(f"data root: {root}")
+        for name, entry in load_registry(args.registry).items():
+            present = (root / entry["data"]).is_file()
+            print(f"{name:12s} {entry.get('city', '')}, {entry.get('interval_min', '?')} min, "
+                  f"{'present' if present else 'MISSING ' + str(root / entry['data'])}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from bench import runner
+    from bench.results import read_trials
+    suite = get_suite(args.suite)
+    for m in args.models or []:
+        registry.get(m)
+    load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
+    preset = "quick" if args.quick else "full"
+    specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
+                        data_dir=args.data_dir, registry_file=args.registry, cache_dir=f"{args.out}/teachers")
+    print(f"suite {suite.name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {args.out}/{suite.name}/")
+    start = time.perf_counter()
+    path = runner.run(specs, args.out, args.executor, args.address)
+    df = read_trials(path)
+    df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
+    print(f"\n{suite.name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")
+    print(ratio_table(df))
+    failed = df[df["status"] != "ok"]
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
+    if len(failed):
+        print(f"{len(failed)} trial(s) failed; see the error column of {path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return cmd_run(args) if args.command == "run" else cmd_list(args)
+    except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Masked metrics on the original scale, as BasicTS and LargeST compute them.
+
+Entries whose ground truth equals `null_value` (0: no flow recorded) are left out of every mean.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _mask(truth: torch.Tensor, null_value: float) -> torch.Tensor:
+    return ~torch.isclose(truth, torch.full_like(truth, null_value))
+
+
+def masked_mae(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
+    """Mean |pred - truth| over entries with truth != null_value; any equal shapes; 0-d tensor.
+
+    Returns 0 when every entry is masked (so a loss stays finite on an all-zero batch).
+    """
+    mask = _mask(truth, null_value)
+    return (pred - truth).abs()[mask].sum() / mask.sum().clamp(min=1)
+
+
+def masked_rmse(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
+    """sqrt of the mean squared error over entries with truth != null_value."""
+    mask = _mask(truth, null_value)
+    return ((pred - truth) ** 2)[mask].sum().div(mask.sum().clamp(min=1)).sqrt()
+
+
+def masked_mape(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
+    """Mean |pred - truth| / |truth| over entries with truth != null_value, in percent."""
+    mask = _mask(truth, null_value)
+    return ((pred - truth).abs()[mask] / truth.abs()[mask]).sum().div(mask.sum().clamp(min=1)) * 100.0
+
+
+def evaluate(pred: torch.Tensor, truth: torch.Tensor) -> list[dict]:
+    """Overall and per-horizon metrics.
+
+    Args:
+        pred, truth: [W, H_out, N, C] in original units.
+    Returns:
+        rows {"horizon": "all" | 1..H_out, "mae", "rmse", "mape" (percent)}; "all" first.
+    """
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in shape")
+    rows = [_row("all", pred, truth)]
+    rows += [_row(h + 1, pred[:, h], truth[:, h]) for h in range(pred.shape[1])]
+    return rows
+
+
+def _row(horizon, pred, truth) -> dict:
+    return {"horizon": horizon, "mae": float(masked_mae(pred, truth)),
+            "rmse": float(masked_rmse(pred, truth)), "mape": float(masked_mape(pred, truth))}

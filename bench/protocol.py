@@ -1,0 +1,172 @@
+"""The one evaluation protocol every model goes through.
+
+- Chronological split on time steps: test = last 10 %, validation = the 10 % before it, training =
+  the `ratio` fraction of the whole series directly before validation (ratio in (0, 0.8]), so all
+  ratios share one validation and one test set.
+- Sliding windows H_in = 12 -> H_out = 12. A window is its start step s: inputs s .. s+H_in-1,
+  targets s+H_in .. s+H_in+H_out-1. A window belongs to a split when all its targets lie in it;
+  training windows also keep their inputs inside the training part. Windows are stored as start
+  indices and gathered per batch, never materialised for the whole split.
+- Z-score per channel, fitted on the training part only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.data import Dataset
+
+H_IN = 12
+H_OUT = 12
+VAL_FRAC = 0.1
+TEST_FRAC = 0.1
+MAX_RATIO = 1.0 - VAL_FRAC - TEST_FRAC
+
+
+class ProtocolError(ValueError):
+    """Bad protocol argument (ratio outside (0, 0.8], too few steps for a window)."""
+
+
+def check_ratio(ratio: float) -> float:
+    """Return `ratio` as float or raise ProtocolError naming the allowed range."""
+    try:
+        ratio = float(ratio)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"ratio {ratio!r} is not a number; use a value in (0, {MAX_RATIO:g}]") from exc
+    if not 0.0 < ratio <= MAX_RATIO + 1e-9:
+        raise ProtocolError(f"ratio {ratio} is outside (0, {MAX_RATIO:g}]: validation and test take the "
+                            f"last {VAL_FRAC + TEST_FRAC:.0%} of the series; use e.g. 0.1 .. 0.7")
+    return ratio
+
+
+@dataclass(frozen=True)
+class Split:
+    """Step boundaries [train_start, val_start) [val_start, test_start) [test_start, T)."""
+
+    train_start: int
+    val_start: int
+    test_start: int
+    total: int
+
+
+def split_steps(total: int, ratio: float) -> Split:
+    """Chronological split of T = `total` steps for a training ratio.
+
+    Raises:
+        ProtocolError: ratio outside (0, 0.8] or a training part shorter than H_in + H_out.
+    """
+    ratio = check_ratio(ratio)
+    n_test = int(round(total * TEST_FRAC))
+    n_val = int(round(total * VAL_FRAC))
+    test_start = total - n_test
+    val_start = test_start - n_val
+    train_start = max(0, val_start - int(round(total * ratio)))
+    if val_start - train_start < H_IN + H_OUT:
+        raise ProtocolError(f"ratio {ratio} leaves {val_start - train_start} training steps of {total}; "
+                            f"at least H_in + H_out = {H_IN + H_OUT} are needed: raise the ratio")
+    return Split(train_start, val_start, test_start, total)
+
+
+def window_starts(split: Split, part: str, h_in: int = H_IN, h_out: int = H_OUT) -> np.ndarray:
+    """Start steps of the windows of one part ("train", "val" or "test"), ascending int64."""
+    if part == "train":
+        lo, hi = split.train_start, split.val_start - h_in - h_out
+    elif part == "val":
+        lo, hi = split.val_start - h_in, split.test_start - h_in - h_out
+    elif part == "test":
+        lo, hi = split.test_start - h_in, split.total - h_in - h_out
+    else:
+        raise ProtocolError(f"unknown part {part!r}; use train, val or test")
+    return np.arange(max(lo, 0), hi + 1, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-channel z-score fitted on the training part: mean [C], std [C] (original units)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, flow: np.ndarray, split: Split) -> "Scaler":
+        part = flow[split.train_start:split.val_start]
+        std = part.std(axis=(0, 1))
+        return cls(part.mean(axis=(0, 1)).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
+
+    def transform(self, x):
+        return (x - _like(self.mean, x)) / _like(self.std, x)
+
+    def inverse(self, x):
+        """Normalised [..., C] back to original units."""
+        return x * _like(self.std, x) + _like(self.mean, x)
+
+
+def _like(a: np.ndarray, x):
+    return torch.as_tensor(a, device=x.device, dtype=x.dtype) if isinstance(x, torch.Tensor) else a
+
+
+class Windows:
+    """The windows of one dataset, ratio and part, gathered per batch.
+
+    Batches are dicts of tensors:
+        x [B, H_in, N, C] normalised inputs, tod/dow [B, H_in] int64,
+        y [B, H_out, N, C] targets in original units, index [B] positions within the part,
+        y_teacher [B, H_out, N, C] when teacher predictions were attached.
+    """
+
+    def __init__(self, data: Dataset, split: Split, part: str, scaler: Scaler,
+                 h_in: int = H_IN, h_out: int = H_OUT, max_windows: int | None = None, seed: int = 0):
+        self.data, self.part, self.h_in, self.h_out = data, part, h_in, h_out
+        starts = window_starts(split, part, h_in, h_out)
+        if max_windows is not None and len(starts) > max_windows:
+            keep = np.sort(np.random.default_rng(seed).choice(len(starts), max_windows, replace=False))
+            starts = starts[keep]
+        self.starts = starts
+        self.flow = torch.from_numpy(np.array(data.flow))              # [T, N, C] original units
+        self.flow_norm = scaler.transform(self.flow)                    # [T, N, C] normalised once
+        self.tod = torch.from_numpy(data.tod)
+        self.dow = torch.from_numpy(data.dow)
+        self.teacher: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def attach_teacher(self, predictions: np.ndarray) -> None:
+        """Teacher predictions [len(self), H_out, N, C] in original units, aligned with self.starts."""
+        expected = (len(self), self.h_out, self.data.num_nodes, self.data.num_channels)
+        if tuple(predictions.shape) != expected:
+            raise ProtocolError(f"teacher predictions have shape {tuple(predictions.shape)}, the {self.part} "
+                                f"windows need {expected}")
+        self.teacher = torch.as_tensor(predictions, dtype=torch.float32)
+
+    def batch(self, positions) -> dict[str, torch.Tensor]:
+        positions = torch.as_tensor(positions, dtype=torch.int64)
+        s = torch.from_numpy(self.starts)[positions]
+        t_in = s[:, None] + torch.arange(self.h_in)
+        t_out = s[:, None] + self.h_in + torch.arange(self.h_out)
+        out = {"x": self.flow_norm[t_in], "tod": self.tod[t_in], "dow": self.dow[t_in],
+               "y": self.flow[t_out], "index": positions}
+        if self.teacher is not None:
+            out["y_teacher"] = self.teacher[positions]
+        return out
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
+        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        for i in range(0, len(self), batch_size):
+            yield self.batch(order[i:i + batch_size])
+
+
+def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, seed: int = 0):
+    """Split, fit the scaler on training steps, and build the three window sets.
+
+    Returns:
+        (split, scaler, {"train": Windows, "val": Windows, "test": Windows}).
+    """
+    split = split_steps(data.flow.shape[0], ratio)
+    scaler = Scaler.fit(data.flow, split)
+    parts = {part: Windows(data, split, part, scaler,
+                           max_windows=max_train_windows if part == "train" else None, seed=seed)
+             for part in ("train", "val", "test")}
+    return split, scaler, parts

@@ -1,0 +1,124 @@
+"""Model registry: name -> model class (+ config overrides). Adding a model is one new module.
+
+The contract a registered model follows (the runner relies on nothing else):
+
+- `Config`: a dataclass subclassing `bench.registry.TrainConfig`, holding the model's
+  hyperparameters and its training settings, with its paper's or official code's defaults.
+- `__init__(cfg: Config, info: ModelInfo)`.
+- `forward(x, tod, dow) -> y`: x [B, H_in, N, C] z-scored flows, tod/dow [B, H_in] int64,
+  y [B, H_out, N, C] z-scored predictions.
+- optional `training_loss(batch) -> (loss, logs)`: batch as built by `bench.protocol.Windows`
+  (y and y_teacher in original units); without it the runner uses masked MAE on the original scale.
+- a config field `teacher` (a registered model name or None): the runner then attaches that
+  teacher's cached predictions to the training batches as `y_teacher`.
+
+Modules in `models/` and `baselines/` are imported on first use; each registers itself with
+`@register("name")`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.protocol import Scaler
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not registered; the message lists the registered ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass
+class TrainConfig:
+    """Training settings shared by every model (each model overrides the defaults of its paper).
+
+    lr: initial Adam learning rate; weight_decay: Adam L2; batch_size: windows per step;
+    lr_decay / lr_step: multiply lr by lr_decay every lr_step epochs (lr_decay=1: constant), or at
+    the epochs in lr_milestones when given;
+    max_epochs, patience: early stopping on validation masked MAE; grad_clip: max grad norm or None;
+    teacher: registered model whose cached predictions the loss uses, or None.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    lr_decay: float = 1.0
+    lr_step: int = 10
+    lr_milestones: tuple[int, ...] | None = None
+    max_epochs: int = 100
+    patience: int = 10
+    grad_clip: float | None = None
+    teacher: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model may know about the data: sizes, calendar, graph and scaler."""
+
+    num_nodes: int
+    num_channels: int
+    h_in: int
+    h_out: int
+    steps_per_day: int
+    adjacency: np.ndarray = field(repr=False)
+    scaler: Scaler = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    cls: type
+    overrides: dict
+    description: str
+
+    def config(self, **changes: Any) -> TrainConfig:
+        """The model's Config with registry overrides, then `changes`; unknown keys raise ValueError."""
+        known = {f.name for f in dataclasses.fields(self.cls.Config)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"model {self.name}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return self.cls.Config(**{**self.overrides, **changes})
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_DISCOVERED = False
+
+
+def register(name: str, description: str = "", **overrides):
+    """Class decorator: register `cls` under `name` with config `overrides` (may be stacked)."""
+    def wrap(cls):
+        _REGISTRY[name] = ModelEntry(name, cls, overrides, description or (cls.__doc__ or "").strip().splitlines()[0])
+        return cls
+    return wrap
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    for package in ("models", "baselines"):
+        pkg = importlib.import_module(package)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{package}.{mod.name}")
+    _DISCOVERED = True
+
+
+def names() -> list[str]:
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> ModelEntry:
+    """The registered entry; raises UnknownModelError listing the registered names."""
+    _discover()
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))} "
+                                f"(see `bench list models`)")
+    return _REGISTRY[name]

@@ -1,0 +1,46 @@
+"""Tidy results: `<out>/<suite>/trials.csv`, one row per trial and horizon, appended atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from bench.trial import ROW_FIELDS
+
+
+def trials_path(out: str | os.PathLike, suite: str) -> Path:
+    return Path(out) / suite / "trials.csv"
+
+
+def read_trials(path: Path) -> pd.DataFrame:
+    """The rows written so far (empty frame with the row columns when there are none)."""
+    if not path.exists():
+        return pd.DataFrame(columns=ROW_FIELDS)
+    return pd.read_csv(path, dtype={"horizon": str, "error": str, "teacher": str}, keep_default_na=False,
+                       na_values=["nan", "NaN"])
+
+
+def finished_ids(path: Path) -> set[str]:
+    """trial_ids with status ok: a rerun skips these."""
+    df = read_trials(path)
+    return set(df.loc[df["status"] == "ok", "trial_id"].astype(str))
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append rows, replacing earlier rows of the same trial_id (a retried failure), atomically:
+    the new table goes to a temporary file in the same folder, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = pd.DataFrame([{k: r.get(k, "") for k in ROW_FIELDS} for r in rows], columns=ROW_FIELDS)
+    old = read_trials(path)
+    old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
+    table = pd.concat([old, new], ignore_index=True) if len(old) else new
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trials-", suffix=".csv")
+    os.close(fd)
+    try:
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

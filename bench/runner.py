@@ -1,0 +1,142 @@
+"""Run trials: teachers first, then models; each finished trial's rows are appended at once.
+
+Executors:
+- "ray" (default): every trial is a Ray Tune trial (1 CPU, or 1 GPU when present), on a local
+  Ray instance or on the cluster given by `address`; rows are written by a Tune callback in
+  the driver as each trial reports, so an interrupted suite keeps every finished trial.
+- "inline": the same trials one after another in this process (debugging, tests).
+
+A rerun skips trials whose trial_id already has status "ok" in trials.csv.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bench import teacher as teacher_mod
+from bench.results import append_rows, finished_ids, trials_path
+from bench.trial import TrialSpec, run_trial
+
+EXECUTORS = ("ray", "inline")
+
+
+def _teacher_job(spec_dict: dict) -> list[dict]:
+    """Fit and cache one teacher; returns no rows (its own row comes from a model trial)."""
+    spec = TrialSpec(**spec_dict)
+    try:
+        teacher_mod.fit_teacher(spec)
+        return []
+    except Exception as exc:
+        return [{"_teacher_error": f"{type(exc).__name__}: {exc}"}]
+
+
+def _model_job(spec_dict: dict) -> list[dict]:
+    import torch
+    torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "1"))))
+    return run_trial(TrialSpec(**spec_dict))
+
+
+def teacher_specs(specs: list[TrialSpec]) -> list[TrialSpec]:
+    """Distinct teachers the model trials need (one per dataset, ratio, teacher, caps)."""
+    out = {}
+    for spec in specs:
+        cfg = spec.model_config()
+        if cfg.teacher:
+            t = teacher_mod.teacher_spec(spec, cfg.teacher)
+            out[t.trial_id] = t
+    return list(out.values())
+
+
+def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
+        log=print) -> Path:
+    """Run every spec not yet finished; returns the trials.csv path of the (single) suite."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if not specs:
+        raise ValueError("no trials to run")
+    suite = specs[0].suite
+    path = trials_path(out, suite)
+    done = finished_ids(path)
+    todo = [s for s in specs if s.trial_id not in done]
+    if len(todo) < len(specs):
+        log(f"resuming: {len(specs) - len(todo)} of {len(specs)} trials already finished in {path}")
+    if not todo:
+        return path
+    teachers = teacher_specs(todo)
+    if teachers:
+        log(f"fitting {len(teachers)} teacher(s): " + ", ".join(f"{t.model}@{t.ratio:g}" for t in teachers))
+        _execute(teachers, _teacher_job, executor, address, out, "teachers", lambda spec, rows: _teacher_done(spec, rows, log))
+
+    def on_done(spec: TrialSpec, rows: list[dict]) -> None:
+        append_rows(path, rows)
+        first = rows[0]
+        if first["status"] != "ok":
+            log(f"trial {spec.model} ratio={spec.ratio:g} seed={spec.seed} failed: {first['error']}")
+
+    _execute(todo, _model_job, executor, address, out, suite, on_done)
+    return path
+
+
+def _teacher_done(spec, rows, log) -> None:
+    if rows:
+        log(f"teacher {spec.model} ratio={spec.ratio:g} failed: {rows[0]['_teacher_error']}; "
+            f"its students will be recorded as errors")
+
+
+def _execute(specs, job, executor, address, out, name, on_done) -> None:
+    bar = tqdm(total=len(specs), desc=name, unit="trial", file=sys.stderr)
+    if executor == "inline":
+        for spec in specs:
+            bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
+            on_done(spec, job(spec.to_dict()))
+            bar.update()
+    else:
+        _execute_ray(specs, job, address, out, name, on_done, bar)
+    bar.close()
+
+
+def _execute_ray(specs, job, address, out, name, on_done, bar) -> None:
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+    from ray import tune
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, configure_logging=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False,
+                     log_to_driver=False)
+    by_id = {s.trial_id: s for s in specs}
+
+    def trainable(config):
+        rows = job(config["spec"])
+        tune.report({"rows_json": json.dumps(rows), "trial_key": TrialSpec(**config["spec"]).trial_id})
+
+    class WriteRows(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            spec = by_id[result["trial_key"]]
+            on_done(spec, json.loads(result["rows_json"]))
+            bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
+            bar.update()
+
+    gpu = 1 if _cuda() else 0
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1, "gpu": gpu}),
+        param_space={"spec": tune.grid_search([s.to_dict() for s in specs])},
+        run_config=tune.RunConfig(storage_path=str(Path(out).resolve() / "_ray"), name=name,
+                                  callbacks=[WriteRows()], verbose=0),
+    )
+    tuner.fit()
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except Exception:
+        return False

@@ -1,0 +1,89 @@
+"""Suites (which trials to run) and presets (how much training each trial gets), and the
+paper-style table of a suite's results."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.trial import TrialSpec
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    models: tuple[str, ...]
+    ratios: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Caps applied to every trial of a run (model and teacher alike); None keeps the model's own."""
+
+    name: str
+    description: str
+    ratios: tuple[float, ...] | None = None
+    max_epochs: int | None = None
+    time_budget_s: float | None = None
+    max_train_windows: int | None = None
+
+
+SUITES = {
+    "data-efficiency": Suite(
+        "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio",
+        ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.1, 0.2, 0.3, 0.4, 0.5)),
+}
+
+PRESETS = {
+    "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
+    "quick": Preset("quick", "ratios 0.1 and 0.4, at most 30 epochs and 40 s of training per trial "
+                             "(teachers included); fits 10 minutes on 2 CPU cores",
+                    ratios=(0.1, 0.4), max_epochs=30, time_budget_s=40.0),
+}
+
+
+class SuiteError(ValueError):
+    """Unknown suite or preset; the message lists the known ones."""
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(SUITES)} (see `bench list suites`)")
+    return SUITES[name]
+
+
+def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, ratios=None, seeds: int = 1,
+                epochs: int | None = None, **paths) -> list[TrialSpec]:
+    """All trials of a suite run: models x ratios x seeds, with the preset's caps.
+
+    `epochs` overrides the preset's max_epochs; explicit `models`/`ratios` override the suite's and
+    the preset's. `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes).
+    """
+    if preset not in PRESETS:
+        raise SuiteError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    ratios = ratios or p.ratios or suite.ratios
+    return [TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
+                      max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
+                      max_train_windows=p.max_train_windows, **paths)
+            for r in ratios for m in (models or suite.models) for s in range(seeds)]
+
+
+def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
+    """Table 3 layout: one row per model (and its teacher), MAE and RMSE per ratio, mean +- std
+    over seeds when there are several. Uses the horizon "all" rows with status ok."""
+    ok = df[(df["horizon"].astype(str) == "all") & (df["status"] == "ok")].copy()
+    if ok.empty:
+        return "(no finished trials)"
+    ok["row"] = ok["model"] + ok["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")
+    cells = {}
+    for (row, ratio), g in ok.groupby(["row", "ratio"]):
+        for metric in ("mae", "rmse"):
+            mean, std = g[metric].mean(), g[metric].std()
+            cells.setdefault(row, {})[f"{ratio:g} {metric.upper()}"] = (
+                f"{mean:.2f}" if len(g) == 1 else f"{mean:.2f} ± {std:.2f}")
+    table = pd.DataFrame.from_dict(cells, orient="index")
+    cols = sorted(table.columns, key=lambda c: (float(c.split()[0]), c.split()[1] != "MAE"))
+    return tabulate(table[cols], headers=["model"] + cols, tablefmt=tablefmt)

@@ -1,0 +1,113 @@
+"""One training loop for every model: Adam, step decay, early stopping on validation masked MAE,
+best weights restored before testing. A reader follows a training step in this file alone."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench.metrics import masked_mae
+from bench.protocol import Scaler, Windows
+
+
+class TrainingError(RuntimeError):
+    """Training diverged (NaN/inf loss); the message gives the epoch and step."""
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a torch Generator for batch shuffling."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_loss(model, batch: dict, scaler: Scaler):
+    """Masked MAE (original units) of the model's prediction: the L_reg every model shares."""
+    pred = scaler.inverse(model(batch["x"], batch["tod"], batch["dow"]))
+    loss = masked_mae(pred, batch["y"])
+    return loss, {"mae": loss.item()}
+
+
+@torch.no_grad()
+def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256) -> torch.Tensor:
+    """Predictions in original units for every window: [W, H_out, N, C]."""
+    model.eval()
+    out = [scaler.inverse(model(b["x"], b["tod"], b["dow"])) for b in windows.batches(batch_size)]
+    return torch.cat(out)
+
+
+@dataclass
+class FitResult:
+    epochs: int
+    best_epoch: int
+    best_val_mae: float
+    train_s: float
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
+        time_budget_s: float | None = None, progress=None) -> FitResult:
+    """Train `model` in place and restore its best validation weights.
+
+    Args:
+        cfg: the model's TrainConfig (lr, batch_size, lr_decay, lr_step, max_epochs, patience, grad_clip).
+        time_budget_s: stop after the epoch that exceeds this wall time (quick presets), or None.
+        progress: optional callable(epoch, logs) called after every epoch.
+    Raises:
+        TrainingError: a NaN/inf loss.
+    """
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_milestones:
+        sched = torch.optim.lr_scheduler.MultiStepLR(optim, list(cfg.lr_milestones), gamma=cfg.lr_decay)
+    else:
+        sched = torch.optim.lr_scheduler.StepLR(optim, step_size=max(1, cfg.lr_step), gamma=cfg.lr_decay)
+    loss_fn = getattr(model, "training_loss", None)
+    best, best_state, best_epoch, bad, history = math.inf, None, 0, 0, []
+    start = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        model.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        for batch in train.batches(cfg.batch_size, shuffle=True, generator=generator):
+            loss, logs = loss_fn(batch) if loss_fn else default_loss(model, batch, scaler)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss is {float(loss)} at epoch {epoch}, step {steps + 1}; "
+                                    f"lower the learning rate (lr={cfg.lr}) or check the data")
+            optim.zero_grad()
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optim.step()
+            steps += 1
+            for k, v in {"loss": loss.item(), **logs}.items():
+                sums[k] = sums.get(k, 0.0) + v
+        sched.step()
+        val_mae = float(masked_mae(predict(model, val, scaler), val_targets(val)))
+        logs = {k: v / max(steps, 1) for k, v in sums.items()} | {"epoch": epoch, "val_mae": val_mae}
+        history.append(logs)
+        if progress:
+            progress(epoch, logs)
+        if val_mae < best:
+            best, best_epoch, bad = val_mae, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        if bad >= cfg.patience or (time_budget_s and time.perf_counter() - start > time_budget_s):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(epoch, best_epoch, best, time.perf_counter() - start, history)
+
+
+def val_targets(windows: Windows) -> torch.Tensor:
+    """Targets [W, H_out, N, C] of a window set in original units (cached on the object)."""
+    if getattr(windows, "_targets", None) is None:
+        windows._targets = torch.cat([b["y"] for b in windows.batches(1024)])
+    return windows._targets

@@ -1,0 +1,126 @@
+"""One trial = one (suite, dataset, model, ratio, seed): load, split, train, test, report rows.
+
+`run_trial` is what every executor calls (Ray Tune worker or inline); it never raises for a
+failing model: the failure becomes a row with status "error" so that a suite goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import resource
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench import registry
+from bench.data import load_dataset
+from bench.metrics import evaluate
+from bench.protocol import H_IN, H_OUT, prepare
+from bench.train import fit, predict, set_seed
+
+ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "mae", "rmse", "mape",
+              "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything that defines a trial. `config` overrides the model's Config defaults;
+    `max_epochs`, `time_budget_s`, `max_train_windows`, `num_nodes` are preset caps that apply to
+    the model and to its teacher alike (num_nodes: keep the first n regions, for tests)."""
+
+    suite: str
+    dataset: str
+    model: str
+    ratio: float
+    seed: int = 0
+    config: dict = field(default_factory=dict)
+    max_epochs: int | None = None
+    time_budget_s: float | None = None
+    max_train_windows: int | None = None
+    num_nodes: int | None = None
+    data_dir: str | None = None
+    registry_file: str | None = None
+    cache_dir: str = "results/teachers"
+
+    def identity(self) -> dict:
+        """The fields that decide the result (paths excluded)."""
+        keep = ("suite", "dataset", "model", "ratio", "seed", "config", "max_epochs", "time_budget_s",
+                "max_train_windows", "num_nodes")
+        return {k: getattr(self, k) for k in keep}
+
+    @property
+    def trial_id(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def model_config(self):
+        changes = dict(self.config)
+        entry = registry.get(self.model)
+        if self.max_epochs is not None:
+            changes["max_epochs"] = min(self.max_epochs, entry.config(**self.config).max_epochs)
+        return entry.config(**changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def setup(spec: TrialSpec):
+    """Load data, split, build the model. Returns (data, split, scaler, parts, cfg, model)."""
+    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
+    if spec.num_nodes:
+        data = data.slice_nodes(spec.num_nodes)
+    split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed)
+    cfg = spec.model_config()
+    info = registry.ModelInfo(data.num_nodes, data.num_channels, H_IN, H_OUT, data.steps_per_day,
+                              data.adjacency, scaler)
+    set_seed(spec.seed)
+    model = registry.get(spec.model).cls(cfg, info)
+    return data, split, scaler, parts, cfg, model
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: CUDA allocator peak on GPU, else max RSS (MB)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
+    """Train and test one trial; returns one row per horizon ("all", 1..12), or one error row."""
+    base = {"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "ratio": spec.ratio,
+            "seed": spec.seed, "trial_id": spec.trial_id, "teacher": ""}
+    try:
+        from bench import teacher as teacher_mod  # late import: teacher imports this module
+        cached = teacher_mod.rows_from_cache(spec)
+        if cached is not None:
+            return [base | row for row in cached]
+        data, split, scaler, parts, cfg, model = setup(spec)
+        base["teacher"] = cfg.teacher or ""
+        if cfg.teacher:
+            teacher_mod.attach(parts, teacher_mod.teacher_spec(spec, cfg.teacher))
+        gen = set_seed(spec.seed)
+        result = fit(model, cfg, parts["train"], parts["val"], scaler, gen, spec.time_budget_s, progress)
+        start = time.perf_counter()
+        pred = predict(model, parts["test"], scaler)
+        infer_s = time.perf_counter() - start
+        truth = torch.cat([b["y"] for b in parts["test"].batches(1024)])
+        extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
+                 "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
+                 "status": "ok", "error": ""}
+        rows = [base | m | extra for m in evaluate(pred, truth)]
+        if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
+            for r in rows:
+                r.update(status="error", error="non-finite test metric")
+        return rows
+    except Exception as exc:  # recorded, the suite goes on
+        return [base | {"horizon": "all", "mae": float("nan"), "rmse": float("nan"), "mape": float("nan"),
+                        "epochs": 0, "train_s": 0.0, "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0,
+                        "status": "error", "error": f"{type(exc).__name__}: {exc}"[:500],
+                        "traceback": traceback.format_exc()[-2000:]}]
