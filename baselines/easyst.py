@@ -9,6 +9,7 @@ Deviations, each for a reason:
 - the series embedding reads the z-scored flows only; the code also feeds the raw tod/dow indices
   into it, which duplicates the tod/dow embeddings and mixes unscaled integers into a linear map.
 - z-score fitted on the training part (the code uses a global min-max over the whole series).
+- the SmoothL1 losses are masked where the truth is 0, as every training loss under this protocol.
 - in eval mode Z = mu (the code evaluates one noisy sample).
 - early stopping on validation MAE from epoch 1 (the code waits until epoch 100, on MAPE).
 """
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench.metrics import masked_huber
 from bench.registry import ModelInfo, TrainConfig, register
 from models.flowdistill import ResidualMLP
 from models.vib import gaussian_kl
@@ -113,10 +115,10 @@ class EasyST(nn.Module):
         2 * info_beta * KL / ln 2."""
         z, mu, std = self.encode(batch["x"], batch["tod"], batch["dow"])
         pred = self.info.scaler.inverse(self.decode(z))
-        student = F.smooth_l1_loss(pred, batch["y"])
+        student = masked_huber(pred, batch["y"])
         reg, active = student, 0.0
         if "y_teacher" in batch:
-            teacher = F.smooth_l1_loss(batch["y_teacher"], batch["y"])
+            teacher = masked_huber(batch["y_teacher"], batch["y"])
             if teacher - student.detach() < self.cfg.delta:
                 reg, active = (1 + self.cfg.lambda_tbl) * student, 1.0
         kl = gaussian_kl(mu, std ** 2)

@@ -60,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
     run.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 per trial (default 1)")
     run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
+    run.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
     run.add_argument("--quick", action="store_true", help=f"quick preset: {PRESETS['quick'].description}")
     run.add_argument("--out", default="results", help="results folder (default results/)")
     run.add_argument("--executor", choices=["ray", "inline"], default="ray",
@@ -109,7 +110,8 @@ def cmd_run(args) -> int:
     load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
     preset = "quick" if args.quick else "full"
     specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
-                        data_dir=args.data_dir, registry_file=args.registry, cache_dir=f"{args.out}/teachers")
+                        data_dir=args.data_dir, registry_file=args.registry, cache_dir=f"{args.out}/teachers",
+                        num_nodes=args.nodes)
     print(f"suite {suite.name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {args.out}/{suite.name}/")
     start = time.perf_counter()
     path = runner.run(specs, args.out, args.executor, args.address)

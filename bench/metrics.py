@@ -50,3 +50,10 @@ def evaluate(pred: torch.Tensor, truth: torch.Tensor) -> list[dict]:
 def _row(horizon, pred, truth) -> dict:
     return {"horizon": horizon, "mae": float(masked_mae(pred, truth)),
             "rmse": float(masked_rmse(pred, truth)), "mape": float(masked_mape(pred, truth))}
+
+
+def masked_huber(pred: torch.Tensor, truth: torch.Tensor, beta: float = 1.0, null_value: float = 0.0) -> torch.Tensor:
+    """SmoothL1 (Huber, `beta`) averaged over entries with truth != null_value: the Huber losses of
+    STWA and EasyST under this protocol's mask."""
+    mask = _mask(truth, null_value)
+    return torch.nn.functional.smooth_l1_loss(pred[mask], truth[mask], beta=beta) if mask.any() else pred.sum() * 0.0

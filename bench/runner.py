@@ -24,6 +24,12 @@ from bench.trial import TrialSpec, run_trial
 EXECUTORS = ("ray", "inline")
 
 
+def _limit_threads() -> None:
+    """One torch thread per Ray trial (trials run side by side, one per core); BENCH_THREADS overrides."""
+    import torch
+    torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "1"))))
+
+
 def _teacher_job(spec_dict: dict) -> list[dict]:
     """Fit and cache one teacher; returns no rows (its own row comes from a model trial)."""
     spec = TrialSpec(**spec_dict)
@@ -35,8 +41,6 @@ def _teacher_job(spec_dict: dict) -> list[dict]:
 
 
 def _model_job(spec_dict: dict) -> list[dict]:
-    import torch
-    torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "1"))))
     return run_trial(TrialSpec(**spec_dict))
 
 
@@ -100,7 +104,6 @@ def _execute(specs, job, executor, address, out, name, on_done) -> None:
 
 
 def _execute_ray(specs, job, address, out, name, on_done, bar) -> None:
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
@@ -114,6 +117,7 @@ def _execute_ray(specs, job, address, out, name, on_done, bar) -> None:
     by_id = {s.trial_id: s for s in specs}
 
     def trainable(config):
+        _limit_threads()
         rows = job(config["spec"])
         tune.report({"rows_json": json.dumps(rows), "trial_key": TrialSpec(**config["spec"]).trial_id})
 
@@ -128,6 +132,7 @@ def _execute_ray(specs, job, address, out, name, on_done, bar) -> None:
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1, "gpu": gpu}),
         param_space={"spec": tune.grid_search([s.to_dict() for s in specs])},
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"{t.config['spec']['model']}-{t.trial_id}"),
         run_config=tune.RunConfig(storage_path=str(Path(out).resolve() / "_ray"), name=name,
                                   callbacks=[WriteRows()], verbose=0),
     )

@@ -28,6 +28,7 @@ class Preset:
     max_epochs: int | None = None
     time_budget_s: float | None = None
     max_train_windows: int | None = None
+    max_batches: int | None = None
 
 
 SUITES = {
@@ -38,9 +39,10 @@ SUITES = {
 
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
-    "quick": Preset("quick", "ratios 0.1 and 0.4, at most 30 epochs and 40 s of training per trial "
-                             "(teachers included); fits 10 minutes on 2 CPU cores",
-                    ratios=(0.1, 0.4), max_epochs=30, time_budget_s=40.0),
+    "quick": Preset("quick", "ratios 0.1 and 0.4; per trial (teachers included) at most 30 epochs of at "
+                             "most 20 batches, stopping after the epoch that passes 60 s of training; "
+                             "fits 10 minutes on 2 CPU cores",
+                    ratios=(0.1, 0.4), max_epochs=30, time_budget_s=60.0, max_batches=20),
 }
 
 
@@ -67,7 +69,7 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
     ratios = ratios or p.ratios or suite.ratios
     return [TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
                       max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
-                      max_train_windows=p.max_train_windows, **paths)
+                      max_train_windows=p.max_train_windows, max_batches=p.max_batches, **paths)
             for r in ratios for m in (models or suite.models) for s in range(seeds)]
 
 

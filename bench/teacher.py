@@ -67,7 +67,8 @@ def fit_teacher(spec) -> Path:
         return path
     if cfg.teacher:
         raise TeacherCacheError(f"teacher {spec.model} itself needs a teacher ({cfg.teacher}); chains are not supported")
-    result = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(spec.seed), spec.time_budget_s)
+    result = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(spec.seed), spec.time_budget_s,
+                 max_batches=spec.max_batches)
     full = {part: Windows(data, split, part, scaler) for part in ("train", "val", "test")}
     starts = np.concatenate([w.starts for w in full.values()])
     preds = {}

@@ -52,12 +52,14 @@ class FitResult:
 
 
 def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
-        time_budget_s: float | None = None, progress=None) -> FitResult:
+        time_budget_s: float | None = None, progress=None, max_batches: int | None = None) -> FitResult:
     """Train `model` in place and restore its best validation weights.
 
     Args:
         cfg: the model's TrainConfig (lr, batch_size, lr_decay, lr_step, max_epochs, patience, grad_clip).
         time_budget_s: stop after the epoch that exceeds this wall time (quick presets), or None.
+        max_batches: at most this many batches per epoch, drawn afresh from a new shuffle each
+            epoch (quick presets: more frequent validation on slow models), or None for all.
         progress: optional callable(epoch, logs) called after every epoch.
     Raises:
         TrainingError: a NaN/inf loss.
@@ -76,9 +78,11 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         sums: dict[str, float] = {}
         steps = 0
         for batch in train.batches(cfg.batch_size, shuffle=True, generator=generator):
+            if max_batches and steps >= max_batches:
+                break
             loss, logs = loss_fn(batch) if loss_fn else default_loss(model, batch, scaler)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss is {float(loss)} at epoch {epoch}, step {steps + 1}; "
+                raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, step {steps + 1}; "
                                     f"lower the learning rate (lr={cfg.lr}) or check the data")
             optim.zero_grad()
             loss.backward()

@@ -29,7 +29,7 @@ ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon"
 @dataclass(frozen=True)
 class TrialSpec:
     """Everything that defines a trial. `config` overrides the model's Config defaults;
-    `max_epochs`, `time_budget_s`, `max_train_windows`, `num_nodes` are preset caps that apply to
+    `max_epochs`, `time_budget_s`, `max_train_windows`, `max_batches` (per epoch), `num_nodes` are preset caps that apply to
     the model and to its teacher alike (num_nodes: keep the first n regions, for tests)."""
 
     suite: str
@@ -41,6 +41,7 @@ class TrialSpec:
     max_epochs: int | None = None
     time_budget_s: float | None = None
     max_train_windows: int | None = None
+    max_batches: int | None = None
     num_nodes: int | None = None
     data_dir: str | None = None
     registry_file: str | None = None
@@ -49,7 +50,7 @@ class TrialSpec:
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
         keep = ("suite", "dataset", "model", "ratio", "seed", "config", "max_epochs", "time_budget_s",
-                "max_train_windows", "num_nodes")
+                "max_train_windows", "max_batches", "num_nodes")
         return {k: getattr(self, k) for k in keep}
 
     @property
@@ -106,7 +107,8 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         if cfg.teacher:
             teacher_mod.attach(parts, teacher_mod.teacher_spec(spec, cfg.teacher))
         gen = set_seed(spec.seed)
-        result = fit(model, cfg, parts["train"], parts["val"], scaler, gen, spec.time_budget_s, progress)
+        result = fit(model, cfg, parts["train"], parts["val"], scaler, gen, spec.time_budget_s, progress,
+                     spec.max_batches)
         start = time.perf_counter()
         pred = predict(model, parts["test"], scaler)
         infer_s = time.perf_counter() - start

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from bench.data import Dataset, load_dataset
+
+
+@pytest.fixture(scope="session")
+def taxi():
+    """The real NYCTaxi series (from ../shared/data or BENCH_DATA_DIR)."""
+    return load_dataset("NYCTaxi")
+
+
+@pytest.fixture(scope="session")
+def taxi_small(taxi):
+    """The first 16 regions of NYCTaxi: a small slice of real data."""
+    return taxi.slice_nodes(16)
+
+
+def synthetic(T=480, N=6, C=2, seed=0, interval_min=30) -> Dataset:
+    """A synthetic daily-periodic series, for unit tests only."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[:, None, None]
+    flow = (10 + 5 * np.sin(2 * np.pi * t / (1440 // interval_min)) + rng.random((T, N, C))).astype(np.float32)
+    per_day = 1440 // interval_min
+    adj = np.zeros((N, N), np.float32)
+    for i in range(N - 1):
+        adj[i, i + 1] = adj[i + 1, i] = 1
+    return Dataset("synthetic", flow, (np.arange(T) % per_day), (np.arange(T) // per_day) % 7, adj,
+                   {"interval_min": interval_min, "channel_names": ["inflow", "outflow"][:C]})

@@ -1,0 +1,28 @@
+import math
+
+import torch
+
+from bench.metrics import evaluate, masked_mae, masked_mape, masked_rmse
+
+
+def test_masked_metrics_against_hand_computed_values():
+    truth = torch.tensor([0.0, 2.0, 4.0, 10.0])
+    pred = torch.tensor([5.0, 3.0, 2.0, 10.0])
+    # truth == 0 is left out: errors 1, 2, 0 on truths 2, 4, 10
+    assert math.isclose(masked_mae(pred, truth).item(), 1.0)
+    assert math.isclose(masked_rmse(pred, truth).item(), math.sqrt(5 / 3), rel_tol=1e-6)
+    assert math.isclose(masked_mape(pred, truth).item(), 100 * (0.5 + 0.5 + 0) / 3, rel_tol=1e-6)
+
+
+def test_all_masked_batch_gives_zero_not_nan():
+    assert masked_mae(torch.ones(3), torch.zeros(3)).item() == 0.0
+
+
+def test_evaluate_overall_and_per_horizon():
+    truth = torch.ones(2, 3, 4, 2)
+    pred = truth.clone()
+    pred[:, 1] += 2.0                               # only horizon 2 is off, by 2
+    rows = evaluate(pred, truth)
+    assert [r["horizon"] for r in rows] == ["all", 1, 2, 3]
+    assert math.isclose(rows[0]["mae"], 2 / 3, rel_tol=1e-6)
+    assert rows[1]["mae"] == 0 and rows[2]["mae"] == 2 and math.isclose(rows[2]["mape"], 200.0)

@@ -1,0 +1,86 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import runner, teacher
+from bench.results import append_rows, read_trials
+from bench.suites import SUITES, build_specs, ratio_table
+from bench.trial import TrialSpec
+
+
+def specs_for(tmp_path, models, ratios=(0.4,), **kw):
+    return build_specs(SUITES["data-efficiency"], "NYCTaxi", "full", list(models), list(ratios), epochs=1,
+                       num_nodes=8, cache_dir=str(tmp_path / "teachers"), **kw)
+
+
+def test_inline_suite_distils_from_a_cached_teacher_and_resume_skips(tmp_path, monkeypatch):
+    specs = specs_for(tmp_path, ["flowdistill", "flowdistill-wo-tb", "stwa"])
+    path = runner.run(specs, str(tmp_path), executor="inline", log=lambda *_: None)
+    df = read_trials(path)
+    assert len(df) == 3 * 13 and (df["status"] == "ok").all()
+    assert np.isfinite(df[["mae", "rmse", "mape"]].to_numpy(float)).all()
+    overall = df[df["horizon"] == "all"].set_index("model")
+    assert overall.loc["flowdistill", "teacher"] == "stwa" and overall.loc["flowdistill-wo-tb", "teacher"] == ""
+    assert list((tmp_path / "teachers" / "NYCTaxi").glob("stwa-r0.4-*.npz"))
+    assert "flowdistill (teacher: stwa)" in ratio_table(df)
+
+    def must_not_run(spec_dict):
+        raise AssertionError(f"finished trial rerun: {spec_dict['model']}")
+    monkeypatch.setattr(runner, "run_trial", must_not_run)
+    monkeypatch.setattr(teacher, "fit_teacher", must_not_run)
+    runner.run(specs, str(tmp_path), executor="inline", log=lambda *_: None)
+    assert read_trials(path).equals(df)
+
+
+def test_interrupted_suite_reruns_only_unfinished_trials(tmp_path, monkeypatch):
+    specs = specs_for(tmp_path, ["flowdistill-wo-tb"], ratios=(0.3, 0.4))
+    runner.run(specs[:1], str(tmp_path), executor="inline", log=lambda *_: None)   # stopped after trial 1
+    ran = []
+    real = runner.run_trial
+    monkeypatch.setattr(runner, "run_trial", lambda spec: ran.append(spec.ratio) or real(spec))
+    path = runner.run(specs, str(tmp_path), executor="inline", log=lambda *_: None)
+    assert ran == [0.4]
+    assert sorted(read_trials(path).query("horizon == 'all'")["ratio"]) == [0.3, 0.4]
+
+
+def test_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path):
+    good = specs_for(tmp_path, ["flowdistill-wo-tb"])[0]
+    bad = TrialSpec(**{**good.to_dict(), "config": {"lambda_kl": math.nan}})
+    path = runner.run([bad, good], str(tmp_path), executor="inline", log=lambda *_: None)
+    df = read_trials(path)
+    status = df.groupby("trial_id")["status"].first()
+    assert status[bad.trial_id] == "error" and status[good.trial_id] == "ok"
+    assert "TrainingError" in df.loc[df["trial_id"] == bad.trial_id, "error"].iloc[0]
+    assert not list(path.parent.glob(".trials-*"))                 # no temporary file left behind
+
+
+def test_append_replaces_rows_of_a_retried_trial(tmp_path):
+    path = tmp_path / "s" / "trials.csv"
+    row = {"trial_id": "a", "status": "error", "horizon": "all", "mae": float("nan")}
+    append_rows(path, [row])
+    append_rows(path, [row | {"status": "ok", "mae": 1.5}, {"trial_id": "b", "status": "ok", "horizon": "all"}])
+    df = pd.read_csv(path)
+    assert df["trial_id"].tolist() == ["a", "b"] and df["status"].tolist() == ["ok", "ok"]
+
+
+def test_teacher_cache_key_follows_data_ratio_and_config(tmp_path):
+    spec = teacher.teacher_spec(specs_for(tmp_path, ["flowdistill"])[0], "stwa")
+    key = teacher.cache_key(spec, "data-a")
+    assert key != teacher.cache_key(spec, "data-b")
+    assert key != teacher.cache_key(TrialSpec(**{**spec.to_dict(), "ratio": 0.3}), "data-a")
+    assert key != teacher.cache_key(TrialSpec(**{**spec.to_dict(), "config": {"hidden": 8}}), "data-a")
+    assert key != teacher.cache_key(TrialSpec(**{**spec.to_dict(), "max_epochs": 2}), "data-a")
+
+
+def test_stale_or_missing_teacher_cache_is_refused(tmp_path):
+    spec = teacher.teacher_spec(specs_for(tmp_path, ["flowdistill"])[0], "stwa")
+    with pytest.raises(teacher.TeacherCacheError, match="no cached predictions"):
+        teacher.load_predictions(spec)
+    path = teacher.fit_teacher(spec)
+    starts, pred, meta = teacher.load_predictions(spec)
+    assert pred.shape == (len(starts), 12, 8, 2) and meta["teacher"] == "stwa"
+    teacher.save_predictions(path, starts, pred, "0" * 64, meta)     # a cache written for other data
+    with pytest.raises(teacher.TeacherCacheError, match="made for other data"):
+        teacher.load_predictions(spec)
