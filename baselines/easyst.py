@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from bench.metrics import masked_huber
 from bench.registry import ModelInfo, TrainConfig, register
-from models.flowdistill import ResidualMLP
+from models.stid import HorizonHead, ResidualMLP, STIDEmbedding
 from models.vib import gaussian_kl
 
 
@@ -57,7 +57,7 @@ class EasySTConfig(TrainConfig):
 class EasyST(nn.Module):
     """EasyST student. forward: x [B, H_in, N, C] z-scored, tod/dow [B, H_in] -> [B, H_out, N, C].
 
-    Blocks: E = FC(X) || E_node || DNE || E_tod || E_dow, where the dynamic node encoding
+    Blocks: E = FC(X) || E_node || E_tod || E_dow || DNE, where the dynamic node encoding
     DNE = softmax over regions of a 1x(H_in) temporal FC of P1[tod] x Pk x P2 (a Tucker-style
     product of time-of-day, region and core tensors); residual MLP encoder; the hidden vector is
     split into mu and softplus std (K = hidden / 2), Z = mu + std * eps; head FC(Z).
@@ -68,22 +68,18 @@ class EasyST(nn.Module):
     def __init__(self, cfg: EasySTConfig, info: ModelInfo):
         super().__init__()
         self.cfg, self.info = cfg, info
-        n, c, m = info.num_nodes, info.num_channels, cfg.dne_dim
-        self.series_fc = nn.Linear(info.h_in * c, cfg.embed_dim)
-        self.node_emb = nn.Parameter(torch.empty(n, cfg.node_dim))
-        self.tod_emb = nn.Parameter(torch.empty(info.steps_per_day, cfg.tod_dim))
-        self.dow_emb = nn.Parameter(torch.empty(7, cfg.dow_dim))
-        for p in (self.node_emb, self.tod_emb, self.dow_emb):
-            nn.init.xavier_uniform_(p)
+        n, m = info.num_nodes, cfg.dne_dim
+        self.embedding = STIDEmbedding(n, info.h_in, info.num_channels, info.steps_per_day,
+                                       cfg.embed_dim, cfg.node_dim, cfg.tod_dim, cfg.dow_dim)
         self.dne_time = nn.Parameter(torch.randn(info.steps_per_day, m))
         self.dne_node = nn.Parameter(torch.randn(n, m))
         self.dne_core = nn.Parameter(torch.randn(m, m, m))
         self.dne_steps = nn.Linear(info.h_in, 1)
-        hidden = cfg.embed_dim + cfg.node_dim + m + cfg.tod_dim + cfg.dow_dim
+        hidden = self.embedding.out_dim + m
         if hidden % 2:
             raise ValueError(f"EasyST hidden size {hidden} must be even (mu and std halves)")
         self.encoder = nn.Sequential(*[ResidualMLP(hidden, cfg.dropout) for _ in range(cfg.num_layers)])
-        self.head = nn.Linear(hidden // 2, info.h_out * c)
+        self.head = HorizonHead(hidden // 2, info.h_out, info.num_channels)
 
     def dynamic_node_encoding(self, tod):
         """tod [B, H_in] -> [B, N, dne_dim]."""
@@ -92,29 +88,21 @@ class EasyST(nn.Module):
         return self.dne_steps(e).squeeze(-1).softmax(dim=-1).transpose(1, 2)     # softmax over regions
 
     def encode(self, x, tod, dow):
-        b, _, n, _ = x.shape
-        e = torch.cat([self.series_fc(x.permute(0, 2, 1, 3).reshape(b, n, -1)),
-                       self.node_emb.expand(b, -1, -1), self.dynamic_node_encoding(tod),
-                       self.tod_emb[tod[:, -1]].unsqueeze(1).expand(-1, n, -1),
-                       self.dow_emb[dow[:, -1]].unsqueeze(1).expand(-1, n, -1)], dim=-1)
+        e = torch.cat([self.embedding(x, tod, dow), self.dynamic_node_encoding(tod)], dim=-1)
         mu, raw = self.encoder(e).chunk(2, dim=-1)
         std = F.softplus(raw) + 1e-6
         z = mu + std * torch.randn_like(std) if self.training else mu
         return z, mu, std
 
-    def decode(self, z):
-        b, n, _ = z.shape
-        return self.head(z).reshape(b, n, self.info.h_out, -1).permute(0, 2, 1, 3)
-
     def forward(self, x, tod, dow):
-        return self.decode(self.encode(x, tod, dow)[0])
+        return self.head(self.encode(x, tod, dow)[0])
 
     def training_loss(self, batch):
         """engine.py reg_loss_1: (1 + lambda) * L_student if L_teacher - L_student < delta else
         L_student (SmoothL1, original units, one decision per batch), all over ln 2, plus
         2 * info_beta * KL / ln 2."""
         z, mu, std = self.encode(batch["x"], batch["tod"], batch["dow"])
-        pred = self.info.scaler.inverse(self.decode(z))
+        pred = self.info.scaler.inverse(self.head(z))
         student = masked_huber(pred, batch["y"])
         reg, active = student, 0.0
         if "y_teacher" in batch:

@@ -2,7 +2,7 @@
 paper-style table of a suite's results."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 from tabulate import tabulate

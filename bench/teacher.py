@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.protocol import H_IN, H_OUT, Windows, window_starts
+from bench.protocol import H_IN, H_OUT, Windows
 from bench.train import predict
 
 TEACHER_SEED = 0

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from bench.metrics import masked_mae
 from bench.registry import ModelInfo, TrainConfig, register
 from models.distill_losses import (neighbours, spatial_correlation_loss, teacher_bounded_loss,
                                    temporal_correlation_loss)
+from models.stid import HorizonHead, ResidualMLP, STIDEmbedding
 from models.vib import VIB, gaussian_kl
-
-
-class ResidualMLP(nn.Module):
-    """STID encoder block: h + FC(Dropout(ReLU(FC(h)))), on [..., dim]."""
-
-    def __init__(self, dim: int, dropout: float):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim))
-
-    def forward(self, h):
-        return h + self.body(h)
 
 
 @dataclass
@@ -77,42 +66,28 @@ class FlowDistill(nn.Module):
     def __init__(self, cfg: FlowDistillConfig, info: ModelInfo):
         super().__init__()
         self.cfg, self.info = cfg, info
-        n, c = info.num_nodes, info.num_channels
-        self.series_fc = nn.Linear(info.h_in * c, cfg.embed_dim)
-        self.node_emb = nn.Parameter(torch.empty(n, cfg.node_dim))
-        self.tod_emb = nn.Parameter(torch.empty(info.steps_per_day, cfg.tod_dim))
-        self.dow_emb = nn.Parameter(torch.empty(7, cfg.dow_dim))
-        for p in (self.node_emb, self.tod_emb, self.dow_emb):
-            nn.init.xavier_uniform_(p)
-        hidden = cfg.embed_dim + cfg.node_dim + cfg.tod_dim + cfg.dow_dim
+        self.embedding = STIDEmbedding(info.num_nodes, info.h_in, info.num_channels, info.steps_per_day,
+                                       cfg.embed_dim, cfg.node_dim, cfg.tod_dim, cfg.dow_dim)
+        hidden = self.embedding.out_dim
         self.encoder = nn.Sequential(*[ResidualMLP(hidden, cfg.dropout) for _ in range(cfg.num_layers)])
         self.vib = VIB(hidden, cfg.bottleneck, cfg.eps_scale)
-        self.head = nn.Linear(cfg.bottleneck, info.h_out * c)
+        self.head = HorizonHead(cfg.bottleneck, info.h_out, info.num_channels)
         index, valid = neighbours(info.adjacency, cfg.k_neighbours)
         self.register_buffer("nbr_index", index, persistent=False)
         self.register_buffer("nbr_valid", valid, persistent=False)
 
     def encode(self, x, tod, dow):
         """Returns (z, mu, var), each [B, N, K]."""
-        b, _, n, _ = x.shape
-        series = self.series_fc(x.permute(0, 2, 1, 3).reshape(b, n, -1))       # [B, N, d]
-        e = torch.cat([series, self.node_emb.expand(b, -1, -1),
-                       self.tod_emb[tod[:, -1]].unsqueeze(1).expand(-1, n, -1),
-                       self.dow_emb[dow[:, -1]].unsqueeze(1).expand(-1, n, -1)], dim=-1)
-        return self.vib(self.encoder(e))
-
-    def decode(self, z):
-        b, n, _ = z.shape
-        return self.head(z).reshape(b, n, self.info.h_out, -1).permute(0, 2, 1, 3)
+        return self.vib(self.encoder(self.embedding(x, tod, dow)))
 
     def forward(self, x, tod, dow):
-        return self.decode(self.encode(x, tod, dow)[0])
+        return self.head(self.encode(x, tod, dow)[0])
 
     def training_loss(self, batch):
         """Eq. 12 on a training batch; logs each term and whether L_tbl was active."""
         cfg = self.cfg
         z, mu, var = self.encode(batch["x"], batch["tod"], batch["dow"])
-        pred = self.info.scaler.inverse(self.decode(z))
+        pred = self.info.scaler.inverse(self.head(z))
         y = batch["y"]
         reg = masked_mae(pred, y)
         kl = gaussian_kl(mu, var)
