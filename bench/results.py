@@ -1,6 +1,7 @@
 """Tidy results: `<out>/<suite>/trials.csv`, one row per trial and horizon, appended atomically."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -28,19 +29,29 @@ def finished_ids(path: Path) -> set[str]:
     return set(df.loc[df["status"] == "ok", "trial_id"].astype(str))
 
 
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append rows, replacing earlier rows of the same trial_id (a retried failure), atomically:
-    the new table goes to a temporary file in the same folder, then os.replace."""
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) on a temporary file beside `path`, then rename it onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = pd.DataFrame([{k: r.get(k, "") for k in ROW_FIELDS} for r in rows], columns=ROW_FIELDS)
-    old = read_trials(path)
-    old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
-    table = pd.concat([old, new], ignore_index=True) if len(old) else new
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trials-", suffix=".csv")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
     os.close(fd)
     try:
-        table.to_csv(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write `obj` as JSON atomically (per-trial history files)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str)))
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append rows, replacing earlier rows of the same trial_id (a retried failure), atomically:
+    the new table goes to a temporary file in the same folder, then os.replace."""
+    new = pd.DataFrame([{k: r.get(k, "") for k in ROW_FIELDS} for r in rows], columns=ROW_FIELDS)
+    old = read_trials(path)
+    old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
+    table = pd.concat([old, new], ignore_index=True) if len(old) else new
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

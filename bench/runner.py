@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench import teacher as teacher_mod
-from bench.results import append_rows, finished_ids, trials_path
+from bench.results import append_rows, finished_ids, trials_path, write_json
 from bench.trial import TrialSpec, run_trial
 
 EXECUTORS = ("ray", "inline")
@@ -76,8 +76,10 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
         _execute(teachers, _teacher_job, executor, address, out, "teachers", lambda spec, rows: _teacher_done(spec, rows, log))
 
     def on_done(spec: TrialSpec, rows: list[dict]) -> None:
-        append_rows(path, rows)
         first = rows[0]
+        detail = {k: first.pop(k) for k in ("history", "traceback") if k in first}
+        write_json(path.parent / "history" / f"{spec.trial_id}.json", {"spec": spec.to_dict(), **detail})
+        append_rows(path, rows)
         if first["status"] != "ok":
             log(f"trial {spec.model} ratio={spec.ratio:g} seed={spec.seed} failed: {first['error']}")
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.results import atomic_write
 from bench.protocol import H_IN, H_OUT, Windows
 from bench.train import predict
 
@@ -86,15 +85,8 @@ def fit_teacher(spec) -> Path:
 
 def save_predictions(path: Path, starts, pred, key: str, meta: dict) -> None:
     """Write a teacher cache atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, starts=starts, pred=pred, key=np.array(key), meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: np.savez(tmp, starts=starts, pred=pred, key=np.array(key),
+                                              meta=np.array(json.dumps(meta))))
 
 
 def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -94,7 +94,11 @@ def peak_memory_mb() -> float:
 
 
 def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
-    """Train and test one trial; returns one row per horizon ("all", 1..12), or one error row."""
+    """Train and test one trial; returns one row per horizon ("all", 1..12), or one error row.
+
+    The first row also carries `history` (per-epoch training logs: loss terms, validation MAE and,
+    for distilled students, `tbl_active`, the share of batches in which the teacher-bounded loss
+    was active) or `traceback` for a failure; these stay out of trials.csv."""
     base = {"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "ratio": spec.ratio,
             "seed": spec.seed, "trial_id": spec.trial_id, "teacher": ""}
     try:
@@ -117,6 +121,7 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
                  "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
                  "status": "ok", "error": ""}
         rows = [base | m | extra for m in evaluate(pred, truth)]
+        rows[0]["history"] = result.history
         if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
             for r in rows:
                 r.update(status="error", error="non-finite test metric")

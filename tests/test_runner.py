@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -25,6 +26,9 @@ def test_inline_suite_distils_from_a_cached_teacher_and_resume_skips(tmp_path, m
     assert overall.loc["flowdistill", "teacher"] == "stwa" and overall.loc["flowdistill-wo-tb", "teacher"] == ""
     assert list((tmp_path / "teachers" / "NYCTaxi").glob("stwa-r0.4-*.npz"))
     assert "flowdistill (teacher: stwa)" in ratio_table(df)
+    fd = next(s for s in specs if s.model == "flowdistill")
+    history = json.loads((path.parent / "history" / f"{fd.trial_id}.json").read_text())["history"]
+    assert len(history) == 1 and 0.0 <= history[0]["tbl_active"] <= 1.0 and history[0]["val_mae"] > 0
 
     def must_not_run(spec_dict):
         raise AssertionError(f"finished trial rerun: {spec_dict['model']}")
