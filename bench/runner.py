@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from bench import teacher as teacher_mod
 from bench.results import append_rows, finished_ids, trials_path, write_json
-from bench.trial import TrialSpec, run_trial
+from bench.trial import TrialSpec, error_rows, run_trial
 
 EXECUTORS = ("ray", "inline")
 
@@ -128,6 +128,12 @@ def _execute_ray(specs, job, address, out, name, on_done, bar) -> None:
             spec = by_id[result["trial_key"]]
             on_done(spec, json.loads(result["rows_json"]))
             bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
+            bar.update()
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            # the worker died before reporting (killed, out of memory, import error)
+            spec = TrialSpec(**trial.config["spec"])
+            on_done(spec, error_rows(spec, f"Ray trial failed: {trial.error_file or 'worker died'}"))
             bar.update()
 
     gpu = 1 if _cuda() else 0

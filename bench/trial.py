@@ -127,7 +127,14 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
                 r.update(status="error", error="non-finite test metric")
         return rows
     except Exception as exc:  # recorded, the suite goes on
-        return [base | {"horizon": "all", "mae": float("nan"), "rmse": float("nan"), "mape": float("nan"),
-                        "epochs": 0, "train_s": 0.0, "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0,
-                        "status": "error", "error": f"{type(exc).__name__}: {exc}"[:500],
-                        "traceback": traceback.format_exc()[-2000:]}]
+        rows = error_rows(spec, f"{type(exc).__name__}: {exc}", base["teacher"])
+        rows[0]["traceback"] = traceback.format_exc()[-2000:]
+        return rows
+
+
+def error_rows(spec: TrialSpec, error: str, teacher: str = "") -> list[dict]:
+    """The single row that records a failed trial (NaN metrics, status "error")."""
+    return [{"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "teacher": teacher,
+             "ratio": spec.ratio, "seed": spec.seed, "trial_id": spec.trial_id, "horizon": "all",
+             "mae": float("nan"), "rmse": float("nan"), "mape": float("nan"), "epochs": 0, "train_s": 0.0,
+             "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0, "status": "error", "error": error[:500]}]

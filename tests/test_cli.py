@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -49,3 +51,25 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
     df = pd.read_csv(tmp_path / "data-efficiency" / "trials.csv")
     assert len(df) == 2 * 13 and (df["status"] == "ok").all()
     assert set(df["horizon"].astype(str)) == {"all"} | {str(h) for h in range(1, 13)}
+
+
+def test_sigkill_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "data-efficiency", "--executor", "inline",
+           "--models", "flowdistill-wo-tb", "--ratios", "0.1,0.2,0.3,0.4,0.5,0.6", "--epochs", "3",
+           "--nodes", "8", "--out", str(tmp_path)]
+    csv = tmp_path / "data-efficiency" / "trials.csv"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (csv.exists() and len(pd.read_csv(csv)) >= 13):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = pd.read_csv(csv)                                   # complete, parseable table
+    assert len(first) % 13 == 0 and 13 <= len(first) < 6 * 13
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stdout
+    final = pd.read_csv(csv)
+    assert len(final) == 6 * 13 and (final["status"] == "ok").all()
+    kept = first.merge(final, on=["trial_id", "horizon"], suffixes=("_before", "_after"))
+    assert len(kept) == len(first) and (kept["train_s_before"] == kept["train_s_after"]).all()
