@@ -9,6 +9,8 @@ import argparse
 import sys
 import time
 
+import yaml
+
 from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
 from bench.protocol import ProtocolError, check_ratio
@@ -29,6 +31,13 @@ def _ratios(text: str):
         return [check_ratio(r) for r in _csv("ratios")(text)]
     except ProtocolError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), yaml.safe_load(value)
 
 
 def _positive_int(text: str) -> int:
@@ -60,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
     run.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 per trial (default 1)")
     run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
+    run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each "
+                     "model's own, e.g. stwa for flowdistill)")
+    run.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                     help="config override for every model that has KEY, e.g. --set delta=3 --set "
+                     "tbl_target=teacher (repeatable; VALUE is read as YAML)")
     run.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
     run.add_argument("--quick", action="store_true", help=f"quick preset: {PRESETS['quick'].description}")
     run.add_argument("--out", default="results", help="results folder (default results/)")
@@ -110,7 +124,7 @@ def cmd_run(args) -> int:
     load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
     preset = "quick" if args.quick else "full"
     specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
-                        data_dir=args.data_dir, registry_file=args.registry, cache_dir=f"{args.out}/teachers",
+                        args.teacher, dict(args.settings), data_dir=args.data_dir, registry_file=args.registry, cache_dir=f"{args.out}/teachers",
                         num_nodes=args.nodes)
     print(f"suite {suite.name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {args.out}/{suite.name}/")
     start = time.perf_counter()

@@ -2,11 +2,13 @@
 paper-style table of a suite's results."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pandas as pd
 from tabulate import tabulate
 
+from bench import registry
 from bench.trial import TrialSpec
 
 
@@ -56,21 +58,49 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
+def model_overrides(models, teacher: str | None = None, settings: dict | None = None) -> dict[str, dict]:
+    """Config overrides per model: `teacher` replaces the teacher of every model that has one;
+    each `settings` key goes to every model whose Config has that field.
+
+    Raises:
+        SuiteError: the teacher is not registered, or a setting fits none of the models.
+    """
+    settings = settings or {}
+    if teacher is not None and teacher not in registry.names():
+        raise SuiteError(f"--teacher {teacher!r} is not a registered model; see `bench list models`")
+    out, used = {}, set()
+    for m in models:
+        cfg = registry.get(m).config()
+        fields = {f.name for f in dataclasses.fields(cfg)}
+        out[m] = {k: v for k, v in settings.items() if k in fields}
+        used |= set(out[m])
+        if teacher is not None and cfg.teacher:
+            out[m]["teacher"] = teacher
+    unused = set(settings) - used
+    if unused:
+        raise SuiteError(f"--set {', '.join(sorted(unused))}: no model of this run has such a config field")
+    return out
+
+
 def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, ratios=None, seeds: int = 1,
-                epochs: int | None = None, **paths) -> list[TrialSpec]:
+                epochs: int | None = None, teacher: str | None = None, settings: dict | None = None,
+                **paths) -> list[TrialSpec]:
     """All trials of a suite run: models x ratios x seeds, with the preset's caps.
 
     `epochs` overrides the preset's max_epochs; explicit `models`/`ratios` override the suite's and
-    the preset's. `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes).
+    the preset's; `teacher` and `settings` become config overrides (see `model_overrides`).
+    `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes).
     """
     if preset not in PRESETS:
         raise SuiteError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = PRESETS[preset]
     ratios = ratios or p.ratios or suite.ratios
-    return [TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
+    models = models or suite.models
+    config = model_overrides(models, teacher, settings)
+    return [TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s, config=config[m],
                       max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
                       max_train_windows=p.max_train_windows, max_batches=p.max_batches, **paths)
-            for r in ratios for m in (models or suite.models) for s in range(seeds)]
+            for r in ratios for m in models for s in range(seeds)]
 
 
 def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:

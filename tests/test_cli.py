@@ -25,6 +25,8 @@ def test_list_commands(capsys):
     (["run", "--suite", "nope"], "unknown suite 'nope'"),
     (["run", "--suite", "data-efficiency", "--dataset", "Atlantis"], "unknown dataset 'Atlantis'"),
     (["run", "--suite", "data-efficiency", "--data-dir", "/nonexistent"], "NYCTaxi.npz is missing"),
+    (["run", "--suite", "data-efficiency", "--set", "no_such_field=1"], "no model of this run has"),
+    (["run", "--suite", "data-efficiency", "--teacher", "gpt-9"], "'gpt-9' is not a registered model"),
 ])
 def test_bad_input_gives_a_clear_error(argv, message, capsys):
     assert main(argv) == 2

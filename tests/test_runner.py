@@ -60,6 +60,16 @@ def test_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path):
     assert not list(path.parent.glob(".trials-*"))                 # no temporary file left behind
 
 
+def test_teacher_and_settings_become_config_overrides(tmp_path):
+    specs = specs_for(tmp_path, ["flowdistill", "flowdistill-wo-tb", "stwa"], teacher="easyst",
+                      settings={"delta": 3.0, "hidden": 8})
+    config = {s.model: s.config for s in specs}
+    assert config["flowdistill"] == {"delta": 3.0, "teacher": "easyst"}
+    assert config["flowdistill-wo-tb"] == {"delta": 3.0}          # no teacher to replace
+    assert config["stwa"] == {"hidden": 8}
+    assert len({s.trial_id for s in specs}) == 3
+
+
 def test_append_replaces_rows_of_a_retried_trial(tmp_path):
     path = tmp_path / "s" / "trials.csv"
     row = {"trial_id": "a", "status": "error", "horizon": "all", "mae": float("nan")}
