@@ -45,14 +45,15 @@ def _model_job(spec_dict: dict) -> list[dict]:
 
 
 def teacher_specs(specs: list[TrialSpec]) -> list[TrialSpec]:
-    """Distinct teachers the model trials need (one per dataset, ratio, teacher, caps)."""
+    """Distinct teachers the model trials need (one per dataset, ratio, teacher, caps) that are
+    not cached yet."""
     out = {}
     for spec in specs:
         cfg = spec.model_config()
         if cfg.teacher:
             t = teacher_mod.teacher_spec(spec, cfg.teacher)
             out[t.trial_id] = t
-    return list(out.values())
+    return [t for t in out.values() if not teacher_mod.locate(t)[1].exists()]
 
 
 def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,

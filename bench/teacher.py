@@ -51,6 +51,15 @@ def cache_path(spec, key: str) -> Path:
     return Path(spec.cache_dir) / spec.dataset / f"{spec.model}-r{spec.ratio:g}-{key[:16]}.npz"
 
 
+def locate(spec) -> tuple[str, Path]:
+    """(key, path) of the cache the teacher `spec` writes and its students read."""
+    from bench.data import load_dataset
+    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
+    flow = data.flow[:, :spec.num_nodes] if spec.num_nodes else data.flow
+    key = cache_key(spec, data_fingerprint(flow))
+    return key, cache_path(spec, key)
+
+
 def fit_teacher(spec) -> Path:
     """Fit the teacher described by `spec` (unless cached) and cache its predictions.
 
@@ -59,11 +68,10 @@ def fit_teacher(spec) -> Path:
     """
     from bench.train import fit, set_seed
     from bench.trial import peak_memory_mb, setup
-    data, split, scaler, parts, cfg, model = setup(spec)
-    key = cache_key(spec, data_fingerprint(data.flow))
-    path = cache_path(spec, key)
+    key, path = locate(spec)
     if path.exists():
         return path
+    data, split, scaler, parts, cfg, model = setup(spec)
     if cfg.teacher:
         raise TeacherCacheError(f"teacher {spec.model} itself needs a teacher ({cfg.teacher}); chains are not supported")
     result = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(spec.seed), spec.time_budget_s,
@@ -96,11 +104,7 @@ def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
         TeacherCacheError: no cache (run the teacher first), or a cache made for other data,
             ratio or config.
     """
-    from bench.data import load_dataset
-    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
-    flow = data.flow[:, :spec.num_nodes] if spec.num_nodes else data.flow
-    key = cache_key(spec, data_fingerprint(flow))
-    path = cache_path(spec, key)
+    key, path = locate(spec)
     if not path.exists():
         raise TeacherCacheError(f"no cached predictions of teacher {spec.model} for {spec.dataset} at ratio "
                                 f"{spec.ratio} (expected {path}); the runner fits teachers first, or run "
