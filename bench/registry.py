@@ -17,9 +17,10 @@ Modules in `models/` and `baselines/` are imported on first use; each registers 
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import pkgutil
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,12 +80,35 @@ class ModelEntry:
     description: str
 
     def config(self, **changes: Any) -> TrainConfig:
-        """The model's Config with registry overrides, then `changes`; unknown keys raise ValueError."""
-        known = {f.name for f in dataclasses.fields(self.cls.Config)}
-        unknown = set(changes) - known
+        """The model's Config with registry overrides, then `changes`.
+
+        Raises:
+            ValueError: an unknown key, or a value of the wrong type (names key, value, type).
+        """
+        hints = typing.get_type_hints(self.cls.Config)
+        unknown = set(changes) - set(hints)
         if unknown:
-            raise ValueError(f"model {self.name}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"model {self.name}: unknown config key(s) {sorted(unknown)}; known: {sorted(hints)}")
+        for key, value in changes.items():
+            if not _fits(value, hints[key]):
+                raise ValueError(f"model {self.name}: config {key}={value!r} is not of type {hints[key]}")
         return self.cls.Config(**{**self.overrides, **changes})
+
+
+def _fits(value, hint) -> bool:
+    """Does `value` fit the annotation `hint` (int, float, str, bool, tuple[...], X | None)?"""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, (tuple, list)) and all(_fits(v, typing.get_args(hint)[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

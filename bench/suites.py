@@ -76,6 +76,7 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
         used |= set(out[m])
         if teacher is not None and cfg.teacher:
             out[m]["teacher"] = teacher
+        registry.get(m).config(**out[m])          # raises ValueError naming a value of the wrong type
     unused = set(settings) - used
     if unused:
         raise SuiteError(f"--set {', '.join(sorted(unused))}: no model of this run has such a config field")

@@ -26,6 +26,7 @@ def test_list_commands(capsys):
     (["run", "--suite", "data-efficiency", "--dataset", "Atlantis"], "unknown dataset 'Atlantis'"),
     (["run", "--suite", "data-efficiency", "--data-dir", "/nonexistent"], "NYCTaxi.npz is missing"),
     (["run", "--suite", "data-efficiency", "--set", "no_such_field=1"], "no model of this run has"),
+    (["run", "--suite", "data-efficiency", "--set", "delta=abc"], "config delta='abc' is not of type"),
     (["run", "--suite", "data-efficiency", "--teacher", "gpt-9"], "'gpt-9' is not a registered model"),
 ])
 def test_bad_input_gives_a_clear_error(argv, message, capsys):

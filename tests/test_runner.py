@@ -70,6 +70,16 @@ def test_teacher_and_settings_become_config_overrides(tmp_path):
     assert len({s.trial_id for s in specs}) == 3
 
 
+def test_same_seed_gives_the_same_metrics(tmp_path):
+    spec = specs_for(tmp_path, ["flowdistill-wo-tb"])[0]
+    first, second = runner.run_trial(spec), runner.run_trial(spec)
+    for a, b in zip(first, second):
+        for metric in ("mae", "rmse", "mape"):
+            assert abs(a[metric] - b[metric]) <= 1e-6
+    other = runner.run_trial(TrialSpec(**{**spec.to_dict(), "seed": 1}))
+    assert abs(other[0]["mae"] - first[0]["mae"]) > 1e-6
+
+
 def test_append_replaces_rows_of_a_retried_trial(tmp_path):
     path = tmp_path / "s" / "trials.csv"
     row = {"trial_id": "a", "status": "error", "horizon": "all", "mae": float("nan")}
