@@ -117,15 +117,17 @@ class Windows:
     """
 
     def __init__(self, data: Dataset, split: Split, part: str, scaler: Scaler,
-                 h_in: int = H_IN, h_out: int = H_OUT, max_windows: int | None = None, seed: int = 0):
+                 h_in: int = H_IN, h_out: int = H_OUT, max_windows: int | None = None, seed: int = 0,
+                 series: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """`series`: (flow, normalised flow) [T, N, C] tensors to share with the other parts of
+        the same split (see `prepare`); built here when None."""
         self.data, self.part, self.h_in, self.h_out = data, part, h_in, h_out
         starts = window_starts(split, part, h_in, h_out)
         if max_windows is not None and len(starts) > max_windows:
             keep = np.sort(np.random.default_rng(seed).choice(len(starts), max_windows, replace=False))
             starts = starts[keep]
         self.starts = starts
-        self.flow = torch.from_numpy(np.array(data.flow))              # [T, N, C] original units
-        self.flow_norm = scaler.transform(self.flow)                    # [T, N, C] normalised once
+        self.flow, self.flow_norm = series or series_tensors(data, scaler)   # [T, N, C] each
         self.tod = torch.from_numpy(data.tod)
         self.dow = torch.from_numpy(data.dow)
         self.teacher: torch.Tensor | None = None
@@ -158,15 +160,23 @@ class Windows:
             yield self.batch(order[i:i + batch_size])
 
 
+def series_tensors(data: Dataset, scaler: Scaler) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flow series [T, N, C] in original units and z-scored: the only copies windows read."""
+    flow = torch.from_numpy(np.array(data.flow))
+    return flow, scaler.transform(flow)
+
+
 def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, seed: int = 0):
     """Split, fit the scaler on training steps, and build the three window sets.
 
     Returns:
-        (split, scaler, {"train": Windows, "val": Windows, "test": Windows}).
+        (split, scaler, {"train": Windows, "val": Windows, "test": Windows}); the three window
+        sets share one raw and one normalised copy of the series.
     """
     split = split_steps(data.flow.shape[0], ratio)
     scaler = Scaler.fit(data.flow, split)
-    parts = {part: Windows(data, split, part, scaler,
-                           max_windows=max_train_windows if part == "train" else None, seed=seed)
+    series = series_tensors(data, scaler)
+    parts = {part: Windows(data, split, part, scaler, max_windows=max_train_windows if part == "train" else None,
+                           seed=seed, series=series)
              for part in ("train", "val", "test")}
     return split, scaler, parts

@@ -76,7 +76,8 @@ def fit_teacher(spec) -> Path:
         raise TeacherCacheError(f"teacher {spec.model} itself needs a teacher ({cfg.teacher}); chains are not supported")
     result = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(spec.seed), spec.time_budget_s,
                  max_batches=spec.max_batches)
-    full = {part: Windows(data, split, part, scaler) for part in ("train", "val", "test")}
+    series = (parts["train"].flow, parts["train"].flow_norm)
+    full = {part: Windows(data, split, part, scaler, series=series) for part in ("train", "val", "test")}
     starts = np.concatenate([w.starts for w in full.values()])
     preds = {}
     for part, w in full.items():

@@ -64,6 +64,7 @@ def test_windows_gather_the_right_steps_and_normalise_inputs_only():
     np.testing.assert_allclose(batch["x"][1].numpy(), scaler.transform(data.flow[s:s + H_IN]), rtol=1e-5, atol=1e-5)
     assert batch["tod"].shape == (2, H_IN) and batch["tod"][1, 0] == data.tod[s]
     assert w.flow_norm.shape == data.flow.shape        # one normalised copy, windows are gathered per batch
+    assert parts["train"].flow_norm is w.flow_norm and parts["test"].flow is w.flow   # shared by all parts
 
 
 def test_teacher_predictions_must_match_windows():
