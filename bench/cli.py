@@ -102,7 +102,7 @@ def cmd_list(args) -> int:
     elif args.what == "suites":
         for s in SUITES.values():
             print(f"{s.name:18s} {s.description}\n{'':18s} models: {', '.join(s.models)}; "
-                  f"ratios: {', '.join(f'{r:g}' for r in s.ratios)}")
+                  f"ratios: {', '.join(f'{r:g}' for r in s.ratios)} (quick: {', '.join(f'{r:g}' for r in s.quick_ratios)})")
         for pr in PRESETS.values():
             print(f"preset {pr.name:11s} {pr.description}")
     else:

@@ -18,6 +18,7 @@ class Suite:
     description: str
     models: tuple[str, ...]
     ratios: tuple[float, ...]
+    quick_ratios: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Preset:
 
     name: str
     description: str
-    ratios: tuple[float, ...] | None = None
+    quick: bool = False           # use the suite's quick_ratios
     max_epochs: int | None = None
     time_budget_s: float | None = None
     max_train_windows: int | None = None
@@ -36,15 +37,19 @@ class Preset:
 SUITES = {
     "data-efficiency": Suite(
         "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio",
-        ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.1, 0.2, 0.3, 0.4, 0.5)),
+        ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.4)),
+    "ablation": Suite(
+        "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3",
+        ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
+        (0.3,), (0.3,)),
 }
 
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
-    "quick": Preset("quick", "ratios 0.1 and 0.4; per trial (teachers included) at most 30 epochs of at "
+    "quick": Preset("quick", "the suite's quick ratios (data-efficiency: 0.1, 0.4); per trial (teachers included) at most 30 epochs of at "
                              "most 20 batches, stopping after the epoch that passes 60 s of training; "
                              "fits 10 minutes on 2 CPU cores",
-                    ratios=(0.1, 0.4), max_epochs=30, time_budget_s=60.0, max_batches=20),
+                    quick=True, max_epochs=30, time_budget_s=60.0, max_batches=20),
 }
 
 
@@ -88,14 +93,14 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
                 **paths) -> list[TrialSpec]:
     """All trials of a suite run: models x ratios x seeds, with the preset's caps.
 
-    `epochs` overrides the preset's max_epochs; explicit `models`/`ratios` override the suite's and
-    the preset's; `teacher` and `settings` become config overrides (see `model_overrides`).
+    `epochs` overrides the preset's max_epochs; explicit `models`/`ratios` override the suite's
+    (the quick preset takes the suite's quick_ratios); `teacher` and `settings` become config overrides (see `model_overrides`).
     `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes).
     """
     if preset not in PRESETS:
         raise SuiteError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    ratios = ratios or p.ratios or suite.ratios
+    ratios = ratios or (suite.quick_ratios if p.quick else suite.ratios)
     models = models or suite.models
     config = model_overrides(models, teacher, settings)
     return [TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s, config=config[m],

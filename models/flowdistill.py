@@ -27,6 +27,7 @@ class FlowDistillConfig(TrainConfig):
     num_layers: int = 3
     bottleneck: int = 64
     dropout: float = 0.15
+    vib: bool = True                  # False: Z = mu, no sampling, no KL (ablation w/o-IB)
     eps_scale: str = "std"            # eq. 7: "std" (sound) or "variance" (as printed)
     delta: float = 10.0
     lambda_tbl: float = 0.1
@@ -49,6 +50,7 @@ class FlowDistillConfig(TrainConfig):
 
 @register("flowdistill", "FlowDistill student (VIB-MLP) distilled from its teacher")
 @register("flowdistill-wo-tb", "FlowDistill student without teacher (ablation w/o-TB)", teacher=None)
+@register("flowdistill-wo-ib", "FlowDistill without the information bottleneck (ablation w/o-IB)", vib=False)
 @register("flowdistill-wo-sc", "FlowDistill without spatial correlation loss (ablation w/o-SC)", lambda_spa=0.0)
 @register("flowdistill-wo-tc", "FlowDistill without temporal correlation loss (ablation w/o-TC)", lambda_tem=0.0)
 class FlowDistill(nn.Module):
@@ -77,8 +79,9 @@ class FlowDistill(nn.Module):
         self.register_buffer("nbr_valid", valid, persistent=False)
 
     def encode(self, x, tod, dow):
-        """Returns (z, mu, var), each [B, N, K]."""
-        return self.vib(self.encoder(self.embedding(x, tod, dow)))
+        """Returns (z, mu, var), each [B, N, K]; z = mu without the bottleneck (w/o-IB)."""
+        z, mu, var = self.vib(self.encoder(self.embedding(x, tod, dow)))
+        return (z if self.cfg.vib else mu), mu, var
 
     def forward(self, x, tod, dow):
         return self.head(self.encode(x, tod, dow)[0])
@@ -90,7 +93,7 @@ class FlowDistill(nn.Module):
         pred = self.info.scaler.inverse(self.head(z))
         y = batch["y"]
         reg = masked_mae(pred, y)
-        kl = gaussian_kl(mu, var)
+        kl = gaussian_kl(mu, var) if cfg.vib else reg * 0.0
         spa = spatial_correlation_loss(pred, y, self.nbr_index, self.nbr_valid, cfg.corr_mode)
         tem = temporal_correlation_loss(pred, y, cfg.tem_window, cfg.corr_mode)
         loss = reg + cfg.lambda_kl * kl + cfg.lambda_spa * spa + cfg.lambda_tem * tem

@@ -77,3 +77,16 @@ def test_paper_defaults_of_the_student():
     assert (cfg.lambda_tbl, cfg.lambda_kl, cfg.lambda_spa, cfg.lambda_tem) == (0.1, 1e-3, 0.6, 0.35)
     assert (cfg.lr, cfg.lr_decay, cfg.batch_size, cfg.k_neighbours, cfg.tem_window) == (0.0055, 0.6, 80, 8, 12)
     assert cfg.teacher == "stwa"
+
+
+def test_wo_ib_variant_is_deterministic_without_kl(taxi_small):
+    model, parts, _ = build("flowdistill-wo-ib", taxi_small, dropout=0.0)
+    batch = parts["train"].batch(torch.arange(4))
+    model.train()
+    first = model(batch["x"], batch["tod"], batch["dow"])
+    assert torch.equal(first, model(batch["x"], batch["tod"], batch["dow"]))
+    assert model.training_loss(batch)[1]["kl"] == 0.0
+    sampled, _, _ = build("flowdistill", taxi_small, dropout=0.0)
+    sampled.train()
+    assert not torch.equal(sampled(batch["x"], batch["tod"], batch["dow"]),
+                           sampled(batch["x"], batch["tod"], batch["dow"]))

@@ -108,3 +108,13 @@ def test_stale_or_missing_teacher_cache_is_refused(tmp_path):
     teacher.save_predictions(path, starts, pred, "0" * 64, meta)     # a cache written for other data
     with pytest.raises(teacher.TeacherCacheError, match="made for other data"):
         teacher.load_predictions(spec)
+
+
+def test_suites_and_presets_choose_ratios():
+    ablation = build_specs(SUITES["ablation"], "NYCTaxi", "quick")
+    assert {s.ratio for s in ablation} == {0.3} and len(ablation) == 5
+    quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
+    assert sorted({s.ratio for s in quick}) == [0.1, 0.4] and len(quick) == 2 * 4 * 2
+    assert all(s.time_budget_s == 60 and s.max_batches == 20 for s in quick)
+    full = build_specs(SUITES["data-efficiency"], "NYCTaxi", "full")
+    assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5] and full[0].time_budget_s is None
