@@ -32,23 +32,30 @@ def masked_mape(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0
     return ((pred - truth).abs()[mask] / truth.abs()[mask]).sum().div(mask.sum().clamp(min=1)) * 100.0
 
 
-def evaluate(pred: torch.Tensor, truth: torch.Tensor) -> list[dict]:
-    """Overall and per-horizon metrics.
+def evaluate(pred: torch.Tensor, truth: torch.Tensor, buckets=None) -> list[dict]:
+    """Overall, per-horizon and per-volume-bucket metrics.
 
     Args:
         pred, truth: [W, H_out, N, C] in original units.
+        buckets: optional [N] int bucket of each region (0 = lowest volume), see
+            `bench.protocol.volume_buckets`.
     Returns:
-        rows {"horizon": "all" | 1..H_out, "mae", "rmse", "mape" (percent)}; "all" first.
+        rows {"horizon", "bucket", "mae", "rmse", "mape" (percent)}: first horizon "all" and bucket
+        "all", then horizons 1..H_out (bucket "all"), then buckets "q1".. (horizon "all").
     """
     if pred.shape != truth.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in shape")
-    rows = [_row("all", pred, truth)]
-    rows += [_row(h + 1, pred[:, h], truth[:, h]) for h in range(pred.shape[1])]
+    rows = [_row("all", "all", pred, truth)]
+    rows += [_row(h + 1, "all", pred[:, h], truth[:, h]) for h in range(pred.shape[1])]
+    if buckets is not None:
+        buckets = torch.as_tensor(buckets)
+        rows += [_row("all", f"q{b + 1}", pred[:, :, buckets == b], truth[:, :, buckets == b])
+                 for b in range(int(buckets.max()) + 1)]
     return rows
 
 
-def _row(horizon, pred, truth) -> dict:
-    return {"horizon": horizon, "mae": float(masked_mae(pred, truth)),
+def _row(horizon, bucket, pred, truth) -> dict:
+    return {"horizon": horizon, "bucket": bucket, "mae": float(masked_mae(pred, truth)),
             "rmse": float(masked_rmse(pred, truth)), "mape": float(masked_mape(pred, truth))}
 
 

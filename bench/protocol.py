@@ -160,6 +160,18 @@ class Windows:
             yield self.batch(order[i:i + batch_size])
 
 
+VOLUME_BUCKETS = 4
+
+
+def volume_buckets(flow: np.ndarray, split: Split, q: int = VOLUME_BUCKETS) -> np.ndarray:
+    """Traffic-volume bucket of every region: [N] int in 0 (lowest) .. q-1, equal-size buckets by
+    the rank of the region's mean flow (all channels) over the training steps."""
+    mean = flow[split.train_start:split.val_start].mean(axis=(0, 2))
+    rank = np.empty(len(mean), dtype=np.int64)
+    rank[np.argsort(mean, kind="stable")] = np.arange(len(mean))
+    return rank * q // len(mean)
+
+
 def series_tensors(data: Dataset, scaler: Scaler) -> tuple[torch.Tensor, torch.Tensor]:
     """The flow series [T, N, C] in original units and z-scored: the only copies windows read."""
     flow = torch.from_numpy(np.array(data.flow))

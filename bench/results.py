@@ -19,7 +19,7 @@ def read_trials(path: Path) -> pd.DataFrame:
     """The rows written so far (empty frame with the row columns when there are none)."""
     if not path.exists():
         return pd.DataFrame(columns=ROW_FIELDS)
-    return pd.read_csv(path, dtype={"horizon": str, "error": str, "teacher": str}, keep_default_na=False,
+    return pd.read_csv(path, dtype={"horizon": str, "bucket": str, "error": str, "teacher": str}, keep_default_na=False,
                        na_values=["nan", "NaN"])
 
 

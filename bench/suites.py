@@ -111,8 +111,9 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
 
 def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     """Table 3 layout: one row per model (and its teacher), MAE and RMSE per ratio, mean +- std
-    over seeds when there are several. Uses the horizon "all" rows with status ok."""
-    ok = df[(df["horizon"].astype(str) == "all") & (df["status"] == "ok")].copy()
+    over seeds when there are several. Uses the overall rows (horizon and bucket "all"), status ok."""
+    overall = (df["horizon"].astype(str) == "all") & (df["bucket"].astype(str) == "all")
+    ok = df[overall & (df["status"] == "ok")].copy()
     if ok.empty:
         return "(no finished trials)"
     ok["row"] = ok["model"] + ok["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")

@@ -135,7 +135,7 @@ def rows_from_cache(spec) -> list[dict] | None:
     the trial is not trained twice. None when the trial is not such a fit or nothing is cached."""
     from bench.data import load_dataset
     from bench.metrics import evaluate
-    from bench.protocol import Scaler, split_steps
+    from bench.protocol import Scaler, split_steps, volume_buckets
     if spec.config or spec.seed != TEACHER_SEED:
         return None
     t_spec = teacher_spec(spec, spec.model)
@@ -152,4 +152,4 @@ def rows_from_cache(spec) -> list[dict] | None:
     truth = torch.cat([b["y"] for b in test.batches(1024)])
     extra = {"epochs": meta["epochs"], "train_s": round(meta["train_s"], 3), "infer_s": round(meta["infer_s"], 4),
              "params": meta["params"], "peak_mem_mb": round(meta["peak_mem_mb"], 1), "status": "ok", "error": ""}
-    return [m | extra for m in evaluate(torch.as_tensor(pred[pos]), truth)]
+    return [m | extra for m in evaluate(torch.as_tensor(pred[pos]), truth, volume_buckets(data.flow, split))]

@@ -19,10 +19,10 @@ import torch
 from bench import registry
 from bench.data import load_dataset
 from bench.metrics import evaluate
-from bench.protocol import H_IN, H_OUT, prepare
+from bench.protocol import H_IN, H_OUT, prepare, volume_buckets
 from bench.train import fit, predict, set_seed
 
-ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "mae", "rmse", "mape",
+ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id"]
 
 
@@ -94,7 +94,8 @@ def peak_memory_mb() -> float:
 
 
 def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
-    """Train and test one trial; returns one row per horizon ("all", 1..12), or one error row.
+    """Train and test one trial; returns one row per horizon ("all", 1..12) and per volume bucket
+    (q1..q4, lowest volume first), or one error row.
 
     The first row also carries `history` (per-epoch training logs: loss terms, validation MAE and,
     for distilled students, `tbl_active`, the share of batches in which the teacher-bounded loss
@@ -120,7 +121,7 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
                  "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
                  "status": "ok", "error": ""}
-        rows = [base | m | extra for m in evaluate(pred, truth)]
+        rows = [base | m | extra for m in evaluate(pred, truth, volume_buckets(data.flow, split))]
         rows[0]["history"] = result.history
         if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
             for r in rows:
@@ -135,6 +136,6 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
 def error_rows(spec: TrialSpec, error: str, teacher: str = "") -> list[dict]:
     """The single row that records a failed trial (NaN metrics, status "error")."""
     return [{"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "teacher": teacher,
-             "ratio": spec.ratio, "seed": spec.seed, "trial_id": spec.trial_id, "horizon": "all",
+             "ratio": spec.ratio, "seed": spec.seed, "trial_id": spec.trial_id, "horizon": "all", "bucket": "all",
              "mae": float("nan"), "rmse": float("nan"), "mape": float("nan"), "epochs": 0, "train_s": 0.0,
              "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0, "status": "error", "error": error[:500]}]

@@ -7,6 +7,8 @@ import time
 import pandas as pd
 import pytest
 
+ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
+
 from bench.cli import main
 
 
@@ -52,8 +54,9 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "flowdistill (teacher: stwa)" in proc.stdout and "0.4 MAE" in proc.stdout
     df = pd.read_csv(tmp_path / "data-efficiency" / "trials.csv")
-    assert len(df) == 2 * 13 and (df["status"] == "ok").all()
+    assert len(df) == 2 * ROWS and (df["status"] == "ok").all()
     assert set(df["horizon"].astype(str)) == {"all"} | {str(h) for h in range(1, 13)}
+    assert set(df["bucket"].astype(str)) == {"all", "q1", "q2", "q3", "q4"}
 
 
 def test_sigkill_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(tmp_path):
@@ -63,16 +66,16 @@ def test_sigkill_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(
     csv = tmp_path / "data-efficiency" / "trials.csv"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not (csv.exists() and len(pd.read_csv(csv)) >= 13):
+    while time.time() < deadline and not (csv.exists() and len(pd.read_csv(csv)) >= ROWS):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first = pd.read_csv(csv)                                   # complete, parseable table
-    assert len(first) % 13 == 0 and 13 <= len(first) < 6 * 13
+    assert len(first) % ROWS == 0 and ROWS <= len(first) < 6 * ROWS
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming" in done.stdout
     final = pd.read_csv(csv)
-    assert len(final) == 6 * 13 and (final["status"] == "ok").all()
-    kept = first.merge(final, on=["trial_id", "horizon"], suffixes=("_before", "_after"))
+    assert len(final) == 6 * ROWS and (final["status"] == "ok").all()
+    kept = first.merge(final, on=["trial_id", "horizon", "bucket"], suffixes=("_before", "_after"))
     assert len(kept) == len(first) and (kept["train_s_before"] == kept["train_s_after"]).all()

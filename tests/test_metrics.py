@@ -23,6 +23,16 @@ def test_evaluate_overall_and_per_horizon():
     pred = truth.clone()
     pred[:, 1] += 2.0                               # only horizon 2 is off, by 2
     rows = evaluate(pred, truth)
-    assert [r["horizon"] for r in rows] == ["all", 1, 2, 3]
+    assert [r["horizon"] for r in rows] == ["all", 1, 2, 3] and {r["bucket"] for r in rows} == {"all"}
     assert math.isclose(rows[0]["mae"], 2 / 3, rel_tol=1e-6)
     assert rows[1]["mae"] == 0 and rows[2]["mae"] == 2 and math.isclose(rows[2]["mape"], 200.0)
+
+
+def test_evaluate_per_volume_bucket():
+    truth = torch.ones(2, 3, 4, 1)
+    pred = truth.clone()
+    pred[:, :, 3] += 4.0                            # region 3 (bucket q2) is off by 4
+    rows = evaluate(pred, truth, buckets=[0, 0, 1, 1])
+    by_bucket = {r["bucket"]: r["mae"] for r in rows if r["bucket"] != "all"}
+    assert by_bucket == {"q1": 0.0, "q2": 2.0}
+    assert all(r["horizon"] == "all" for r in rows if r["bucket"] != "all")

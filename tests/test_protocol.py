@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from bench.protocol import (H_IN, H_OUT, ProtocolError, Scaler, check_ratio, prepare,
-                            split_steps, window_starts)
+                            split_steps, volume_buckets, window_starts)
 from tests.conftest import synthetic
 
 
@@ -65,6 +65,15 @@ def test_windows_gather_the_right_steps_and_normalise_inputs_only():
     assert batch["tod"].shape == (2, H_IN) and batch["tod"][1, 0] == data.tod[s]
     assert w.flow_norm.shape == data.flow.shape        # one normalised copy, windows are gathered per batch
     assert parts["train"].flow_norm is w.flow_norm and parts["test"].flow is w.flow   # shared by all parts
+
+
+def test_volume_buckets_are_equal_sized_and_ordered_by_training_mean():
+    data = synthetic(T=600, N=8)
+    flow = data.flow.copy()
+    flow[:, :, :] += np.arange(8)[::-1][None, :, None] * 100.0       # region 0 busiest
+    split = split_steps(600, 0.3)
+    b = volume_buckets(flow, split, q=4)
+    assert b.tolist() == [3, 3, 2, 2, 1, 1, 0, 0]
 
 
 def test_teacher_predictions_must_match_windows():

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
+
 from bench import runner, teacher
 from bench.results import append_rows, read_trials
 from bench.suites import SUITES, build_specs, ratio_table
@@ -20,9 +22,9 @@ def test_inline_suite_distils_from_a_cached_teacher_and_resume_skips(tmp_path, m
     specs = specs_for(tmp_path, ["flowdistill", "flowdistill-wo-tb", "stwa"])
     path = runner.run(specs, str(tmp_path), executor="inline", log=lambda *_: None)
     df = read_trials(path)
-    assert len(df) == 3 * 13 and (df["status"] == "ok").all()
+    assert len(df) == 3 * ROWS and (df["status"] == "ok").all()
     assert np.isfinite(df[["mae", "rmse", "mape"]].to_numpy(float)).all()
-    overall = df[df["horizon"] == "all"].set_index("model")
+    overall = df[(df["horizon"] == "all") & (df["bucket"] == "all")].set_index("model")
     assert overall.loc["flowdistill", "teacher"] == "stwa" and overall.loc["flowdistill-wo-tb", "teacher"] == ""
     assert list((tmp_path / "teachers" / "NYCTaxi").glob("stwa-r0.4-*.npz"))
     assert "flowdistill (teacher: stwa)" in ratio_table(df)
@@ -46,7 +48,7 @@ def test_interrupted_suite_reruns_only_unfinished_trials(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "run_trial", lambda spec: ran.append(spec.ratio) or real(spec))
     path = runner.run(specs, str(tmp_path), executor="inline", log=lambda *_: None)
     assert ran == [0.4]
-    assert sorted(read_trials(path).query("horizon == 'all'")["ratio"]) == [0.3, 0.4]
+    assert sorted(read_trials(path).query("horizon == 'all' and bucket == 'all'")["ratio"]) == [0.3, 0.4]
 
 
 def test_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path):
