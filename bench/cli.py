@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 import yaml
 
@@ -123,12 +125,17 @@ def cmd_run(args) -> int:
         registry.get(m)
     load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
     preset = "quick" if args.quick else "full"
+    # absolute paths: Ray Tune runs each trial in its own working directory
+    out = Path(args.out).resolve()
+    data_dir = str(data_root(args.data_dir))
+    extra = args.registry or os.environ.get("BENCH_REGISTRY")
+    registry_file = str(Path(extra).resolve()) if extra else None
     specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
-                        args.teacher, dict(args.settings), data_dir=args.data_dir, registry_file=args.registry, cache_dir=f"{args.out}/teachers",
-                        num_nodes=args.nodes)
-    print(f"suite {suite.name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {args.out}/{suite.name}/")
+                        args.teacher, dict(args.settings), data_dir=data_dir, registry_file=registry_file,
+                        cache_dir=str(out / "teachers"), num_nodes=args.nodes)
+    print(f"suite {suite.name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {out / suite.name}/")
     start = time.perf_counter()
-    path = runner.run(specs, args.out, args.executor, args.address)
+    path = runner.run(specs, str(out), args.executor, args.address)
     df = read_trials(path)
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
     print(f"\n{suite.name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")

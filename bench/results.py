@@ -11,6 +11,9 @@ import pandas as pd
 from bench.trial import ROW_FIELDS
 
 
+NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "epochs", "train_s", "infer_s", "params", "peak_mem_mb"]
+
+
 def trials_path(out: str | os.PathLike, suite: str) -> Path:
     return Path(out) / suite / "trials.csv"
 
@@ -19,8 +22,10 @@ def read_trials(path: Path) -> pd.DataFrame:
     """The rows written so far (empty frame with the row columns when there are none)."""
     if not path.exists():
         return pd.DataFrame(columns=ROW_FIELDS)
-    return pd.read_csv(path, dtype={"horizon": str, "bucket": str, "error": str, "teacher": str}, keep_default_na=False,
-                       na_values=["nan", "NaN"])
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in NUMERIC_FIELDS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")      # "" (a failed trial's metric) -> NaN
+    return df
 
 
 def finished_ids(path: Path) -> set[str]:

@@ -125,4 +125,4 @@ def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
                 f"{mean:.2f}" if len(g) == 1 else f"{mean:.2f} ± {std:.2f}")
     table = pd.DataFrame.from_dict(cells, orient="index")
     cols = sorted(table.columns, key=lambda c: (float(c.split()[0]), c.split()[1] != "MAE"))
-    return tabulate(table[cols], headers=["model"] + cols, tablefmt=tablefmt)
+    return tabulate(table[cols], headers=["model"] + cols, tablefmt=tablefmt, disable_numparse=True)

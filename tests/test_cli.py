@@ -48,12 +48,14 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
     """`bench run` as a user types it, through Ray Tune, on a slice of real NYCTaxi."""
     cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "data-efficiency", "--models",
            "flowdistill,flowdistill-wo-tb", "--ratios", "0.4", "--epochs", "1", "--nodes", "8",
-           "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+           "--out", "results"]                     # relative, as in README: Ray trials run elsewhere
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": project + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "flowdistill (teacher: stwa)" in proc.stdout and "0.4 MAE" in proc.stdout
-    df = pd.read_csv(tmp_path / "data-efficiency" / "trials.csv")
+    df = pd.read_csv(tmp_path / "results" / "data-efficiency" / "trials.csv")
     assert len(df) == 2 * ROWS and (df["status"] == "ok").all()
     assert set(df["horizon"].astype(str)) == {"all"} | {str(h) for h in range(1, 13)}
     assert set(df["bucket"].astype(str)) == {"all", "q1", "q2", "q3", "q4"}

@@ -10,7 +10,7 @@ ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 from bench import runner, teacher
 from bench.results import append_rows, read_trials
 from bench.suites import SUITES, build_specs, ratio_table
-from bench.trial import TrialSpec
+from bench.trial import TrialSpec, error_rows
 
 
 def specs_for(tmp_path, models, ratios=(0.4,), **kw):
@@ -120,3 +120,15 @@ def test_suites_and_presets_choose_ratios():
     assert all(s.time_budget_s == 60 and s.max_batches == 20 for s in quick)
     full = build_specs(SUITES["data-efficiency"], "NYCTaxi", "full")
     assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5] and full[0].time_budget_s is None
+
+
+def test_table_of_a_run_with_failed_and_finished_trials(tmp_path):
+    path = tmp_path / "s" / "trials.csv"
+    spec = specs_for(tmp_path, ["flowdistill"])[0]
+    append_rows(path, error_rows(spec, "boom"))
+    append_rows(path, [{"trial_id": "b", "status": "ok", "horizon": "all", "bucket": "all", "mae": 1.0,
+                        "rmse": 2.0, "model": "stwa", "teacher": "", "ratio": 0.4}])
+    df = read_trials(path)
+    assert df["mae"].dtype.kind == "f" and np.isnan(df["mae"].iloc[0])
+    table = ratio_table(df)
+    assert "stwa" in table and "1.00" in table and "flowdistill" not in table
