@@ -131,6 +131,7 @@ class Windows:
         self.tod = torch.from_numpy(data.tod)
         self.dow = torch.from_numpy(data.dow)
         self.teacher: torch.Tensor | None = None
+        self._targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -153,6 +154,12 @@ class Windows:
         if self.teacher is not None:
             out["y_teacher"] = self.teacher[positions]
         return out
+
+    def targets(self) -> torch.Tensor:
+        """Targets [W, H_out, N, C] of every window in original units (computed once)."""
+        if self._targets is None:
+            self._targets = torch.cat([b["y"] for b in self.batches(1024)])
+        return self._targets
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))

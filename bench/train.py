@@ -93,7 +93,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             for k, v in {"loss": loss.item(), **logs}.items():
                 sums[k] = sums.get(k, 0.0) + v
         sched.step()
-        val_mae = float(masked_mae(predict(model, val, scaler), val_targets(val)))
+        val_mae = float(masked_mae(predict(model, val, scaler), val.targets()))
         logs = {k: v / max(steps, 1) for k, v in sums.items()} | {"epoch": epoch, "val_mae": val_mae}
         history.append(logs)
         if progress:
@@ -109,9 +109,3 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         model.load_state_dict(best_state)
     return FitResult(epoch, best_epoch, best, time.perf_counter() - start, history)
 
-
-def val_targets(windows: Windows) -> torch.Tensor:
-    """Targets [W, H_out, N, C] of a window set in original units (cached on the object)."""
-    if getattr(windows, "_targets", None) is None:
-        windows._targets = torch.cat([b["y"] for b in windows.batches(1024)])
-    return windows._targets

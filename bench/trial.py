@@ -117,11 +117,10 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         start = time.perf_counter()
         pred = predict(model, parts["test"], scaler)
         infer_s = time.perf_counter() - start
-        truth = torch.cat([b["y"] for b in parts["test"].batches(1024)])
         extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
                  "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
                  "status": "ok", "error": ""}
-        rows = [base | m | extra for m in evaluate(pred, truth, volume_buckets(data.flow, split))]
+        rows = [base | m | extra for m in evaluate(pred, parts["test"].targets(), volume_buckets(data.flow, split))]
         rows[0]["history"] = result.history
         if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
             for r in rows:
