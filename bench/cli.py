@@ -140,12 +140,16 @@ def cmd_run(args) -> int:
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
     print(f"\n{suite.name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")
     print(ratio_table(df))
-    failed = df[df["status"] != "ok"]
     print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
-    if len(failed):
+    failed = set(df.loc[df["status"] != "ok", "trial_id"])
+    missing = len(specs) - df["trial_id"].nunique()
+    if failed:
         print(f"{len(failed)} trial(s) failed; see the error column of {path}", file=sys.stderr)
-        return 1
-    return 0
+    if missing:
+        print(f"interrupted: {missing} of {len(specs)} trial(s) did not finish; run the same command "
+              f"again to resume (finished trials are skipped)", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
