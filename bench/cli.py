@@ -17,6 +17,7 @@ from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
 from bench.protocol import ProtocolError, check_ratio
 from bench.suites import PRESETS, SUITES, SuiteError, build_specs, get_suite, ratio_table
+from tabulate import tabulate
 
 
 def _csv(kind):
@@ -83,6 +84,25 @@ def parser() -> argparse.ArgumentParser:
                      help="ray: Ray Tune trials (default); inline: one by one in this process")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     _data_flags(run)
+
+    tea = sub.add_parser("teacher", help="fit teachers ahead of student runs, or list cached teachers",
+                         description="Teachers are fitted on the training split of (dataset, ratio) and "
+                         "their predictions for every window are cached in OUT/teachers/; students of the "
+                         "same dataset, ratio and preset read that cache.")
+    tsub = tea.add_subparsers(dest="action", required=True)
+    tfit = tsub.add_parser("fit", help="fit and cache a teacher for the given ratios")
+    tfit.add_argument("--teacher", required=True, help="registered model to fit as teacher, e.g. stwa")
+    tfit.add_argument("--dataset", default=DEFAULT_DATASET)
+    tfit.add_argument("--ratios", type=_ratios, required=True, help="comma-separated training ratios")
+    tfit.add_argument("--epochs", type=_positive_int, help="cap on training epochs")
+    tfit.add_argument("--quick", action="store_true", help="the quick preset's caps (match a --quick run)")
+    tfit.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
+    tfit.add_argument("--out", default="results")
+    tfit.add_argument("--executor", choices=["ray", "inline"], default="ray")
+    tfit.add_argument("--address")
+    _data_flags(tfit)
+    tls = tsub.add_parser("list", help="list cached teacher predictions")
+    tls.add_argument("--out", default="results")
 
     lst = sub.add_parser("list", help="list registered models, datasets or suites")
     lst.add_argument("what", choices=["models", "datasets", "suites"])
@@ -152,10 +172,43 @@ def cmd_run(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_teacher(args) -> int:
+    import json
+
+    import numpy as np
+
+    from bench import runner
+    from bench.teacher import TEACHER_SEED
+    from bench.trial import TrialSpec
+    root = Path(args.out).resolve() / "teachers"
+    if args.action == "list":
+        rows = []
+        for path in sorted(root.glob("*/*.npz")):
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+            rows.append([meta["dataset"], meta["teacher"], meta["ratio"], meta["epochs"],
+                         round(meta["best_val_mae"], 3), round(meta["train_s"], 1), path.name])
+        print(tabulate(rows, headers=["dataset", "teacher", "ratio", "epochs", "val MAE", "train s", "file"])
+              if rows else f"no cached teachers under {root}")
+        return 0
+    registry.get(args.teacher)
+    load_dataset(args.dataset, args.data_dir, args.registry)
+    preset = PRESETS["quick" if args.quick else "full"]
+    specs = [TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, seed=TEACHER_SEED,
+                       max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
+                       max_train_windows=preset.max_train_windows, max_batches=preset.max_batches,
+                       num_nodes=args.nodes, data_dir=str(data_root(args.data_dir)),
+                       registry_file=str(Path(args.registry).resolve()) if args.registry else None,
+                       cache_dir=str(root)) for r in args.ratios]
+    runner.fit_teachers(specs, str(Path(args.out).resolve()), args.executor, args.address)
+    return cmd_teacher(argparse.Namespace(action="list", out=args.out))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher}
     try:
-        return cmd_run(args) if args.command == "run" else cmd_list(args)
+        return commands[args.command](args)
     except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

@@ -45,15 +45,14 @@ def _model_job(spec_dict: dict) -> list[dict]:
 
 
 def teacher_specs(specs: list[TrialSpec]) -> list[TrialSpec]:
-    """Distinct teachers the model trials need (one per dataset, ratio, teacher, caps) that are
-    not cached yet."""
+    """Distinct teachers the model trials need (one per dataset, ratio, teacher, caps)."""
     out = {}
     for spec in specs:
         cfg = spec.model_config()
         if cfg.teacher:
             t = teacher_mod.teacher_spec(spec, cfg.teacher)
             out[t.trial_id] = t
-    return [t for t in out.values() if not teacher_mod.locate(t)[1].exists()]
+    return list(out.values())
 
 
 def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
@@ -71,10 +70,7 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
         log(f"resuming: {len(specs) - len(todo)} of {len(specs)} trials already finished in {path}")
     if not todo:
         return path
-    teachers = teacher_specs(todo)
-    if teachers:
-        log(f"fitting {len(teachers)} teacher(s): " + ", ".join(f"{t.model}@{t.ratio:g}" for t in teachers))
-        _execute(teachers, _teacher_job, executor, address, out, "teachers", lambda spec, rows: _teacher_done(spec, rows, log))
+    fit_teachers(teacher_specs(todo), out, executor, address, log)
 
     def on_done(spec: TrialSpec, rows: list[dict]) -> None:
         first = rows[0]
@@ -86,6 +82,16 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
 
     _execute(todo, _model_job, executor, address, out, suite, on_done)
     return path
+
+
+def fit_teachers(teachers: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
+                 log=print) -> None:
+    """Fit and cache the given teacher specs that are not cached yet (one trial each)."""
+    teachers = [t for t in teachers if not teacher_mod.locate(t)[1].exists()]
+    if teachers:
+        log(f"fitting {len(teachers)} teacher(s): " + ", ".join(f"{t.model}@{t.ratio:g}" for t in teachers))
+        _execute(teachers, _teacher_job, executor, address, out, "teachers",
+                 lambda spec, rows: _teacher_done(spec, rows, log))
 
 
 def _teacher_done(spec, rows, log) -> None:

@@ -81,3 +81,14 @@ def test_sigkill_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(
     assert len(final) == 6 * ROWS and (final["status"] == "ok").all()
     kept = first.merge(final, on=["trial_id", "horizon", "bucket"], suffixes=("_before", "_after"))
     assert len(kept) == len(first) and (kept["train_s_before"] == kept["train_s_after"]).all()
+
+
+def test_prefitted_teacher_is_used_by_a_later_run(tmp_path, capsys):
+    common = ["--epochs", "1", "--nodes", "8", "--out", str(tmp_path), "--executor", "inline"]
+    assert main(["teacher", "fit", "--teacher", "stwa", "--ratios", "0.4", *common]) == 0
+    assert "stwa" in capsys.readouterr().out
+    assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill", "--ratios", "0.4", *common]) == 0
+    out = capsys.readouterr().out
+    assert "fitting" not in out and "flowdistill (teacher: stwa)" in out
+    assert main(["teacher", "list", "--out", str(tmp_path)]) == 0
+    assert "stwa" in capsys.readouterr().out
