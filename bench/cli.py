@@ -16,7 +16,7 @@ import yaml
 from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
 from bench.protocol import ProtocolError, check_ratio
-from bench.suites import PRESETS, SUITES, SuiteError, build_specs, get_suite, ratio_table
+from bench.suites import PRESETS, SUITES, SuiteError, breakdown_table, build_specs, get_suite, ratio_table
 from tabulate import tabulate
 
 
@@ -160,6 +160,9 @@ def cmd_run(args) -> int:
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
     print(f"\n{suite.name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")
     print(ratio_table(df))
+    if suite.breakdown:
+        print("\nmasked MAE per horizon step (h1..h12) and per traffic-volume bucket (q1 lowest .. q4 highest)")
+        print(breakdown_table(df))
     print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
     failed = set(df.loc[df["status"] != "ok", "trial_id"])
     missing = len(specs) - df["trial_id"].nunique()

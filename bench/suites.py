@@ -19,6 +19,7 @@ class Suite:
     models: tuple[str, ...]
     ratios: tuple[float, ...]
     quick_ratios: tuple[float, ...]
+    breakdown: bool = False       # also print MAE per horizon step and per volume bucket
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ SUITES = {
     "data-efficiency": Suite(
         "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio",
         ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.4)),
+    "robustness": Suite(
+        "robustness", "RQ3 (Fig. 5-6): MAE/RMSE per horizon step 1..12 and per traffic-volume bucket at ratio 0.5",
+        ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.5,), (0.5,), breakdown=True),
     "ablation": Suite(
         "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3",
         ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
@@ -126,3 +130,22 @@ def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     table = pd.DataFrame.from_dict(cells, orient="index")
     cols = sorted(table.columns, key=lambda c: (float(c.split()[0]), c.split()[1] != "MAE"))
     return tabulate(table[cols], headers=["model"] + cols, tablefmt=tablefmt, disable_numparse=True)
+
+
+def breakdown_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
+    """Fig. 5-6 as a table: one row per model (and teacher) and ratio, masked MAE per horizon step
+    (h1..h12) and per traffic-volume bucket (q1 lowest .. q4 highest), mean over seeds."""
+    ok = df[df["status"] == "ok"].copy()
+    if ok.empty:
+        return "(no finished trials)"
+    ok["row"] = ok["model"] + ok["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")
+    horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
+    horizon["col"] = "h" + horizon["horizon"].astype(str)
+    bucket = ok[ok["bucket"].astype(str) != "all"].copy()
+    bucket["col"] = bucket["bucket"].astype(str)
+    both = pd.concat([horizon, bucket])
+    table = both.pivot_table(index=["row", "ratio"], columns="col", values="mae", aggfunc="mean")
+    cols = sorted((c for c in table.columns if c.startswith("h")), key=lambda c: int(c[1:]))
+    cols += sorted(c for c in table.columns if c.startswith("q"))
+    return tabulate(table[cols].reset_index(), headers=["model", "ratio"] + cols, tablefmt=tablefmt, floatfmt=".2f",
+                    showindex=False)

@@ -9,7 +9,7 @@ ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 
 from bench import runner, teacher
 from bench.results import append_rows, read_trials
-from bench.suites import SUITES, build_specs, ratio_table
+from bench.suites import SUITES, breakdown_table, build_specs, ratio_table
 from bench.trial import TrialSpec, error_rows
 
 
@@ -132,3 +132,16 @@ def test_table_of_a_run_with_failed_and_finished_trials(tmp_path):
     assert df["mae"].dtype.kind == "f" and np.isnan(df["mae"].iloc[0])
     table = ratio_table(df)
     assert "stwa" in table and "1.00" in table and "flowdistill" not in table
+
+
+def test_robustness_suite_prints_horizon_and_bucket_breakdown(tmp_path):
+    specs = build_specs(SUITES["robustness"], "NYCTaxi", "quick", models=["flowdistill-wo-tb"], epochs=1,
+                        num_nodes=8, cache_dir=str(tmp_path / "teachers"))
+    assert [s.ratio for s in specs] == [0.5]
+    path = runner.run(specs, str(tmp_path), executor="inline", log=lambda *_: None)
+    df = read_trials(path)
+    table = breakdown_table(df)
+    header = table.splitlines()[0]
+    assert "h1" in header and "h12" in header and "q1" in header and "q4" in header
+    row = df[(df["horizon"] == "3") & (df["bucket"] == "all")]["mae"].iloc[0]
+    assert f"{row:.2f}" in table.splitlines()[2]
