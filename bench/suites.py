@@ -113,6 +113,11 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
             for r in ratios for m in models for s in range(seeds)]
 
 
+def _row_label(df: pd.DataFrame) -> pd.Series:
+    """"model" or "model (teacher: name)" for each result row."""
+    return df["model"] + df["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")
+
+
 def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     """Table 3 layout: one row per model (and its teacher), MAE and RMSE per ratio, mean +- std
     over seeds when there are several. Uses the overall rows (horizon and bucket "all"), status ok."""
@@ -120,7 +125,7 @@ def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     ok = df[overall & (df["status"] == "ok")].copy()
     if ok.empty:
         return "(no finished trials)"
-    ok["row"] = ok["model"] + ok["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")
+    ok["row"] = _row_label(ok)
     cells = {}
     for (row, ratio), g in ok.groupby(["row", "ratio"]):
         for metric in ("mae", "rmse"):
@@ -138,7 +143,7 @@ def breakdown_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
         return "(no finished trials)"
-    ok["row"] = ok["model"] + ok["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")
+    ok["row"] = _row_label(ok)
     horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
     horizon["col"] = "h" + horizon["horizon"].astype(str)
     bucket = ok[ok["bucket"].astype(str) != "all"].copy()
