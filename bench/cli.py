@@ -137,6 +137,14 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _paths(args) -> tuple[Path, str, str | None]:
+    """Absolute (out, data root, registry file): Ray Tune runs each trial in its own working
+    directory, so no relative path may reach a trial."""
+    extra = args.registry or os.environ.get("BENCH_REGISTRY")
+    return (Path(args.out).resolve(), str(data_root(args.data_dir)),
+            str(Path(extra).resolve()) if extra else None)
+
+
 def cmd_run(args) -> int:
     from bench import runner
     from bench.results import read_trials
@@ -145,11 +153,7 @@ def cmd_run(args) -> int:
         registry.get(m)
     load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
     preset = "quick" if args.quick else "full"
-    # absolute paths: Ray Tune runs each trial in its own working directory
-    out = Path(args.out).resolve()
-    data_dir = str(data_root(args.data_dir))
-    extra = args.registry or os.environ.get("BENCH_REGISTRY")
-    registry_file = str(Path(extra).resolve()) if extra else None
+    out, data_dir, registry_file = _paths(args)
     specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
                         args.teacher, dict(args.settings), data_dir=data_dir, registry_file=registry_file,
                         cache_dir=str(out / "teachers"), num_nodes=args.nodes)
@@ -196,14 +200,14 @@ def cmd_teacher(args) -> int:
         return 0
     registry.get(args.teacher)
     load_dataset(args.dataset, args.data_dir, args.registry)
+    out, data_dir, registry_file = _paths(args)
     preset = PRESETS["quick" if args.quick else "full"]
     specs = [TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, seed=TEACHER_SEED,
                        max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
                        max_train_windows=preset.max_train_windows, max_batches=preset.max_batches,
-                       num_nodes=args.nodes, data_dir=str(data_root(args.data_dir)),
-                       registry_file=str(Path(args.registry).resolve()) if args.registry else None,
+                       num_nodes=args.nodes, data_dir=data_dir, registry_file=registry_file,
                        cache_dir=str(root)) for r in args.ratios]
-    runner.fit_teachers(specs, str(Path(args.out).resolve()), args.executor, args.address)
+    runner.fit_teachers(specs, str(out), args.executor, args.address)
     return cmd_teacher(argparse.Namespace(action="list", out=args.out))
 
 
