@@ -16,6 +16,9 @@ import yaml
 from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
 from bench.protocol import ProtocolError, check_ratio
+from bench.teacher import TeacherCacheError
+from bench.train import TrainingError
+from models.language_model import LanguageModelError
 from bench.suites import PRESETS, SUITES, SuiteError, breakdown_table, build_specs, get_suite, ratio_table
 from tabulate import tabulate
 
@@ -90,17 +93,31 @@ def parser() -> argparse.ArgumentParser:
                          "their predictions for every window are cached in OUT/teachers/; students of the "
                          "same dataset, ratio and preset read that cache.")
     tsub = tea.add_subparsers(dest="action", required=True)
-    tfit = tsub.add_parser("fit", help="fit and cache a teacher for the given ratios")
-    tfit.add_argument("--teacher", required=True, help="registered model to fit as teacher, e.g. stwa")
-    tfit.add_argument("--dataset", default=DEFAULT_DATASET)
-    tfit.add_argument("--ratios", type=_ratios, required=True, help="comma-separated training ratios")
-    tfit.add_argument("--epochs", type=_positive_int, help="cap on training epochs")
-    tfit.add_argument("--quick", action="store_true", help="the quick preset's caps (match a --quick run)")
-    tfit.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
-    tfit.add_argument("--out", default="results")
-    tfit.add_argument("--executor", choices=["ray", "inline"], default="ray")
+    tfit = tsub.add_parser("fit", help="fit a teacher for the given ratios, save its weights and cache its "
+                           "predictions of every window")
+    tpred = tsub.add_parser("predict", help="cache the predictions of every window from the weights a "
+                            "`bench teacher fit --skip-predict` saved (same flags)")
+    timp = tsub.add_parser("import", help="cache an external teacher's predictions from an npz file: `pred` "
+                           "[windows, H_out, N, C] in original units for the train, val and test windows in time "
+                           "order, optionally `starts` [windows]")
+    timp.add_argument("file", help="npz file with the predictions")
+    for t in (tfit, tpred, timp):
+        t.add_argument("--teacher", default="flowdistill-teacher",
+                       help="registered model the teacher is (default flowdistill-teacher; e.g. stwa)")
+        t.add_argument("--dataset", default=DEFAULT_DATASET)
+        t.add_argument("--ratios", type=_ratios, required=True, help="comma-separated training ratios")
+        t.add_argument("--epochs", type=_positive_int, help="cap on training epochs (match the student run)")
+        t.add_argument("--quick", action="store_true", help="the quick preset's caps (match a --quick run)")
+        t.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                       help="teacher config override, e.g. --set keep_layers=0 --set lm=PATH (repeatable)")
+        t.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
+        t.add_argument("--out", default="results")
+        _data_flags(t)
+    tfit.add_argument("--skip-predict", action="store_true", help="train and save weights only")
+    tfit.add_argument("--executor", choices=["ray", "inline"], default="inline",
+                      help="inline: in this process with every core and progress bars (default); ray: one "
+                      "Ray Tune trial per ratio")
     tfit.add_argument("--address")
-    _data_flags(tfit)
     tls = tsub.add_parser("list", help="list cached teacher predictions")
     tls.add_argument("--out", default="results")
 
@@ -179,12 +196,17 @@ def cmd_run(args) -> int:
     return 1 if failed else 0
 
 
+def _r(value, digits: int = 3):
+    return "" if value is None else round(float(value), digits)
+
+
 def cmd_teacher(args) -> int:
     import json
 
     import numpy as np
 
     from bench import runner
+    from bench import teacher as teacher_mod
     from bench.teacher import TEACHER_SEED
     from bench.trial import TrialSpec
     root = Path(args.out).resolve() / "teachers"
@@ -193,22 +215,46 @@ def cmd_teacher(args) -> int:
         for path in sorted(root.glob("*/*.npz")):
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))
-            rows.append([meta["dataset"], meta["teacher"], meta["ratio"], meta["epochs"],
-                         round(meta["best_val_mae"], 3), round(meta["train_s"], 1), path.name])
-        print(tabulate(rows, headers=["dataset", "teacher", "ratio", "epochs", "val MAE", "train s", "file"])
+            rows.append([meta["dataset"], meta["teacher"], meta["ratio"], meta.get("epochs"),
+                         _r(meta.get("val_mae", meta.get("best_val_mae"))), _r(meta.get("test_mae")),
+                         _r(meta.get("test_rmse")), _r(meta.get("train_s"), 1), _r(meta.get("predict_s"), 1),
+                         "imported" if meta.get("imported") else "", path.name])
+        print(tabulate(rows, headers=["dataset", "teacher", "ratio", "epochs", "val MAE", "test MAE", "test RMSE",
+                                      "train s", "predict s", "source", "file"])
               if rows else f"no cached teachers under {root}")
         return 0
-    registry.get(args.teacher)
+    entry = registry.get(args.teacher)
+    settings = dict(args.settings)
+    entry.config(**settings)                    # raises ValueError naming a bad key or value
     load_dataset(args.dataset, args.data_dir, args.registry)
     out, data_dir, registry_file = _paths(args)
     preset = PRESETS["quick" if args.quick else "full"]
     specs = [TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, seed=TEACHER_SEED,
-                       max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
+                       config=settings, max_epochs=args.epochs or preset.max_epochs,
+                       time_budget_s=preset.teacher_budget_s or preset.time_budget_s,
                        max_train_windows=preset.max_train_windows, max_batches=preset.max_batches,
                        num_nodes=args.nodes, data_dir=data_dir, registry_file=registry_file,
                        cache_dir=str(root)) for r in args.ratios]
-    runner.fit_teachers(specs, str(out), args.executor, args.address)
+    if args.action == "import":
+        for spec in specs:
+            print(f"cached {teacher_mod.import_predictions(spec, args.file)}")
+    elif args.action == "predict":
+        for spec in specs:
+            print(f"cached {teacher_mod.predict_teacher(spec, show=True)}")
+    elif args.executor == "inline":
+        for spec in specs:
+            teacher_mod.fit_teacher(spec, progress=_epoch_printer(spec), show=True,
+                                    predict_windows=not args.skip_predict)
+    else:
+        runner.fit_teachers(specs, str(out), args.executor, args.address)
     return cmd_teacher(argparse.Namespace(action="list", out=args.out))
+
+
+def _epoch_printer(spec):
+    def show(epoch, logs):
+        print(f"{spec.model} ratio={spec.ratio:g} epoch {epoch}: loss {logs.get('loss', float('nan')):.3f} "
+              f"val MAE {logs['val_mae']:.3f}", file=sys.stderr, flush=True)
+    return show
 
 
 def main(argv=None) -> int:
@@ -216,7 +262,8 @@ def main(argv=None) -> int:
     commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher}
     try:
         return commands[args.command](args)
-    except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError) as exc:
+    except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
+            LanguageModelError, TrainingError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -36,7 +36,7 @@ class Dataset:
         tod: [T] int64 time-of-day slot, 0 .. steps_per_day - 1.
         dow: [T] int64 day of week, 0 = Monday .. 6 = Sunday.
         adjacency: [N, N] float32 adjacency (binary 8-neighbour for the NYC grids).
-        meta: city, interval_min, units, start, source, channel_names.
+        meta: city, kind (taxi, bike, ...), interval_min, units, start, source, channel_names.
     """
 
     name: str
@@ -221,7 +221,7 @@ def _load(name: str, root: str, registry: str) -> Dataset:
            if entry.get("adjacency") else np.eye(flow.shape[1], dtype=np.float32))
     interval = int(entry.get("interval_min", 60))
     tod, dow = time_features(str(entry.get("start", "2000-01-03T00:00")), interval, flow.shape[0])
-    meta = {k: entry.get(k) for k in ("city", "units", "start", "source")}
+    meta = {k: entry.get(k) for k in ("city", "kind", "units", "start", "source")}
     meta.update(interval_min=interval, num_nodes=flow.shape[1],
                 channel_names=entry.get("channel_names") or [f"ch{i}" for i in range(flow.shape[2])])
     return Dataset(name, flow, tod, dow, adj, meta)

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,8 @@ class Windows:
     Batches are dicts of tensors:
         x [B, H_in, N, C] normalised inputs, tod/dow [B, H_in] int64,
         y [B, H_out, N, C] targets in original units, index [B] positions within the part,
+        start [B] int64 first input step of each window (steps since the dataset's `start`),
+        dataset: the dataset's registry name (str),
         y_teacher [B, H_out, N, C] when teacher predictions were attached.
     """
 
@@ -150,9 +153,21 @@ class Windows:
         t_in = s[:, None] + torch.arange(self.h_in)
         t_out = s[:, None] + self.h_in + torch.arange(self.h_out)
         out = {"x": self.flow_norm[t_in], "tod": self.tod[t_in], "dow": self.dow[t_in],
-               "y": self.flow[t_out], "index": positions}
+               "y": self.flow[t_out], "index": positions, "start": s, "dataset": self.data.name}
         if self.teacher is not None:
             out["y_teacher"] = self.teacher[positions]
+        return out
+
+    def subset(self, n: int | None) -> "Windows":
+        """At most `n` windows, evenly spaced over the part (a fixed, seed-free choice), sharing
+        this object's series; `self` when n is None or not smaller than the part."""
+        if n is None or n >= len(self):
+            return self
+        out = copy.copy(self)
+        keep = np.linspace(0, len(self) - 1, n).round().astype(np.int64)
+        out.starts = self.starts[keep]
+        out.teacher = None if self.teacher is None else self.teacher[keep]
+        out._targets = None
         return out
 
     def targets(self) -> torch.Tensor:
@@ -199,3 +214,32 @@ def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, s
                            seed=seed, series=series)
              for part in ("train", "val", "test")}
     return split, scaler, parts
+
+
+class MixedWindows:
+    """Training windows of a target dataset plus windows of other datasets (instruction tuning on
+    several datasets of one city, as UrbanGPT and FlowDistill section 2.2 do).
+
+    Each epoch yields every batch of the target and as many batches drawn from the other
+    datasets (all of them in turn, in shuffled order), interleaved at random. A batch holds
+    windows of one dataset only; its `dataset` key names it.
+    """
+
+    def __init__(self, target: Windows, others: list[Windows]):
+        self.target, self.others = target, [w for w in others if len(w)]
+
+    def __len__(self) -> int:
+        return len(self.target) * (2 if self.others else 1)
+
+    def batches(self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None):
+        def chunks(w: Windows):
+            order = torch.randperm(len(w), generator=generator) if shuffle else torch.arange(len(w))
+            return [(w, order[i:i + batch_size]) for i in range(0, len(w), batch_size)]
+        plan = chunks(self.target)
+        if self.others:
+            pools = [chunks(w) for w in self.others]
+            plan += [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(len(plan))]
+        order = torch.randperm(len(plan), generator=generator) if shuffle else torch.arange(len(plan))
+        for i in order.tolist():
+            windows, positions = plan[i]
+            yield windows.batch(positions)

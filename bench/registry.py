@@ -11,6 +11,11 @@ The contract a registered model follows (the runner relies on nothing else):
   (y and y_teacher in original units); without it the runner uses masked MAE on the original scale.
 - a config field `teacher` (a registered model name or None): the runner then attaches that
   teacher's cached predictions to the training batches as `y_teacher`.
+- optional `forward_batch(batch) -> y`: used instead of `forward` by models that need more than
+  (x, tod, dow), e.g. the window's start step or the dataset name of a mixed batch.
+- optional config field `extra_datasets` (tuple of registry names, or ("same-city",)): the
+  training windows of those datasets join the training set (batches carry `dataset`), and
+  `add_dataset(name, info)` is called once per extra dataset before training.
 
 Modules in `models/` and `baselines/` are imported on first use; each registers itself with
 `@register("name")`.
@@ -44,7 +49,9 @@ class TrainConfig:
     lr_decay / lr_step: multiply lr by lr_decay every lr_step epochs (lr_decay=1: constant), or at
     the epochs in lr_milestones when given;
     max_epochs, patience: early stopping on validation masked MAE; grad_clip: max grad norm or None;
-    teacher: registered model whose cached predictions the loss uses, or None.
+    teacher: registered model whose cached predictions the loss uses, or None;
+    val_windows: early stopping on that many evenly spaced validation windows (None: all; for
+    slow models); eval_batch_size: windows per prediction batch (None: 256).
     """
 
     lr: float = 1e-3
@@ -57,11 +64,14 @@ class TrainConfig:
     patience: int = 10
     grad_clip: float | None = None
     teacher: str | None = None
+    val_windows: int | None = None
+    eval_batch_size: int | None = None
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a model may know about the data: sizes, calendar, graph and scaler."""
+    """What a model may know about the data: sizes, calendar, graph, scaler, the dataset's name and
+    its registry metadata (city, start, interval_min, units, channel_names)."""
 
     num_nodes: int
     num_channels: int
@@ -70,6 +80,14 @@ class ModelInfo:
     steps_per_day: int
     adjacency: np.ndarray = field(repr=False)
     scaler: Scaler = field(repr=False)
+    dataset: str = ""
+    meta: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, data, scaler: Scaler, h_in: int, h_out: int) -> "ModelInfo":
+        """The info of a `bench.data.Dataset` with its fitted scaler."""
+        return cls(data.num_nodes, data.num_channels, h_in, h_out, data.steps_per_day, data.adjacency, scaler,
+                   data.name, dict(data.meta))
 
 
 @dataclass(frozen=True)

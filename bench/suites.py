@@ -33,12 +33,14 @@ class Preset:
     time_budget_s: float | None = None
     max_train_windows: int | None = None
     max_batches: int | None = None
+    teacher_budget_s: float | None = None   # teachers' time budget (None: time_budget_s)
 
 
 SUITES = {
     "data-efficiency": Suite(
         "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio",
-        ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.4)),
+        ("flowdistill-teacher", "flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.1, 0.2, 0.3, 0.4, 0.5),
+        (0.1, 0.4)),
     "robustness": Suite(
         "robustness", "RQ3 (Fig. 5-6): MAE/RMSE per horizon step 1..12 and per traffic-volume bucket at ratio 0.5",
         ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.5,), (0.5,), breakdown=True),
@@ -51,9 +53,9 @@ SUITES = {
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
     "quick": Preset("quick", "the suite's quick ratios (data-efficiency: 0.1, 0.4); per trial (teachers included) at most 30 epochs of at "
-                             "most 20 batches, stopping after the epoch that passes 60 s of training; "
-                             "fits 10 minutes on 2 CPU cores",
-                    quick=True, max_epochs=30, time_budget_s=60.0, max_batches=20),
+                             "most 20 batches, stopping after the epoch that passes 60 s of training (180 s for "
+                             "teachers, which every student of a ratio reuses); meant for 2 CPU cores",
+                    quick=True, max_epochs=30, time_budget_s=60.0, max_batches=20, teacher_budget_s=180.0),
 }
 
 
@@ -67,9 +69,11 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
-def model_overrides(models, teacher: str | None = None, settings: dict | None = None) -> dict[str, dict]:
+def model_overrides(models, teacher: str | None = None, settings: dict | None = None,
+                    teacher_configs: dict | None = None) -> dict[str, dict]:
     """Config overrides per model: `teacher` replaces the teacher of every model that has one;
-    each `settings` key goes to every model whose Config has that field.
+    each `settings` key goes to every model whose Config has that field, and to its teacher's
+    (collected per model in `teacher_configs` when a dict is given).
 
     Raises:
         SuiteError: the teacher is not registered, or a setting fits none of the models.
@@ -86,6 +90,14 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
         if teacher is not None and cfg.teacher:
             out[m]["teacher"] = teacher
         registry.get(m).config(**out[m])          # raises ValueError naming a value of the wrong type
+        t_name = out[m].get("teacher", cfg.teacher)
+        if t_name:
+            t_fields = {f.name for f in dataclasses.fields(registry.get(t_name).config())}
+            t_cfg = {k: v for k, v in settings.items() if k in t_fields and k != "teacher"}
+            registry.get(t_name).config(**t_cfg)
+            used |= set(t_cfg)
+            if teacher_configs is not None:
+                teacher_configs[m] = t_cfg
     unused = set(settings) - used
     if unused:
         raise SuiteError(f"--set {', '.join(sorted(unused))}: no model of this run has such a config field")
@@ -106,10 +118,13 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
     p = PRESETS[preset]
     ratios = ratios or (suite.quick_ratios if p.quick else suite.ratios)
     models = models or suite.models
-    config = model_overrides(models, teacher, settings)
+    t_config: dict[str, dict] = {}
+    config = model_overrides(models, teacher, settings, t_config)
     return [TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s, config=config[m],
+                      teacher_config=t_config.get(m, {}),
                       max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
-                      max_train_windows=p.max_train_windows, max_batches=p.max_batches, **paths)
+                      max_train_windows=p.max_train_windows, max_batches=p.max_batches,
+                      teacher_budget_s=p.teacher_budget_s, **paths)
             for r in ratios for m in models for s in range(seeds)]
 
 

@@ -18,10 +18,11 @@ import torch
 
 from bench.results import atomic_write
 from bench.protocol import H_IN, H_OUT, Windows
+from bench.metrics import masked_mae, masked_rmse
 from bench.train import predict
 
 TEACHER_SEED = 0
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class TeacherCacheError(RuntimeError):
@@ -30,16 +31,21 @@ class TeacherCacheError(RuntimeError):
 
 def teacher_spec(student_spec, teacher_name: str):
     """The TrialSpec that fits `teacher_name` for a student trial: same data, ratio and caps,
-    the teacher's own default config, a fixed seed (all students of a ratio share one teacher)."""
-    return dataclasses.replace(student_spec, model=teacher_name, config={}, seed=TEACHER_SEED,
-                               suite="teacher")
+    the teacher's config (defaults plus the student spec's `teacher_config`), a fixed seed (all
+    students of a ratio share one teacher), and the student's `teacher_budget_s` as its budget."""
+    budget = student_spec.teacher_budget_s if student_spec.teacher_budget_s is not None else student_spec.time_budget_s
+    return dataclasses.replace(student_spec, model=teacher_name, config=dict(student_spec.teacher_config),
+                               seed=TEACHER_SEED, suite="teacher", teacher_config={}, teacher_budget_s=None,
+                               time_budget_s=budget)
 
 
 def cache_key(spec, data_fingerprint: str) -> str:
-    """Key of a teacher's predictions: data contents, ratio, teacher config and caps."""
+    """Key of a teacher's predictions: data contents, ratio, teacher config, caps and the device
+    kind (a teacher fitted on CUDA differs from one fitted on CPU; move predictions between
+    machines with `bench teacher import`)."""
     cfg = dataclasses.asdict(spec.model_config())
     ident = {"v": CACHE_VERSION, "data": data_fingerprint, "h_in": H_IN, "h_out": H_OUT,
-             "teacher_config": cfg} | {k: v for k, v in spec.identity().items() if k != "suite"}
+             "teacher_config": cfg, "device": "cuda" if torch.cuda.is_available() else "cpu"} | {k: v for k, v in spec.identity().items() if k != "suite"}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -60,34 +66,137 @@ def locate(spec) -> tuple[str, Path]:
     return key, cache_path(spec, key)
 
 
-def fit_teacher(spec) -> Path:
-    """Fit the teacher described by `spec` (unless cached) and cache its predictions.
+def checkpoint_path(cache: Path) -> Path:
+    """Trained weights of a teacher, beside its cache (`bench teacher predict` reads them)."""
+    return cache.with_suffix(".pt")
+
+
+def _trainable_state(model) -> dict:
+    """Parameters that train (LoRA adapters, heads; not a frozen language model) and buffers."""
+    train = {n for n, p in model.named_parameters() if p.requires_grad}
+    buffers = {n for n, _ in model.named_buffers()}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in train | buffers}
+
+
+def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool = True) -> Path:
+    """Fit the teacher described by `spec` (unless cached), save its trained weights and cache its
+    predictions of every window.
 
     Returns the cache path. The npz holds `starts` [W] (window start steps of train+val+test),
-    `pred` [W, H_out, N, C] in original units, `key` and `meta` (json).
+    `pred` [W, H_out, N, C] in original units, `key` and `meta` (json: epochs, timings, the
+    teacher's own validation and test MAE/RMSE, per-epoch history). The weights go to the same
+    name with .pt. progress: callable(epoch, logs) after each training epoch; show: tqdm bars
+    over prediction; predict_windows=False stops after saving the weights.
     """
     from bench.train import fit, set_seed
-    from bench.trial import peak_memory_mb, setup
+    from bench.trial import setup, training_windows
     key, path = locate(spec)
     if path.exists():
         return path
     data, split, scaler, parts, cfg, model = setup(spec)
     if cfg.teacher:
         raise TeacherCacheError(f"teacher {spec.model} itself needs a teacher ({cfg.teacher}); chains are not supported")
-    result = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(spec.seed), spec.time_budget_s,
-                 max_batches=spec.max_batches)
+    gen = set_seed(spec.seed)
+    train = training_windows(spec, cfg, model, parts["train"])
+    result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
+    fitted = {"epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
+              "history": result.history}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(checkpoint_path(path), lambda tmp: torch.save({"key": key, "state": _trainable_state(model),
+                                                                "fit": fitted}, tmp))
+    if predict_windows:
+        _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted, show)
+    return path
+
+
+def predict_teacher(spec, show: bool = False) -> Path:
+    """Cache the predictions of every window from a teacher's saved weights (`fit_teacher`).
+
+    Raises:
+        TeacherCacheError: no saved weights for this teacher, data, ratio and config.
+    """
+    from bench.trial import setup
+    key, path = locate(spec)
+    ckpt = checkpoint_path(path)
+    if not ckpt.exists():
+        raise TeacherCacheError(f"no trained weights of teacher {spec.model} for {spec.dataset} at ratio {spec.ratio} "
+                                f"(expected {ckpt}); run `bench teacher fit` with the same flags first")
+    saved = torch.load(ckpt, weights_only=False)
+    if saved["key"] != key:
+        raise TeacherCacheError(f"{ckpt} was trained for other data, ratio or config; refit it")
+    data, split, scaler, parts, cfg, model = setup(spec)
+    missing = set(saved["state"]) - set(model.state_dict())
+    if missing:
+        raise TeacherCacheError(f"{ckpt} holds weights this model does not have ({sorted(missing)[:3]}...); refit it")
+    model.load_state_dict(saved["state"], strict=False)
+    return _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, saved["fit"], show)
+
+
+def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted: dict, show: bool) -> Path:
+    from bench.trial import peak_memory_mb
     series = (parts["train"].flow, parts["train"].flow_norm)
     full = {part: Windows(data, split, part, scaler, series=series) for part in ("train", "val", "test")}
     starts = np.concatenate([w.starts for w in full.values()])
     preds = {}
     for part, w in full.items():
         t0 = time.perf_counter()
-        preds[part] = predict(model, w, scaler)
+        preds[part] = predict(model, w, scaler, cfg.eval_batch_size or 256,
+                              progress=f"{spec.model} predicts {part}" if show else None)
         preds[part + "_s"] = time.perf_counter() - t0
     pred = torch.cat([preds[p] for p in full]).numpy().astype(np.float32)
-    meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, "epochs": result.epochs,
-            "best_val_mae": result.best_val_mae, "train_s": result.train_s, "infer_s": preds["test_s"],
-            "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": peak_memory_mb()}
+    quality = {f"{part}_{name}": float(fn(preds[part], full[part].targets()))
+               for part in ("val", "test") for name, fn in (("mae", masked_mae), ("rmse", masked_rmse))}
+    predict_s = sum(preds[p + "_s"] for p in full)
+    meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, **fitted,
+            "infer_s": preds["test_s"], "predict_s": predict_s, "windows": len(starts),
+            "num_nodes": data.num_nodes, "region_windows_per_s": len(starts) * data.num_nodes / max(predict_s, 1e-9),
+            "params": sum(p.numel() for p in model.parameters()),
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "peak_mem_mb": peak_memory_mb()} | quality
+    save_predictions(path, starts, pred, key, meta)
+    return path
+
+
+def import_predictions(spec, file: str | Path) -> Path:
+    """Cache an external teacher's predictions (e.g. computed on a GPU machine) for `spec`.
+
+    `file`: npz with `pred` [W, H_out, N, C] in original units for every train, val and test
+    window of (dataset, ratio), in time order, and optionally `starts` [W] (window start steps).
+
+    Raises:
+        TeacherCacheError: missing file or key, wrong shape, non-finite values, other windows.
+    """
+    from bench.data import load_dataset
+    from bench.protocol import Scaler, split_steps
+    file = Path(file)
+    if not file.is_file():
+        raise TeacherCacheError(f"{file} does not exist; give an npz with `pred` [windows, H_out, N, C]")
+    with np.load(file) as z:
+        if "pred" not in z:
+            raise TeacherCacheError(f"{file} has no array `pred` (keys: {', '.join(z.files)})")
+        pred = np.asarray(z["pred"], dtype=np.float32)
+        given = z["starts"] if "starts" in z else None
+    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
+    if spec.num_nodes:
+        data = data.slice_nodes(spec.num_nodes)
+    split = split_steps(data.flow.shape[0], spec.ratio)
+    scaler = Scaler.fit(data.flow, split)
+    starts = np.concatenate([Windows(data, split, p, scaler).starts for p in ("train", "val", "test")])
+    expected = (len(starts), H_OUT, data.num_nodes, data.num_channels)
+    if pred.shape != expected:
+        raise TeacherCacheError(f"{file}: pred has shape {pred.shape}; {spec.dataset} at ratio {spec.ratio} needs "
+                                f"{expected} (train, val and test windows in time order, H_out, regions, channels)")
+    if given is not None and not np.array_equal(np.asarray(given), starts):
+        raise TeacherCacheError(f"{file}: `starts` are not the window starts of {spec.dataset} at ratio {spec.ratio}")
+    if not np.isfinite(pred).all():
+        raise TeacherCacheError(f"{file}: pred holds NaN or inf values")
+    key, path = locate(spec)
+    test = slice(len(starts) - len(Windows(data, split, "test", scaler)), None)
+    truth = Windows(data, split, "test", scaler).targets()
+    meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, "imported": str(file.resolve()),
+            "epochs": 0, "best_val_mae": float("nan"), "train_s": 0.0, "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0,
+            "test_mae": float(masked_mae(torch.as_tensor(pred[test]), truth)),
+            "test_rmse": float(masked_rmse(torch.as_tensor(pred[test]), truth))}
     save_predictions(path, starts, pred, key, meta)
     return path
 
@@ -130,15 +239,15 @@ def attach(parts: dict[str, Windows], spec) -> dict:
 
 
 def rows_from_cache(spec) -> list[dict] | None:
-    """Metric rows of a model trial that is exactly a cached teacher fit (same model, default
+    """Metric rows of a model trial that is exactly a cached teacher fit (same model and
     config, teacher seed, data, ratio and caps): its test predictions are already on disk, so
     the trial is not trained twice. None when the trial is not such a fit or nothing is cached."""
     from bench.data import load_dataset
     from bench.metrics import evaluate
     from bench.protocol import Scaler, split_steps, volume_buckets
-    if spec.config or spec.seed != TEACHER_SEED:
+    if spec.seed != TEACHER_SEED:
         return None
-    t_spec = teacher_spec(spec, spec.model)
+    t_spec = teacher_spec(dataclasses.replace(spec, teacher_config=dict(spec.config)), spec.model)
     try:
         starts, pred, meta = load_predictions(t_spec)
     except TeacherCacheError:
@@ -149,6 +258,9 @@ def rows_from_cache(spec) -> list[dict] | None:
     split = split_steps(data.flow.shape[0], spec.ratio)
     test = Windows(data, split, "test", Scaler.fit(data.flow, split))
     pos = np.searchsorted(starts, test.starts)
-    extra = {"epochs": meta["epochs"], "train_s": round(meta["train_s"], 3), "infer_s": round(meta["infer_s"], 4),
-             "params": meta["params"], "peak_mem_mb": round(meta["peak_mem_mb"], 1), "status": "ok", "error": ""}
-    return [m | extra for m in evaluate(torch.as_tensor(pred[pos]), test.targets(), volume_buckets(data.flow, split))]
+    extra = {"epochs": meta.get("epochs", 0), "train_s": round(meta.get("train_s", 0.0), 3),
+             "infer_s": round(meta.get("infer_s", 0.0), 4), "params": meta.get("params", 0),
+             "peak_mem_mb": round(meta.get("peak_mem_mb", 0.0), 1), "status": "ok", "error": ""}
+    rows = [m | extra for m in evaluate(torch.as_tensor(pred[pos]), test.targets(), volume_buckets(data.flow, split))]
+    rows[0]["history"] = meta.get("history", [])
+    return rows

@@ -27,18 +27,32 @@ def set_seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def forward(model, batch: dict) -> torch.Tensor:
+    """The model's z-scored prediction [B, H_out, N, C] for a batch: `model.forward_batch(batch)`
+    when the model defines it (models that need the window's start step or dataset), else
+    `model(x, tod, dow)`."""
+    hook = getattr(model, "forward_batch", None)
+    return hook(batch) if hook else model(batch["x"], batch["tod"], batch["dow"])
+
+
 def default_loss(model, batch: dict, scaler: Scaler):
     """Masked MAE (original units) of the model's prediction: the L_reg every model shares."""
-    pred = scaler.inverse(model(batch["x"], batch["tod"], batch["dow"]))
+    pred = scaler.inverse(forward(model, batch))
     loss = masked_mae(pred, batch["y"])
     return loss, {"mae": loss.item()}
 
 
 @torch.no_grad()
-def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256) -> torch.Tensor:
-    """Predictions in original units for every window: [W, H_out, N, C]."""
+def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256, progress: str | None = None) -> torch.Tensor:
+    """Predictions in original units for every window: [W, H_out, N, C].
+
+    progress: a label to show a tqdm bar over batches (long predictions, e.g. a language-model teacher)."""
     model.eval()
-    out = [scaler.inverse(model(b["x"], b["tod"], b["dow"])) for b in windows.batches(batch_size)]
+    batches = windows.batches(batch_size)
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, desc=progress, total=math.ceil(len(windows) / batch_size), unit="batch")
+    out = [scaler.inverse(forward(model, b)) for b in batches]
     return torch.cat(out)
 
 
@@ -56,7 +70,9 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     """Train `model` in place and restore its best validation weights.
 
     Args:
-        cfg: the model's TrainConfig (lr, batch_size, lr_decay, lr_step, max_epochs, patience, grad_clip).
+        cfg: the model's TrainConfig (lr, batch_size, lr_decay, lr_step, max_epochs, patience, grad_clip,
+            val_windows: early stopping on that many evenly spaced validation windows, or all).
+        train: Windows, or MixedWindows (batches of several datasets).
         time_budget_s: stop after the epoch that exceeds this wall time (quick presets), or None.
         max_batches: at most this many batches per epoch, drawn afresh from a new shuffle each
             epoch (quick presets: more frequent validation on slow models), or None for all.
@@ -70,6 +86,8 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     else:
         sched = torch.optim.lr_scheduler.StepLR(optim, step_size=max(1, cfg.lr_step), gamma=cfg.lr_decay)
     loss_fn = getattr(model, "training_loss", None)
+    val = val.subset(getattr(cfg, "val_windows", None))
+    eval_batch = getattr(cfg, "eval_batch_size", None) or 256
     best, best_state, best_epoch, bad, history = math.inf, None, 0, 0, []
     start = time.perf_counter()
     epoch = 0
@@ -93,7 +111,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             for k, v in {"loss": loss.item(), **logs}.items():
                 sums[k] = sums.get(k, 0.0) + v
         sched.step()
-        val_mae = float(masked_mae(predict(model, val, scaler), val.targets()))
+        val_mae = float(masked_mae(predict(model, val, scaler, eval_batch), val.targets()))
         logs = {k: v / max(steps, 1) for k, v in sums.items()} | {"epoch": epoch, "val_mae": val_mae}
         history.append(logs)
         if progress:

@@ -19,7 +19,7 @@ import torch
 from bench import registry
 from bench.data import load_dataset
 from bench.metrics import evaluate
-from bench.protocol import H_IN, H_OUT, prepare, volume_buckets
+from bench.protocol import H_IN, H_OUT, MixedWindows, Windows, prepare, volume_buckets
 from bench.train import fit, predict, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
@@ -30,7 +30,9 @@ ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon"
 class TrialSpec:
     """Everything that defines a trial. `config` overrides the model's Config defaults;
     `max_epochs`, `time_budget_s`, `max_train_windows`, `max_batches` (per epoch), `num_nodes` are preset caps that apply to
-    the model and to its teacher alike (num_nodes: keep the first n regions, for tests)."""
+    the model and to its teacher alike (num_nodes: keep the first n regions, for tests);
+    `teacher_config` overrides the teacher's Config defaults; `teacher_budget_s` is the time
+    budget of its teacher (None: the same as the trial's)."""
 
     suite: str
     dataset: str
@@ -46,12 +48,19 @@ class TrialSpec:
     data_dir: str | None = None
     registry_file: str | None = None
     cache_dir: str = "results/teachers"
+    teacher_config: dict = field(default_factory=dict)
+    teacher_budget_s: float | None = None
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
         keep = ("suite", "dataset", "model", "ratio", "seed", "config", "max_epochs", "time_budget_s",
                 "max_train_windows", "max_batches", "num_nodes")
-        return {k: getattr(self, k) for k in keep}
+        out = {k: getattr(self, k) for k in keep}
+        if self.teacher_config:
+            out["teacher_config"] = self.teacher_config
+        if self.teacher_budget_s is not None:
+            out["teacher_budget_s"] = self.teacher_budget_s
+        return out
 
     @property
     def trial_id(self) -> str:
@@ -75,11 +84,53 @@ def setup(spec: TrialSpec):
         data = data.slice_nodes(spec.num_nodes)
     split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed)
     cfg = spec.model_config()
-    info = registry.ModelInfo(data.num_nodes, data.num_channels, H_IN, H_OUT, data.steps_per_day,
-                              data.adjacency, scaler)
+    info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
     set_seed(spec.seed)
     model = registry.get(spec.model).cls(cfg, info)
     return data, split, scaler, parts, cfg, model
+
+
+def extra_dataset_names(spec: TrialSpec, cfg) -> list[str]:
+    """The datasets named by the model's `extra_datasets` config ("same-city": every other
+    registry dataset whose `city` equals the target's), target excluded.
+
+    Raises:
+        DataError: a named dataset is not in the registry.
+    """
+    from bench.data import DataError, load_registry
+    wanted = tuple(getattr(cfg, "extra_datasets", None) or ())
+    if not wanted:
+        return []
+    entries = load_registry(spec.registry_file)
+    names = []
+    for name in wanted:
+        if name == "same-city":
+            city = entries.get(spec.dataset, {}).get("city")
+            names += [n for n, e in entries.items() if city and e.get("city") == city]
+        elif name not in entries:
+            raise DataError(f"extra_datasets names {name!r}, which is not a registered dataset; "
+                            f"known: {', '.join(entries)}")
+        else:
+            names.append(name)
+    return [n for n in dict.fromkeys(names) if n != spec.dataset]
+
+
+def training_windows(spec: TrialSpec, cfg, model, train: Windows):
+    """`train`, or MixedWindows of `train` and the training part (ratio 0.8: every step before
+    their own validation and test parts) of each extra dataset, registered with the model
+    through `model.add_dataset(name, info)`."""
+    names = extra_dataset_names(spec, cfg)
+    if not names:
+        return train
+    others = []
+    for name in names:
+        data = load_dataset(name, spec.data_dir, spec.registry_file)
+        if spec.num_nodes:
+            data = data.slice_nodes(min(spec.num_nodes, data.num_nodes))
+        _, scaler, parts = prepare(data, 0.8, spec.max_train_windows, seed=spec.seed)
+        model.add_dataset(name, registry.ModelInfo.of(data, scaler, H_IN, H_OUT))
+        others.append(parts["train"])
+    return MixedWindows(train, others)
 
 
 def device() -> torch.device:
@@ -112,8 +163,8 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         if cfg.teacher:
             teacher_mod.attach(parts, teacher_mod.teacher_spec(spec, cfg.teacher))
         gen = set_seed(spec.seed)
-        result = fit(model, cfg, parts["train"], parts["val"], scaler, gen, spec.time_budget_s, progress,
-                     spec.max_batches)
+        train = training_windows(spec, cfg, model, parts["train"])
+        result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
         start = time.perf_counter()
         pred = predict(model, parts["test"], scaler)
         infer_s = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """FlowBench performance figures, measured side by side in one process run (never asserted in tests).
 
-    python -m benchmarks.run [--dataset NYCTaxi] [--ratio 0.4] [--batch 64] [--repeats 5]
+    python -m benchmarks.run [--dataset NYCTaxi] [--ratio 0.4] [--batch 64] [--repeats 5] [--teacher-set K=V]
 
 Prints:
 1. inference: latency per batch and throughput (windows/s) of every registered model on the same
@@ -10,7 +10,9 @@ Prints:
    window sets against the raw series (windows are index views, so this stays near 2x: one raw
    and one normalised copy); peak RSS growth of one training epoch;
 3. harness overhead: one trial of a trivial model through the runner (inline) against the same
-   training loop called directly.
+   training loop called directly;
+4. the LLM teacher's training and prediction throughput in region-windows per second, on the
+   device it runs on (CUDA when present, else CPU).
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ def inference(data, ratio: float, batch_size: int, repeats: int) -> None:
     rows = []
     for name in registry.names():
         entry = registry.get(name)
-        if entry.overrides or entry.cls is Trivial:    # ablation variants share their parent's network
-            continue
+        if entry.overrides or entry.cls is Trivial or hasattr(entry.cls, "forward_batch"):
+            continue    # ablation variants share their parent's network; the LLM teacher is section 4
         model = entry.cls(entry.config(), info).eval()
         with torch.no_grad():
             sec = _timed(lambda: model(batch["x"], batch["tod"], batch["dow"]), repeats)
@@ -142,18 +144,54 @@ def harness_overhead(dataset: str, ratio: float) -> None:
           f"through the runner {harness:.2f} s (+{harness - direct:.2f} s: setup, metrics, atomic CSV/JSON writes)")
 
 
+def teacher_throughput(data, ratio: float, repeats: int, settings: dict) -> None:
+    """Region-windows per second of the LLM teacher: one training step (forward + backward) and
+    prediction of every region, on CPU and, when present, on CUDA (the model picks the device)."""
+    from bench.train import forward
+    split, scaler, parts = prepare(data, ratio)
+    entry = registry.get("flowdistill-teacher")
+    cfg = entry.config(**settings)
+    model = entry.cls(cfg, ModelInfo.of(data, scaler, H_IN, H_OUT))
+    windows = cfg.eval_batch_size or 4
+    batch = parts["test"].batch(torch.arange(windows))
+    model.eval()
+    with torch.no_grad():
+        pred_s = _timed(lambda: forward(model, batch), repeats)
+    model.train()
+    train_batch = parts["train"].batch(torch.arange(cfg.batch_size))
+
+    def step():
+        loss, _ = model.training_loss(train_batch)
+        loss.backward()
+    train_s = _timed(step, max(1, repeats // 2))
+    train_rw = cfg.batch_size * cfg.train_chunks * min(cfg.regions_per_sequence, data.num_nodes)
+    seq = model.build(model.info, [0], [model.chunks(data.num_nodes)[0]]).shape[1]
+    print(f"\n4. LLM teacher ({cfg.lm}, {model.layers_kept} block(s), {model.device_.type}, {seq} tokens per "
+          f"sequence of {min(cfg.regions_per_sequence, data.num_nodes)} regions)")
+    print(tabulate([["train step (fwd+bwd)", train_rw, train_s, train_rw / train_s],
+                    ["predict (all regions)", windows * data.num_nodes, pred_s, windows * data.num_nodes / pred_s]],
+                   headers=["", "region-windows", "s", "region-windows/s"], floatfmt=".2f"))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=DEFAULT_DATASET)
     p.add_argument("--ratio", type=float, default=0.4)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--teacher-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of the LLM teacher for section 4, e.g. keep_layers=2")
+    p.add_argument("--skip-teacher", action="store_true", help="leave out section 4 (loads the language model)")
     args = p.parse_args(argv)
     data = load_dataset(args.dataset)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device cpu")
     inference(data, args.ratio, args.batch, args.repeats)
     data_pipeline(data, args.ratio, args.repeats)
     harness_overhead(args.dataset, args.ratio)
+    if not args.skip_teacher:
+        import yaml
+        settings = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.teacher_set)}
+        teacher_throughput(data, args.ratio, args.repeats, settings)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class FlowDistillConfig(TrainConfig):
     max_epochs: int = 200
     patience: int = 25
     grad_clip: float | None = 15.0
-    teacher: str | None = "stwa"
+    teacher: str | None = "flowdistill-teacher"   # the LLM teacher (section 2.2); --teacher stwa swaps it
 
 
 @register("flowdistill", "FlowDistill student (VIB-MLP) distilled from its teacher")

