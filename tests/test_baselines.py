@@ -1,0 +1,97 @@
+"""Baselines of issue 4: graph operators against hand-computed graphs, shapes, parameter counts in
+the range of each paper's configuration, and one optimisation step on real data."""
+import numpy as np
+import pytest
+import torch
+
+from baselines.astgcn import ChebConvWithAttention, chebyshev_polynomials, scaled_laplacian
+from baselines.stsgcn import STSGCM, localized_adjacency
+from bench import registry
+from bench.protocol import H_IN, H_OUT, prepare
+
+PATH3 = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.float32)    # path graph 0 - 1 - 2
+
+
+def test_astgcn_scaled_laplacian_and_chebyshev_polynomials_on_a_path_graph():
+    lap = scaled_laplacian(PATH3)            # L = D - A has eigenvalues 0, 1, 3 -> L~ = 2L/3 - I
+    np.testing.assert_allclose(lap, np.array([[-1, -2, 0], [-2, 1, -2], [0, -2, -1]]) / 3, atol=1e-12)
+    t = chebyshev_polynomials(lap, 3)
+    np.testing.assert_allclose(t[0], np.eye(3))
+    np.testing.assert_allclose(t[2], np.array([[1, 0, 8], [0, 9, 0], [8, 0, 1]]) / 9, atol=1e-12)
+    hadamard = chebyshev_polynomials(lap, 3, "hadamard")   # the official code's element-wise recurrence
+    np.testing.assert_allclose(hadamard[2], np.array([[-7, 8, 0], [8, -7, 8], [0, 8, -7]]) / 9, atol=1e-12)
+    with pytest.raises(ValueError, match="at least one edge"):
+        scaled_laplacian(np.zeros((3, 3)))
+
+
+def test_astgcn_chebyshev_convolution_by_hand():
+    polys = torch.tensor(chebyshev_polynomials(scaled_laplacian(PATH3), 3), dtype=torch.float32)
+    conv = ChebConvWithAttention(polys, 1, 1)
+    with torch.no_grad():
+        conv.theta.fill_(1.0)
+    x = torch.tensor([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1)                  # [B, N, F, T]
+    out = conv(x, torch.ones(1, 3, 3))                                     # S = 1: plain sum_k T_k^T x
+    torch.testing.assert_close(out.reshape(3), torch.tensor([19 / 9, 2.0, 17 / 9]))
+    s = torch.zeros(1, 3, 3)
+    s[0, 0, 2] = 1.0                                                       # attention keeps edge 0 -> 2 only
+    out = conv(x, s)             # node 2 gets (T_0 + T_1 + T_2)[0, 2] * x_0 = (0 + 0 + 8/9) * 1
+    torch.testing.assert_close(out.reshape(3), torch.tensor([0.0, 0.0, 8 / 9]))
+
+
+def test_stsgcn_localized_graph_of_two_nodes():
+    adj = localized_adjacency(np.array([[0, 1], [0, 0]]))     # one directed edge: made symmetric
+    expected = np.array([[1, 1, 1, 0, 0, 0],                  # index = step * N + node
+                         [1, 1, 0, 1, 0, 0],
+                         [1, 0, 1, 1, 1, 0],
+                         [0, 1, 1, 1, 0, 1],
+                         [0, 0, 1, 0, 1, 1],
+                         [0, 0, 0, 1, 1, 1]], dtype=np.float32)
+    np.testing.assert_array_equal(adj, expected)
+
+
+def test_stsgcn_module_crops_the_middle_step_and_takes_the_max():
+    module = STSGCM(1, 2)
+    with torch.no_grad():                                      # GLU with lhs = h, gate sigmoid(0) = 1/2
+        for fc in module.fcs:
+            fc.weight.copy_(torch.tensor([[1.0], [0.0]]))
+            fc.bias.zero_()
+    adj = torch.tensor(localized_adjacency(PATH3))
+    h = torch.arange(9, dtype=torch.float32).reshape(1, 9, 1)   # steps 0..2 of nodes 0..2
+    first = 0.5 * (adj @ h)
+    second = 0.5 * (adj @ first)
+    expected = torch.maximum(first[:, 3:6], second[:, 3:6])
+    torch.testing.assert_close(module(h, adj), expected)
+    # node 1 at the middle step: itself (4), nodes 0 and 2 (3, 5), itself at steps 0 and 2 (1, 7)
+    assert first[0, 4, 0].item() == 0.5 * (4 + 3 + 5 + 1 + 7)
+
+
+def build(name, data, **changes):
+    split, scaler, parts = prepare(data, 0.4)
+    info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
+    torch.manual_seed(0)
+    entry = registry.get(name)
+    return entry.cls(entry.config(**changes), info), parts
+
+
+@pytest.mark.parametrize("name,low,high", [("astgcn", 200_000, 260_000), ("stsgcn", 1_300_000, 1_700_000)])
+def test_parameter_counts_match_the_papers_configuration(taxi, name, low, high):
+    model, _ = build(name, taxi)                                           # N = 200, C = 2
+    assert low <= sum(p.numel() for p in model.parameters()) <= high
+
+
+@pytest.mark.parametrize("name", ["astgcn", "stsgcn"])
+def test_forward_shape_and_one_step_lowers_the_loss(taxi_small, name):
+    model, parts = build(name, taxi_small)
+    batch = parts["train"].batch(torch.arange(8))
+    assert model(batch["x"], batch["tod"], batch["dow"]).shape == (8, H_OUT, 16, 2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss0, _ = model.training_loss(batch)
+    for _ in range(3):
+        loss, _ = model.training_loss(batch)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    loss1, _ = model.training_loss(batch)
+    assert loss1.item() < loss0.item()
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
