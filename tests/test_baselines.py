@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from baselines.astgcn import ChebConvWithAttention, chebyshev_polynomials, scaled_laplacian
+from baselines.bigst import linear_kernel, orthogonal_random_matrix, random_feature_map
 from baselines.stsgcn import STSGCM, localized_adjacency
 from bench import registry
 from bench.protocol import H_IN, H_OUT, prepare
+from bench.train import default_loss
 
 PATH3 = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.float32)    # path graph 0 - 1 - 2
 
@@ -65,6 +67,20 @@ def test_stsgcn_module_crops_the_middle_step_and_takes_the_max():
     assert first[0, 4, 0].item() == 0.5 * (4 + 3 + 5 + 1 + 7)
 
 
+def test_bigst_linearized_convolution_by_hand_and_against_softmax_attention():
+    q = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    k = torch.tensor([[[1.0, 1.0], [2.0, 0.0]]])
+    h = torch.tensor([[[1.0], [3.0]]])
+    # node 0: weights q0.k = (1, 2) -> (1 * 1 + 2 * 3) / 3; node 1: weights (1, 0) -> 1
+    torch.testing.assert_close(linear_kernel(q, k, h), torch.tensor([[[7 / 3], [1.0]]]))
+    gen = torch.Generator().manual_seed(0)
+    qv, kv = torch.randn(1, 5, 4, generator=gen) * 0.5, torch.randn(1, 5, 4, generator=gen) * 0.5
+    w = orthogonal_random_matrix(16384, 4, gen)
+    attention = linear_kernel(random_feature_map(qv, w, True), random_feature_map(kv, w, False), torch.eye(5)[None])
+    exact = torch.softmax(qv @ kv.transpose(1, 2) / 2.0, dim=-1)          # exp(q . k / sqrt(d)), d = 4
+    torch.testing.assert_close(attention, exact, atol=0.03, rtol=0)
+
+
 def build(name, data, **changes):
     split, scaler, parts = prepare(data, 0.4)
     info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
@@ -73,25 +89,28 @@ def build(name, data, **changes):
     return entry.cls(entry.config(**changes), info), parts
 
 
-@pytest.mark.parametrize("name,low,high", [("astgcn", 200_000, 260_000), ("stsgcn", 1_300_000, 1_700_000)])
+@pytest.mark.parametrize("name,low,high", [("astgcn", 200_000, 260_000), ("stsgcn", 1_300_000, 1_700_000),
+                                            ("bigst", 100_000, 160_000)])
 def test_parameter_counts_match_the_papers_configuration(taxi, name, low, high):
     model, _ = build(name, taxi)                                           # N = 200, C = 2
     assert low <= sum(p.numel() for p in model.parameters()) <= high
 
 
-@pytest.mark.parametrize("name", ["astgcn", "stsgcn"])
+@pytest.mark.parametrize("name", ["astgcn", "stsgcn", "bigst"])
 def test_forward_shape_and_one_step_lowers_the_loss(taxi_small, name):
     model, parts = build(name, taxi_small)
+    model.eval() if name == "bigst" else None          # no dropout: the step is compared on a fixed batch
     batch = parts["train"].batch(torch.arange(8))
     assert model(batch["x"], batch["tod"], batch["dow"]).shape == (8, H_OUT, 16, 2)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss0, _ = model.training_loss(batch)
+    loss_fn = getattr(model, "training_loss", None) or (lambda b: default_loss(model, b, model.info.scaler))
+    loss0, _ = loss_fn(batch)
     for _ in range(3):
-        loss, _ = model.training_loss(batch)
+        loss, _ = loss_fn(batch)
         optim.zero_grad()
         loss.backward()
         optim.step()
-    loss1, _ = model.training_loss(batch)
+    loss1, _ = loss_fn(batch)
     assert loss1.item() < loss0.item()
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
