@@ -90,17 +90,19 @@ def build(name, data, **changes):
 
 
 @pytest.mark.parametrize("name,low,high", [("astgcn", 200_000, 260_000), ("stsgcn", 1_300_000, 1_700_000),
-                                            ("bigst", 100_000, 160_000)])
+                                            ("bigst", 100_000, 160_000), ("st-mlp", 22_000_000, 28_000_000)])
 def test_parameter_counts_match_the_papers_configuration(taxi, name, low, high):
     model, _ = build(name, taxi)                                           # N = 200, C = 2
     assert low <= sum(p.numel() for p in model.parameters()) <= high
 
 
-@pytest.mark.parametrize("name", ["astgcn", "stsgcn", "bigst"])
+@pytest.mark.parametrize("name", ["astgcn", "stsgcn", "bigst", "st-mlp"])
 def test_forward_shape_and_one_step_lowers_the_loss(taxi_small, name):
     model, parts = build(name, taxi_small)
-    model.eval() if name == "bigst" else None          # no dropout: the step is compared on a fixed batch
+    if name in ("bigst", "st-mlp"):
+        model.eval()                                   # no dropout: the step is compared on a fixed batch
     batch = parts["train"].batch(torch.arange(8))
+    batch["y_teacher"] = batch["y"] * 0.9              # distilled students read a teacher
     assert model(batch["x"], batch["tod"], batch["dow"]).shape == (8, H_OUT, 16, 2)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -114,3 +116,14 @@ def test_forward_shape_and_one_step_lowers_the_loss(taxi_small, name):
     loss1, _ = loss_fn(batch)
     assert loss1.item() < loss0.item()
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_st_mlp_distils_from_its_teacher(taxi_small):
+    model, parts = build("st-mlp", taxi_small)
+    assert model.cfg.teacher == "stwa"
+    model.eval()
+    batch = parts["train"].batch(torch.arange(4))
+    alone, _ = model.training_loss(batch)
+    batch["y_teacher"] = batch["y"] + 5.0
+    with_teacher, logs = model.training_loss(batch)
+    assert with_teacher.item() == pytest.approx(alone.item() + logs["kd"], rel=1e-5) and logs["kd"] > 0
