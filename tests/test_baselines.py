@@ -127,3 +127,15 @@ def test_st_mlp_distils_from_its_teacher(taxi_small):
     batch["y_teacher"] = batch["y"] + 5.0
     with_teacher, logs = model.training_loss(batch)
     assert with_teacher.item() == pytest.approx(alone.item() + logs["kd"], rel=1e-5) and logs["kd"] > 0
+
+
+def test_every_baseline_runs_through_the_suite_runner(tmp_path, capsys):
+    from bench.cli import main
+    import pandas as pd
+    models = "astgcn,stsgcn,bigst,st-mlp"
+    assert main(["run", "--suite", "data-efficiency", "--models", models, "--ratios", "0.4", "--epochs", "1",
+                 "--nodes", "8", "--quick", "--executor", "inline", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "st-mlp (teacher: stwa)" in out
+    rows = pd.read_csv(tmp_path / "data-efficiency" / "trials.csv")
+    assert set(rows["model"]) == set(models.split(",")) and (rows["status"] == "ok").all()
