@@ -176,7 +176,12 @@ def cmd_run(args) -> int:
                         cache_dir=str(out / "teachers"), num_nodes=args.nodes)
     print(f"suite {suite.name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {out / suite.name}/")
     start = time.perf_counter()
-    path = runner.run(specs, str(out), args.executor, args.address)
+    try:
+        path = runner.run(specs, str(out), args.executor, args.address)
+    except KeyboardInterrupt:               # Ctrl-C in an inline run: finished trials are on disk
+        print(f"\ninterrupted: run the same command again to resume (finished trials in "
+              f"{out / suite.name} are skipped)", file=sys.stderr)
+        return 130
     df = read_trials(path)
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
     print(f"\n{suite.name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")

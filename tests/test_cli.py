@@ -61,7 +61,8 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
     assert set(df["bucket"].astype(str)) == {"all", "q1", "q2", "q3", "q4"}
 
 
-def test_sigkill_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(tmp_path, sig):
     cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "data-efficiency", "--executor", "inline",
            "--models", "flowdistill-wo-tb", "--ratios", "0.1,0.2,0.3,0.4,0.5,0.6", "--epochs", "3",
            "--nodes", "8", "--out", str(tmp_path)]
@@ -70,8 +71,9 @@ def test_sigkill_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(
     deadline = time.time() + 120
     while time.time() < deadline and not (csv.exists() and len(pd.read_csv(csv)) >= ROWS):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    code = proc.wait(timeout=120)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     first = pd.read_csv(csv)                                   # complete, parseable table
     assert len(first) % ROWS == 0 and ROWS <= len(first) < 6 * ROWS
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
