@@ -70,7 +70,10 @@ def test_killed_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(t
     csv = tmp_path / "data-efficiency" / "trials.csv"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}     # tiny trials; no OpenMP spinning on a busy machine
     log = open(tmp_path / "first-run.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # a shell without job control starts background jobs with SIGINT ignored, and Python keeps it
+    # ignored: restore the default so that the run sees Ctrl-C as a user's terminal sends it
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (csv.exists() and len(pd.read_csv(csv)) >= ROWS):
         time.sleep(0.05)
