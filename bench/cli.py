@@ -212,7 +212,6 @@ def cmd_teacher(args) -> int:
 
     from bench import runner
     from bench import teacher as teacher_mod
-    from bench.teacher import TEACHER_SEED
     from bench.trial import TrialSpec
     root = Path(args.out).resolve() / "teachers"
     if args.action == "list":
@@ -234,12 +233,13 @@ def cmd_teacher(args) -> int:
     load_dataset(args.dataset, args.data_dir, args.registry)
     out, data_dir, registry_file = _paths(args)
     preset = PRESETS["quick" if args.quick else "full"]
-    specs = [TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, seed=TEACHER_SEED,
-                       config=settings, max_epochs=args.epochs or preset.max_epochs,
-                       time_budget_s=preset.teacher_budget_s or preset.time_budget_s,
-                       max_train_windows=preset.max_train_windows, max_batches=preset.max_batches,
-                       num_nodes=args.nodes, data_dir=data_dir, registry_file=registry_file,
-                       cache_dir=str(root)) for r in args.ratios]
+    # the teacher spec of a student run with the same flags, so that their cache keys agree
+    specs = [teacher_mod.teacher_spec(
+        TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, teacher_config=settings,
+                  max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
+                  teacher_budget_s=preset.teacher_budget_s, max_train_windows=preset.max_train_windows,
+                  max_batches=preset.max_batches, num_nodes=args.nodes, data_dir=data_dir,
+                  registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]
     if args.action == "import":
         for spec in specs:
             print(f"cached {teacher_mod.import_predictions(spec, args.file)}")

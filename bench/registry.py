@@ -51,7 +51,7 @@ class TrainConfig:
     max_epochs, patience: early stopping on validation masked MAE; grad_clip: max grad norm or None;
     teacher: registered model whose cached predictions the loss uses, or None;
     val_windows: early stopping on that many evenly spaced validation windows (None: all; for
-    slow models); eval_batch_size: windows per prediction batch (None: 256).
+    slow models); eval_batch_size: windows per prediction batch (validation, test, teacher caches).
     """
 
     lr: float = 1e-3
@@ -65,7 +65,7 @@ class TrainConfig:
     grad_clip: float | None = None
     teacher: str | None = None
     val_windows: int | None = None
-    eval_batch_size: int | None = None
+    eval_batch_size: int = 256
 
 
 @dataclass(frozen=True)

@@ -71,13 +71,6 @@ def checkpoint_path(cache: Path) -> Path:
     return cache.with_suffix(".pt")
 
 
-def _trainable_state(model) -> dict:
-    """Parameters that train (LoRA adapters, heads; not a frozen language model) and buffers."""
-    train = {n for n, p in model.named_parameters() if p.requires_grad}
-    buffers = {n for n, _ in model.named_buffers()}
-    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in train | buffers}
-
-
 def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool = True) -> Path:
     """Fit the teacher described by `spec` (unless cached), save its trained weights and cache its
     predictions of every window.
@@ -88,7 +81,7 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     name with .pt. progress: callable(epoch, logs) after each training epoch; show: tqdm bars
     over prediction; predict_windows=False stops after saving the weights.
     """
-    from bench.train import fit, set_seed
+    from bench.train import fit, set_seed, trainable_state
     from bench.trial import setup, training_windows
     key, path = locate(spec)
     if path.exists():
@@ -102,7 +95,7 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     fitted = {"epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
               "history": result.history}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(checkpoint_path(path), lambda tmp: torch.save({"key": key, "state": _trainable_state(model),
+    atomic_write(checkpoint_path(path), lambda tmp: torch.save({"key": key, "state": trainable_state(model),
                                                                 "fit": fitted}, tmp))
     if predict_windows:
         _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted, show)
@@ -140,7 +133,7 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
     preds = {}
     for part, w in full.items():
         t0 = time.perf_counter()
-        preds[part] = predict(model, w, scaler, cfg.eval_batch_size or 256,
+        preds[part] = predict(model, w, scaler, cfg.eval_batch_size,
                               progress=f"{spec.model} predicts {part}" if show else None)
         preds[part + "_s"] = time.perf_counter() - t0
     pred = torch.cat([preds[p] for p in full]).numpy().astype(np.float32)
@@ -166,8 +159,6 @@ def import_predictions(spec, file: str | Path) -> Path:
     Raises:
         TeacherCacheError: missing file or key, wrong shape, non-finite values, other windows.
     """
-    from bench.data import load_dataset
-    from bench.protocol import Scaler, split_steps
     file = Path(file)
     if not file.is_file():
         raise TeacherCacheError(f"{file} does not exist; give an npz with `pred` [windows, H_out, N, C]")
@@ -176,12 +167,8 @@ def import_predictions(spec, file: str | Path) -> Path:
             raise TeacherCacheError(f"{file} has no array `pred` (keys: {', '.join(z.files)})")
         pred = np.asarray(z["pred"], dtype=np.float32)
         given = z["starts"] if "starts" in z else None
-    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
-    if spec.num_nodes:
-        data = data.slice_nodes(spec.num_nodes)
-    split = split_steps(data.flow.shape[0], spec.ratio)
-    scaler = Scaler.fit(data.flow, split)
-    starts = np.concatenate([Windows(data, split, p, scaler).starts for p in ("train", "val", "test")])
+    data, split, windows = _all_windows(spec)
+    starts = np.concatenate([w.starts for w in windows.values()])
     expected = (len(starts), H_OUT, data.num_nodes, data.num_channels)
     if pred.shape != expected:
         raise TeacherCacheError(f"{file}: pred has shape {pred.shape}; {spec.dataset} at ratio {spec.ratio} needs "
@@ -191,14 +178,26 @@ def import_predictions(spec, file: str | Path) -> Path:
     if not np.isfinite(pred).all():
         raise TeacherCacheError(f"{file}: pred holds NaN or inf values")
     key, path = locate(spec)
-    test = slice(len(starts) - len(Windows(data, split, "test", scaler)), None)
-    truth = Windows(data, split, "test", scaler).targets()
+    test = slice(len(starts) - len(windows["test"]), None)
+    truth = windows["test"].targets()
     meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, "imported": str(file.resolve()),
             "epochs": 0, "best_val_mae": float("nan"), "train_s": 0.0, "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0,
             "test_mae": float(masked_mae(torch.as_tensor(pred[test]), truth)),
             "test_rmse": float(masked_rmse(torch.as_tensor(pred[test]), truth))}
     save_predictions(path, starts, pred, key, meta)
     return path
+
+
+def _all_windows(spec) -> tuple:
+    """(data, split, {"train", "val", "test": Windows}): every window of the spec's dataset
+    (first num_nodes regions) and ratio, in time order, the windows a teacher cache covers."""
+    from bench.data import load_dataset
+    from bench.protocol import prepare
+    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
+    if spec.num_nodes:
+        data = data.slice_nodes(spec.num_nodes)
+    split, _, windows = prepare(data, spec.ratio)
+    return data, split, windows
 
 
 def save_predictions(path: Path, starts, pred, key: str, meta: dict) -> None:
@@ -242,9 +241,8 @@ def rows_from_cache(spec) -> list[dict] | None:
     """Metric rows of a model trial that is exactly a cached teacher fit (same model and
     config, teacher seed, data, ratio and caps): its test predictions are already on disk, so
     the trial is not trained twice. None when the trial is not such a fit or nothing is cached."""
-    from bench.data import load_dataset
     from bench.metrics import evaluate
-    from bench.protocol import Scaler, split_steps, volume_buckets
+    from bench.protocol import volume_buckets
     if spec.seed != TEACHER_SEED:
         return None
     t_spec = teacher_spec(dataclasses.replace(spec, teacher_config=dict(spec.config)), spec.model)
@@ -252,11 +250,8 @@ def rows_from_cache(spec) -> list[dict] | None:
         starts, pred, meta = load_predictions(t_spec)
     except TeacherCacheError:
         return None
-    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
-    if spec.num_nodes:
-        data = data.slice_nodes(spec.num_nodes)
-    split = split_steps(data.flow.shape[0], spec.ratio)
-    test = Windows(data, split, "test", Scaler.fit(data.flow, split))
+    data, split, windows = _all_windows(spec)
+    test = windows["test"]
     pos = np.searchsorted(starts, test.starts)
     extra = {"epochs": meta.get("epochs", 0), "train_s": round(meta.get("train_s", 0.0), 3),
              "infer_s": round(meta.get("infer_s", 0.0), 4), "params": meta.get("params", 0),

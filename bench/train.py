@@ -2,7 +2,6 @@
 best weights restored before testing. A reader follows a training step in this file alone."""
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -56,6 +55,13 @@ def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256, prog
     return torch.cat(out)
 
 
+def trainable_state(model) -> dict:
+    """Copies of the parameters that train and of the buffers: all a fit changes (a frozen
+    language model under LoRA is left out). Restore with load_state_dict(..., strict=False)."""
+    keep = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep}
+
+
 @dataclass
 class FitResult:
     epochs: int
@@ -86,8 +92,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     else:
         sched = torch.optim.lr_scheduler.StepLR(optim, step_size=max(1, cfg.lr_step), gamma=cfg.lr_decay)
     loss_fn = getattr(model, "training_loss", None)
-    val = val.subset(getattr(cfg, "val_windows", None))
-    eval_batch = getattr(cfg, "eval_batch_size", None) or 256
+    val = val.subset(cfg.val_windows)
     best, best_state, best_epoch, bad, history = math.inf, None, 0, 0, []
     start = time.perf_counter()
     epoch = 0
@@ -111,19 +116,19 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             for k, v in {"loss": loss.item(), **logs}.items():
                 sums[k] = sums.get(k, 0.0) + v
         sched.step()
-        val_mae = float(masked_mae(predict(model, val, scaler, eval_batch), val.targets()))
+        val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size), val.targets()))
         logs = {k: v / max(steps, 1) for k, v in sums.items()} | {"epoch": epoch, "val_mae": val_mae}
         history.append(logs)
         if progress:
             progress(epoch, logs)
         if val_mae < best:
             best, best_epoch, bad = val_mae, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = trainable_state(model)
         else:
             bad += 1
         if bad >= cfg.patience or (time_budget_s and time.perf_counter() - start > time_budget_s):
             break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state, strict=False)
     return FitResult(epoch, best_epoch, best, time.perf_counter() - start, history)
 

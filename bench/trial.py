@@ -166,7 +166,7 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         train = training_windows(spec, cfg, model, parts["train"])
         result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
         start = time.perf_counter()
-        pred = predict(model, parts["test"], scaler)
+        pred = predict(model, parts["test"], scaler, cfg.eval_batch_size)
         infer_s = time.perf_counter() - start
         extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
                  "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),

