@@ -18,9 +18,17 @@ from bench.train import fit, predict, set_seed               # noqa: E402
 RATIO = 0.4
 
 
-def load():
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def load(report: bool = False):
+    """NYCTaxi at RATIO: (data, split, scaler, parts); report=True logs the window counts."""
     data = load_dataset("NYCTaxi")
     split, scaler, parts = prepare(data, RATIO)
+    if report:
+        log(f"NYCTaxi ratio {RATIO}: train/val/test windows {len(parts['train'])}/{len(parts['val'])}/"
+            f"{len(parts['test'])}, threads {torch.get_num_threads()}")
     return data, split, scaler, parts
 
 

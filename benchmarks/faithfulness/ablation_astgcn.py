@@ -20,7 +20,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args()
-    log = lambda s: print(s, flush=True)  # noqa: E731
+    log = C.log
     data, split, scaler, parts = C.load()
     mean0, std0 = float(scaler.mean[0]), float(scaler.std[0])
     C.set_seed(0)

@@ -67,10 +67,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--no-hadamard", action="store_true", help="skip our model with cheb='hadamard'")
     args = ap.parse_args()
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    data, split, scaler, parts = C.load()
-    log(f"NYCTaxi ratio {C.RATIO}: train/val/test windows {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])}, "
-        f"threads {torch.get_num_threads()}")
+    log = C.log
+    data, split, scaler, parts = C.load(report=True)
     forward_equivalence(data, scaler, parts, log)
     rows = []
 

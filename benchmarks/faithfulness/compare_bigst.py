@@ -83,10 +83,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    data, split, scaler, parts = C.load()
-    log(f"NYCTaxi ratio {C.RATIO}: train/val/test windows {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])}, "
-        f"threads {torch.get_num_threads()}")
+    log = C.log
+    data, split, scaler, parts = C.load(report=True)
     forward_equivalence(data, scaler, parts, log)
     mean0, std0 = float(scaler.mean[0]), float(scaler.std[0])
     rows = []
