@@ -1,12 +1,16 @@
-"""`bench`: run FlowBench suites and list what is registered.
+"""`bench`: run FlowBench suites, report them, and list what is registered.
 
     bench run --suite data-efficiency --quick
+    bench run --suite all --quick          # every suite, then the report
+    bench report                           # reports/flowbench.pdf from results/
     bench list models | datasets | suites
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,7 +23,10 @@ from bench.protocol import ProtocolError, check_ratio
 from bench.teacher import TeacherCacheError
 from bench.train import TrainingError
 from models.language_model import LanguageModelError
-from bench.suites import PRESETS, SUITES, SuiteError, breakdown_table, build_specs, get_suite, ratio_table
+from bench.report import ReportError
+from bench.search import SearchSpaceError
+from bench.suites import (PRESETS, SUITE_ORDER, SUITES, SuiteError, ablation_frame, breakdown_table, build_specs,
+                          get_suite, ratio_table, sweep_frame)
 from tabulate import tabulate
 
 
@@ -63,13 +70,19 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  bench run --suite data-efficiency --quick\n"
                "  bench run --suite data-efficiency --models flowdistill,stwa --ratios 0.1,0.4 --seeds 3\n"
+               "  bench run --suite sweep --quick --seeds 3\n"
+               "  bench run --suite sweep --search --space delta=1,3,10,30 --space lambda_kl=loguniform:5e-4:1e-2 "
+               "--samples 20\n"
+               "  bench run --suite all --quick          (every suite, then the report)\n"
+               "  bench report --results results --out reports/flowbench.pdf\n"
                "  bench list models")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a suite of trials and print its table",
                          description="Run every (model, ratio, seed) trial of a suite, teachers first. "
                          "Rows go to OUT/SUITE/trials.csv as each trial ends; a rerun skips finished trials.")
-    run.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITES)}")
+    run.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITE_ORDER)}, or all (each in that "
+                     "order, then `bench report`)")
     run.add_argument("--dataset", default=DEFAULT_DATASET, help=f"registered dataset (default {DEFAULT_DATASET})")
     run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
     run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
@@ -86,7 +99,24 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["ray", "inline"], default="ray",
                      help="ray: Ray Tune trials (default); inline: one by one in this process")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    run.add_argument("--search", action="store_true", help="with --suite sweep: a joint search over --space / "
+                     "--space-file with Ray Tune's ASHA scheduler (results in OUT/search/) instead of the grid")
+    run.add_argument("--space", action="append", default=[], metavar="KEY=SPEC",
+                     help="search space entry (repeatable): KEY=v1,v2,... | KEY=uniform:LO:HI | "
+                     "KEY=loguniform:LO:HI | KEY=randint:LO:HI")
+    run.add_argument("--space-file", help="search space YAML: {KEY: [values] | {loguniform: [LO, HI]}, ...}")
+    run.add_argument("--samples", type=_positive_int, default=16, help="configurations the search draws (default 16)")
+    run.add_argument("--report", default="reports/flowbench.pdf",
+                     help="with --suite all: where the report goes (default reports/flowbench.pdf)")
     _data_flags(run)
+
+    rep = sub.add_parser("report", help="build the PDF report (and CSV/Markdown tables, PNG figures) from results",
+                         description="One PDF: environment and commands, then each suite's table and figure. "
+                         "Each table is also written as CSV and Markdown, each figure as PNG, beside the PDF.")
+    rep.add_argument("--results", default="results", help="results folder (default results/)")
+    rep.add_argument("--suite", type=_csv("suite names"), help="comma-separated suites (default: every suite "
+                     "with results)")
+    rep.add_argument("--out", default="reports/flowbench.pdf", help="PDF path (default reports/flowbench.pdf)")
 
     tea = sub.add_parser("teacher", help="fit teachers ahead of student runs, or list cached teachers",
                          description="Teachers are fitted on the training split of (dataset, ratio) and "
@@ -163,34 +193,81 @@ def _paths(args) -> tuple[Path, str, str | None]:
 
 
 def cmd_run(args) -> int:
+    if args.search and args.suite != "sweep":
+        raise SuiteError("--search belongs to --suite sweep (a joint search over FlowDistill's hyperparameters)")
+    if args.suite != "all":
+        return _run_suite(args, args.suite)
+    if args.ratios or args.models or args.search:
+        raise SuiteError("--suite all runs each suite with its own models and ratios; drop --models/--ratios/"
+                         "--search, or run one suite at a time")
+    start, codes = time.perf_counter(), {}
+    for name in SUITE_ORDER:
+        print(f"\n=== {name} ===")
+        codes[name] = _run_suite(args, name)
+        if codes[name] == 130:
+            return 130
+    from bench import report
+    report.build(args.out, args.report)
+    print(f"all suites: {time.perf_counter() - start:.0f} s; " + ", ".join(
+        f"{n}: {'ok' if c == 0 else 'failed trials'}" for n, c in codes.items()))
+    return max(codes.values())
+
+
+def _log_command(out: Path, suite: str) -> None:
+    """Append this command line to OUT/SUITE/commands.log (the report lists it)."""
+    path = out / suite / "commands.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
+                f"{shlex.join(['bench'] + sys.argv[1:]) if sys.argv[0].endswith('bench') else shlex.join(sys.argv)}\n")
+
+
+def _run_suite(args, name: str) -> int:
     from bench import runner
     from bench.results import read_trials
-    suite = get_suite(args.suite)
+    suite = get_suite(name)
     for m in args.models or []:
         registry.get(m)
     load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
     preset = "quick" if args.quick else "full"
     out, data_dir, registry_file = _paths(args)
-    specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
-                        args.teacher, dict(args.settings), data_dir=data_dir, registry_file=registry_file,
-                        cache_dir=str(out / "teachers"), num_nodes=args.nodes)
-    print(f"suite {suite.name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {out / suite.name}/")
+    if suite.kind == "scalability":
+        return _run_scalability(args, suite, preset, out, data_dir, registry_file)
+    scheduler = None
+    if args.search:
+        specs = _search_specs(args, suite, preset, out, data_dir, registry_file)
+        scheduler = "asha" if args.executor == "ray" else None
+    else:
+        specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
+                            args.teacher, dict(args.settings), data_dir=data_dir, registry_file=registry_file,
+                            cache_dir=str(out / "teachers"), num_nodes=args.nodes)
+    table_name = specs[0].suite
+    _log_command(out, table_name)
+    print(f"suite {table_name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
     start = time.perf_counter()
     try:
-        path = runner.run(specs, str(out), args.executor, args.address)
+        path = runner.run(specs, str(out), args.executor, args.address, scheduler=scheduler)
     except KeyboardInterrupt:               # Ctrl-C in an inline run: finished trials are on disk
         print(f"\ninterrupted: run the same command again to resume (finished trials in "
-              f"{out / suite.name} are skipped)", file=sys.stderr)
+              f"{out / table_name} are skipped)", file=sys.stderr)
         return 130
     df = read_trials(path)
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
-    print(f"\n{suite.name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")
-    print(ratio_table(df))
+    print(f"\n{table_name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")
+    if suite.kind == "sweep" and not args.search:
+        print(tabulate(sweep_frame(df), headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+    elif args.search:
+        from bench.report import search_frame
+        print(tabulate(search_frame(df), headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+    elif name == "ablation":
+        print(tabulate(ablation_frame(df), headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+    else:
+        print(ratio_table(df))
     if suite.breakdown:
         print("\nmasked MAE per horizon step (h1..h12) and per traffic-volume bucket (q1 lowest .. q4 highest)")
         print(breakdown_table(df))
     print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
-    failed = set(df.loc[df["status"] != "ok", "trial_id"])
+    failed = set(df.loc[~df["status"].isin(["ok", "pruned"]), "trial_id"])
     missing = len(specs) - df["trial_id"].nunique()
     if failed:
         print(f"{len(failed)} trial(s) failed; see the error column of {path}", file=sys.stderr)
@@ -199,6 +276,57 @@ def cmd_run(args) -> int:
               f"again to resume (finished trials are skipped)", file=sys.stderr)
         return 130
     return 1 if failed else 0
+
+
+def _search_specs(args, suite, preset, out, data_dir, registry_file):
+    """One TrialSpec per configuration drawn from the search space (suite "search")."""
+    import dataclasses
+
+    from bench import search
+    space = search.load_space(args.space, args.space_file)
+    models = args.models or list(suite.models)
+    if len(models) != 1:
+        raise SuiteError("--search tunes one model; give --models NAME")
+    fields = {f.name for f in dataclasses.fields(registry.get(models[0]).config())}
+    unknown = sorted(set(space) - fields)
+    if unknown:
+        raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
+    base = build_specs(suite, args.dataset, preset, models, args.ratios, args.seeds, args.epochs, args.teacher,
+                       dict(args.settings), data_dir=data_dir, registry_file=registry_file,
+                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)
+    base = [s for s in base if not s.config or s.config == dict(args.settings)]
+    return [dataclasses.replace(s, suite="search", config=s.config | cfg)
+            for cfg in search.sample(space, args.samples) for s in base]
+
+
+def _run_scalability(args, suite, preset, out, data_dir, registry_file) -> int:
+    from bench import scalability
+    models = args.models or list(suite.models)
+    points = scalability.build_points(args.dataset, models, preset, args.seeds, num_nodes=args.nodes,
+                                      data_dir=data_dir, registry_file=registry_file)
+    _log_command(out, suite.name)
+    print(f"suite scalability on {args.dataset}, preset {preset}: {len(points)} points, one process each "
+          f"-> {out / suite.name}/")
+    start = time.perf_counter()
+    path = scalability.run(points, out)
+    df = scalability.read_points(path)
+    df = df[df["trial_id"].astype(str).isin({p.trial_id for p in points})]
+    for measure, what in (("memory", "peak memory of one forward pass (MB) per batch size"),
+                          ("latency", "inference latency (s) per test size multiple")):
+        print(f"\n{what}")
+        print(tabulate(scalability.scalability_frame(df, measure), headers="keys", tablefmt="github",
+                       showindex=False, disable_numparse=True))
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
+    failed = (df["status"] != "ok").sum()
+    if failed:
+        print(f"{failed} point(s) failed; see the error column of {path}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_report(args) -> int:
+    from bench import report
+    report.build(args.results, args.out, args.suite)
+    return 0
 
 
 def _r(value, digits: int = 3):
@@ -238,7 +366,8 @@ def cmd_teacher(args) -> int:
         TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, teacher_config=settings,
                   max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
                   teacher_budget_s=preset.teacher_budget_s, max_train_windows=preset.max_train_windows,
-                  max_batches=preset.max_batches, num_nodes=args.nodes, data_dir=data_dir,
+                  max_batches=preset.max_batches, train_stride=preset.train_stride, num_nodes=args.nodes,
+                  data_dir=data_dir,
                   registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]
     if args.action == "import":
         for spec in specs:
@@ -264,11 +393,11 @@ def _epoch_printer(spec):
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher}
+    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report}
     try:
         return commands[args.command](args)
     except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
-            LanguageModelError, TrainingError) as exc:
+            LanguageModelError, TrainingError, ReportError, SearchSpaceError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -121,11 +121,14 @@ class Windows:
 
     def __init__(self, data: Dataset, split: Split, part: str, scaler: Scaler,
                  h_in: int = H_IN, h_out: int = H_OUT, max_windows: int | None = None, seed: int = 0,
-                 series: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 series: tuple[torch.Tensor, torch.Tensor] | None = None, stride: int | None = None):
         """`series`: (flow, normalised flow) [T, N, C] tensors to share with the other parts of
-        the same split (see `prepare`); built here when None."""
+        the same split (see `prepare`); built here when None. `stride`: keep every stride-th
+        window (the quick preset's training windows; the span of time covered does not change)."""
         self.data, self.part, self.h_in, self.h_out = data, part, h_in, h_out
         starts = window_starts(split, part, h_in, h_out)
+        if stride and stride > 1:
+            starts = starts[::stride]
         if max_windows is not None and len(starts) > max_windows:
             keep = np.sort(np.random.default_rng(seed).choice(len(starts), max_windows, replace=False))
             starts = starts[keep]
@@ -200,8 +203,10 @@ def series_tensors(data: Dataset, scaler: Scaler) -> tuple[torch.Tensor, torch.T
     return flow, scaler.transform(flow)
 
 
-def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, seed: int = 0):
-    """Split, fit the scaler on training steps, and build the three window sets.
+def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, seed: int = 0,
+            train_stride: int | None = None):
+    """Split, fit the scaler on training steps, and build the three window sets (training
+    windows: every `train_stride`-th, then at most `max_train_windows` drawn with `seed`).
 
     Returns:
         (split, scaler, {"train": Windows, "val": Windows, "test": Windows}); the three window
@@ -211,7 +216,7 @@ def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, s
     scaler = Scaler.fit(data.flow, split)
     series = series_tensors(data, scaler)
     parts = {part: Windows(data, split, part, scaler, max_windows=max_train_windows if part == "train" else None,
-                           seed=seed, series=series)
+                           seed=seed, series=series, stride=train_stride if part == "train" else None)
              for part in ("train", "val", "test")}
     return split, scaler, parts
 

@@ -23,15 +23,32 @@ def read_trials(path: Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=ROW_FIELDS)
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in ROW_FIELDS:
+        if col not in df.columns:                       # a table written before the column existed
+            df[col] = ""
     for col in NUMERIC_FIELDS:
         df[col] = pd.to_numeric(df[col], errors="coerce")      # "" (a failed trial's metric) -> NaN
     return df
 
 
 def finished_ids(path: Path) -> set[str]:
-    """trial_ids with status ok: a rerun skips these."""
+    """trial_ids with status ok (or pruned by a search scheduler): a rerun skips these."""
     df = read_trials(path)
-    return set(df.loc[df["status"] == "ok", "trial_id"].astype(str))
+    return set(df.loc[df["status"].isin(["ok", "pruned"]), "trial_id"].astype(str))
+
+
+def shared_rows(out: str | os.PathLike, exclude_suite: str) -> dict[str, pd.DataFrame]:
+    """Finished rows of the other suites under `out`, by work_id (a trial's identity without its
+    suite): the runner copies them instead of training the same model twice."""
+    found: dict[str, pd.DataFrame] = {}
+    for path in sorted(Path(out).glob("*/trials.csv")):
+        if path.parent.name == exclude_suite:
+            continue
+        df = read_trials(path)
+        df = df[(df["status"] == "ok") & (df["work_id"] != "")]
+        for work_id, rows in df.groupby("work_id"):
+            found.setdefault(str(work_id), rows)
+    return found
 
 
 def atomic_write(path: Path, write) -> None:

@@ -6,7 +6,9 @@ Executors:
   the driver as each trial reports, so an interrupted suite keeps every finished trial.
 - "inline": the same trials one after another in this process (debugging, tests).
 
-A rerun skips trials whose trial_id already has status "ok" in trials.csv.
+A rerun skips trials whose trial_id already has status "ok" in trials.csv, and a trial that
+another suite under the same results folder already ran (same work_id: model, data, ratio, seed,
+config and caps) is copied from there rather than trained again.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench import teacher as teacher_mod
-from bench.results import append_rows, finished_ids, trials_path, write_json
+from bench.results import append_rows, finished_ids, shared_rows, trials_path, write_json
 from bench.trial import TrialSpec, error_rows, run_trial
 
 EXECUTORS = ("ray", "inline")
@@ -30,7 +32,7 @@ def _limit_threads() -> None:
     torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "1"))))
 
 
-def _teacher_job(spec_dict: dict) -> list[dict]:
+def _teacher_job(spec_dict: dict, progress=None) -> list[dict]:
     """Fit and cache one teacher; returns no rows (its own row comes from a model trial)."""
     spec = TrialSpec(**spec_dict)
     try:
@@ -40,8 +42,8 @@ def _teacher_job(spec_dict: dict) -> list[dict]:
         return [{"_teacher_error": f"{type(exc).__name__}: {exc}"}]
 
 
-def _model_job(spec_dict: dict) -> list[dict]:
-    return run_trial(TrialSpec(**spec_dict))
+def _model_job(spec_dict: dict, progress=None) -> list[dict]:
+    return run_trial(TrialSpec(**spec_dict), progress)
 
 
 def teacher_specs(specs: list[TrialSpec]) -> list[TrialSpec]:
@@ -56,8 +58,14 @@ def teacher_specs(specs: list[TrialSpec]) -> list[TrialSpec]:
 
 
 def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
-        log=print) -> Path:
-    """Run every spec not yet finished; returns the trials.csv path of the (single) suite."""
+        log=print, scheduler: str | None = None) -> Path:
+    """Run every spec not yet finished; returns the trials.csv path of the (single) suite.
+
+    scheduler "asha" (Ray executor only): trials report their validation MAE every epoch and Ray
+    Tune's ASHA scheduler stops the poor ones early; a stopped trial gets one row with status
+    "pruned" and its last validation MAE in the mae column (a rerun does not run it again)."""
+    if scheduler not in (None, "asha"):
+        raise ValueError(f"unknown scheduler {scheduler!r}; use asha")
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     if not specs:
@@ -68,6 +76,7 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
     todo = [s for s in specs if s.trial_id not in done]
     if len(todo) < len(specs):
         log(f"resuming: {len(specs) - len(todo)} of {len(specs)} trials already finished in {path}")
+    todo = _copy_shared(todo, out, suite, path, log)
     if not todo:
         return path
     fit_teachers(teacher_specs(todo), out, executor, address, log)
@@ -80,8 +89,25 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
         if first["status"] != "ok":
             log(f"trial {spec.model} ratio={spec.ratio:g} seed={spec.seed} failed: {first['error']}")
 
-    _execute(todo, _model_job, executor, address, out, suite, on_done)
+    _execute(todo, _model_job, executor, address, out, suite, on_done, scheduler)
     return path
+
+
+def _copy_shared(todo: list[TrialSpec], out: str, suite: str, path: Path, log) -> list[TrialSpec]:
+    """Append the rows of trials another suite already ran (same work_id) under this suite's
+    name and trial_id; returns the specs still to run."""
+    shared = shared_rows(out, suite)
+    rest, copied = [], []
+    for spec in todo:
+        rows = shared.get(spec.work_id)
+        if rows is None:
+            rest.append(spec)
+            continue
+        copied.extend(rows.assign(suite=suite, trial_id=spec.trial_id).to_dict("records"))
+    if copied:
+        append_rows(path, copied)
+        log(f"reused {len(todo) - len(rest)} trial(s) that other suites in {out} already ran")
+    return rest
 
 
 def fit_teachers(teachers: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
@@ -100,7 +126,7 @@ def _teacher_done(spec, rows, log) -> None:
             f"its students will be recorded as errors")
 
 
-def _execute(specs, job, executor, address, out, name, on_done) -> None:
+def _execute(specs, job, executor, address, out, name, on_done, scheduler=None) -> None:
     bar = tqdm(total=len(specs), desc=name, unit="trial", file=sys.stderr)
     if executor == "inline":
         for spec in specs:
@@ -108,11 +134,18 @@ def _execute(specs, job, executor, address, out, name, on_done) -> None:
             on_done(spec, job(spec.to_dict()))
             bar.update()
     else:
-        _execute_ray(specs, job, address, out, name, on_done, bar)
+        _execute_ray(specs, job, address, out, name, on_done, bar, scheduler)
     bar.close()
 
 
-def _execute_ray(specs, job, address, out, name, on_done, bar) -> None:
+def pruned_rows(spec: TrialSpec, epochs: int, val_mae: float) -> list[dict]:
+    """The row of a trial the scheduler stopped: its last validation MAE in the mae column."""
+    rows = error_rows(spec, f"stopped by ASHA after {epochs} epoch(s); mae holds the last validation MAE")
+    rows[0].update(status="pruned", mae=val_mae, epochs=epochs)
+    return rows
+
+
+def _execute_ray(specs, job, address, out, name, on_done, bar, scheduler=None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
@@ -127,27 +160,54 @@ def _execute_ray(specs, job, address, out, name, on_done, bar) -> None:
 
     def trainable(config):
         _limit_threads()
-        rows = job(config["spec"])
-        tune.report({"rows_json": json.dumps(rows), "trial_key": TrialSpec(**config["spec"]).trial_id})
+        key = TrialSpec(**config["spec"]).trial_id
+        best = {"val_mae": float("inf")}
+
+        def per_epoch(epoch, logs):        # ASHA decides on these reports
+            best["val_mae"] = min(best["val_mae"], logs["val_mae"])
+            tune.report({"val_mae": logs["val_mae"], "epoch": epoch, "trial_key": key, "rows_json": ""})
+        rows = job(config["spec"], per_epoch if scheduler else None)
+        tune.report({"rows_json": json.dumps(rows), "trial_key": key, "val_mae": best["val_mae"]})
+
+    written, last = set(), {}
 
     class WriteRows(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             spec = by_id[result["trial_key"]]
+            if not result["rows_json"]:                 # an epoch report
+                last[spec.trial_id] = (result.get("epoch", 0), result["val_mae"])
+                return
+            written.add(spec.trial_id)
             on_done(spec, json.loads(result["rows_json"]))
             bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
             bar.update()
 
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            spec = TrialSpec(**trial.config["spec"])
+            if spec.trial_id not in written:            # stopped by the scheduler
+                written.add(spec.trial_id)
+                on_done(spec, pruned_rows(spec, *last.get(spec.trial_id, (0, float("nan")))))
+                bar.update()
+
         def on_trial_error(self, iteration, trials, trial, **info):
             # the worker died before reporting (killed, out of memory, import error)
             spec = TrialSpec(**trial.config["spec"])
+            written.add(spec.trial_id)
             on_done(spec, error_rows(spec, f"Ray trial failed: {trial.error_file or 'worker died'}"))
             bar.update()
 
     gpu = 1 if _cuda() else 0
+    sched = None
+    if scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+        max_t = max(s.model_config().max_epochs for s in specs) + 1
+        sched = ASHAScheduler(metric="val_mae", mode="min", time_attr="training_iteration", max_t=max_t,
+                              grace_period=min(2, max_t), reduction_factor=3)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1, "gpu": gpu}),
         param_space={"spec": tune.grid_search([s.to_dict() for s in specs])},
-        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"{t.config['spec']['model']}-{t.trial_id}"),
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"{t.config['spec']['model']}-{t.trial_id}",
+                                    scheduler=sched),
         run_config=tune.RunConfig(storage_path=str(Path(out).resolve() / "_ray"), name=name,
                                   callbacks=[WriteRows()], verbose=0),
     )

@@ -3,6 +3,7 @@ paper-style table of a suite's results."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,6 +21,8 @@ class Suite:
     ratios: tuple[float, ...]
     quick_ratios: tuple[float, ...]
     breakdown: bool = False       # also print MAE per horizon step and per volume bucket
+    quick_models: tuple[str, ...] | None = None   # the quick preset's models (None: `models`)
+    kind: str = "ratio"           # ratio: models x ratios; sweep: SWEEP_GRID one at a time; scalability
 
 
 @dataclass(frozen=True)
@@ -34,28 +37,58 @@ class Preset:
     max_train_windows: int | None = None
     max_batches: int | None = None
     teacher_budget_s: float | None = None   # teachers' time budget (None: time_budget_s)
+    train_stride: int | None = None         # keep every n-th training window (models and teachers)
 
+
+# every model of the paper's comparison; the quick preset leaves out ST-MLP (25 M parameters,
+# about 14 s per batch of 32 windows on 2 CPU cores: benchmarks/run.py)
+MODELS = ("flowdistill-teacher", "flowdistill", "flowdistill-wo-tb", "easyst", "stwa", "bigst", "astgcn",
+          "stsgcn", "st-mlp")
+QUICK_MODELS = tuple(m for m in MODELS if m != "st-mlp")
+
+# RQ4 (section 4.5, Fig. 7-9): each value tried with the others at their defaults
+SWEEP_GRID = {
+    "delta": (1.0, 3.0, 10.0, 15.0, 30.0),
+    "lambda_tbl": (0.05, 0.10, 0.15, 0.20, 0.25),
+    "lambda_kl": (5e-4, 1e-3, 2e-3, 5e-3, 1e-2),
+    "lambda_spa": (0.2, 0.4, 0.6, 0.8),
+    "lambda_tem": (0.25, 0.30, 0.35, 0.40, 0.45),
+}
 
 SUITES = {
     "data-efficiency": Suite(
         "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio",
-        ("flowdistill-teacher", "flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.1, 0.2, 0.3, 0.4, 0.5),
-        (0.1, 0.4)),
+        MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.3, 0.5), quick_models=QUICK_MODELS),
+    "data-scalability": Suite(
+        "data-scalability", "RQ2 (Table 3): ratios up to 0.7, and the smallest ratio at which each model "
+        "matches FlowDistill's MAE at the smallest ratio", MODELS, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+        (0.1, 0.3, 0.5, 0.7), quick_models=QUICK_MODELS),
     "robustness": Suite(
         "robustness", "RQ3 (Fig. 5-6): MAE/RMSE per horizon step 1..12 and per traffic-volume bucket at ratio 0.5",
-        ("flowdistill", "flowdistill-wo-tb", "easyst", "stwa"), (0.5,), (0.5,), breakdown=True),
+        MODELS, (0.5,), (0.5,), breakdown=True, quick_models=QUICK_MODELS),
+    "sweep": Suite(
+        "sweep", "RQ4 (Fig. 7-9): delta, lambda_tbl, lambda_kl, lambda_spa, lambda_tem one at a time around "
+        "the defaults at ratio 0.3 (`--search` for a joint Ray Tune search)", ("flowdistill",), (0.3,), (0.3,),
+        kind="sweep"),
+    "scalability": Suite(
+        "scalability", "RQ5 (Fig. 10): peak memory against batch size and inference latency against test size "
+        "x1..x5, one process per point", ("flowdistill", "bigst", "stsgcn", "astgcn", "stwa", "easyst"), (0.5,),
+        (0.5,), kind="scalability"),
     "ablation": Suite(
         "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3",
         ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
         (0.3,), (0.3,)),
 }
+SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "scalability", "ablation")
 
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
-    "quick": Preset("quick", "the suite's quick ratios (data-efficiency: 0.1, 0.4); per trial (teachers included) at most 30 epochs of at "
-                             "most 20 batches, stopping after the epoch that passes 60 s of training (180 s for "
-                             "teachers, which every student of a ratio reuses); meant for 2 CPU cores",
-                    quick=True, max_epochs=30, time_budget_s=60.0, max_batches=20, teacher_budget_s=180.0),
+    "quick": Preset("quick", "the suite's quick ratios and models (no ST-MLP); every 4th training window (the same "
+                             "time span); per trial at most 30 epochs of at most 20 batches, stopping after the epoch "
+                             "that passes 30 s of training (120 s for teachers, which every student of a ratio "
+                             "reuses); the sweep tries each parameter's extremes and default; meant for 2 CPU cores",
+                    quick=True, max_epochs=30, time_budget_s=30.0, max_batches=20, teacher_budget_s=120.0,
+                    train_stride=4),
 }
 
 
@@ -117,15 +150,57 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
         raise SuiteError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = PRESETS[preset]
     ratios = ratios or (suite.quick_ratios if p.quick else suite.ratios)
-    models = models or suite.models
+    models = models or (suite.quick_models if p.quick and suite.quick_models else suite.models)
     t_config: dict[str, dict] = {}
     config = model_overrides(models, teacher, settings, t_config)
-    return [TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s, config=config[m],
-                      teacher_config=t_config.get(m, {}),
-                      max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
-                      max_train_windows=p.max_train_windows, max_batches=p.max_batches,
-                      teacher_budget_s=p.teacher_budget_s, **paths)
-            for r in ratios for m in models for s in range(seeds)]
+    variants = [{}] if suite.kind != "sweep" else sweep_configs(models, settings, quick=p.quick)
+    specs = {}
+    for r in ratios:
+        for m in models:
+            for extra in variants:
+                for s in range(seeds):
+                    spec = TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
+                                     config=config[m] | extra, teacher_config=t_config.get(m, {}),
+                                     max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
+                                     max_train_windows=p.max_train_windows, max_batches=p.max_batches,
+                                     teacher_budget_s=p.teacher_budget_s, train_stride=p.train_stride, **paths)
+                    specs.setdefault(spec.trial_id, spec)
+    return list(specs.values())
+
+
+def sweep_configs(models, settings: dict | None = None, quick: bool = False) -> list[dict]:
+    """SWEEP_GRID one parameter at a time: one override per (parameter, value), none for the value
+    that equals the default (that point is the default trial, shared by every parameter).
+    A parameter fixed with --set is not swept; `quick` keeps each parameter's smallest and
+    largest value (and the default).
+
+    Raises:
+        SuiteError: a model of the sweep lacks one of the swept fields.
+    """
+    out = [{}]
+    for m in models:
+        cfg = registry.get(m).config()
+        missing = [k for k in SWEEP_GRID if not hasattr(cfg, k)]
+        if missing:
+            raise SuiteError(f"the sweep varies {', '.join(missing)}, which model {m!r} does not have; "
+                             f"sweep flowdistill or one of its variants")
+    default = registry.get(models[0]).config()
+    for key, values in SWEEP_GRID.items():
+        if key in (settings or {}):
+            continue
+        values = (values[0], values[-1]) if quick else values
+        out += [{key: v} for v in values if v != getattr(default, key)]
+    return out
+
+
+def ok_overall(df: pd.DataFrame) -> pd.DataFrame:
+    """The overall rows (horizon and bucket "all") of finished trials."""
+    overall = (df["horizon"].astype(str) == "all") & (df["bucket"].astype(str) == "all")
+    return df[overall & (df["status"] == "ok")].copy()
+
+
+def _cell(values: pd.Series) -> str:
+    return f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std():.2f}"
 
 
 def _row_label(df: pd.DataFrame) -> pd.Series:
@@ -136,20 +211,84 @@ def _row_label(df: pd.DataFrame) -> pd.Series:
 def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     """Table 3 layout: one row per model (and its teacher), MAE and RMSE per ratio, mean +- std
     over seeds when there are several. Uses the overall rows (horizon and bucket "all"), status ok."""
-    overall = (df["horizon"].astype(str) == "all") & (df["bucket"].astype(str) == "all")
-    ok = df[overall & (df["status"] == "ok")].copy()
-    if ok.empty:
+    table = ratio_frame(df)
+    if table.empty:
         return "(no finished trials)"
+    return tabulate(table, headers="keys", tablefmt=tablefmt, disable_numparse=True, showindex=False)
+
+
+def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill") -> pd.DataFrame:
+    """Table 3 as a frame: column model, then "<ratio> MAE" and "<ratio> RMSE" cells ("mean" or
+    "mean ± std" over seeds). With several ratios, a last column "matches <reference>@<r0>": the
+    smallest ratio at which the row's mean MAE is at most the reference's mean MAE at the smallest
+    ratio r0 ("not reached" otherwise; RQ2)."""
+    ok = ok_overall(df)
+    if ok.empty:
+        return pd.DataFrame()
     ok["row"] = _row_label(ok)
     cells = {}
     for (row, ratio), g in ok.groupby(["row", "ratio"]):
-        for metric in ("mae", "rmse"):
-            mean, std = g[metric].mean(), g[metric].std()
-            cells.setdefault(row, {})[f"{ratio:g} {metric.upper()}"] = (
-                f"{mean:.2f}" if len(g) == 1 else f"{mean:.2f} ± {std:.2f}")
-    table = pd.DataFrame.from_dict(cells, orient="index")
+        cells.setdefault(row, {})[f"{ratio:g} MAE"] = _cell(g["mae"])
+        cells[row][f"{ratio:g} RMSE"] = _cell(g["rmse"])
+    table = pd.DataFrame.from_dict(cells, orient="index").fillna("")
     cols = sorted(table.columns, key=lambda c: (float(c.split()[0]), c.split()[1] != "MAE"))
-    return tabulate(table[cols], headers=["model"] + cols, tablefmt=tablefmt, disable_numparse=True)
+    table = table[cols]
+    r0 = ok["ratio"].min()
+    ref = ok[(ok["model"] == reference) & (ok["ratio"] == r0)]
+    if ok["ratio"].nunique() > 1 and not ref.empty:
+        target = ref["mae"].mean()
+        means = ok.groupby(["row", "ratio"])["mae"].mean()
+        match = {}
+        for row in table.index:
+            hits = [r for (name, r), v in means.items() if name == row and v <= target]
+            match[row] = f"{min(hits):g}" if hits else "not reached"
+        table[f"matches {reference}@{r0:g}"] = pd.Series(match)
+    return table.rename_axis("model").reset_index()
+
+
+def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill") -> pd.DataFrame:
+    """Table 4 as a frame: model, MAE, RMSE (mean, ± std over seeds) and the change of MAE against
+    `reference` in percent, one row per model and ratio."""
+    ok = ok_overall(df)
+    if ok.empty:
+        return pd.DataFrame()
+    rows = []
+    for (model, ratio), g in ok.groupby(["model", "ratio"], sort=False):
+        ref = ok[(ok["model"] == reference) & (ok["ratio"] == ratio)]["mae"].mean()
+        change = (g["mae"].mean() / ref - 1) * 100 if ref == ref else float("nan")
+        rows.append({"model": model, "ratio": f"{ratio:g}", "MAE": _cell(g["mae"]), "RMSE": _cell(g["rmse"]),
+                     f"MAE vs {reference}": f"{change:+.1f} %" if change == change else ""})
+    return pd.DataFrame(rows)
+
+
+def sweep_points(df: pd.DataFrame, grid: dict | None = None) -> pd.DataFrame:
+    """One row per (parameter, value, seed) of a one-at-a-time sweep: the default trial (no
+    override) counts as the default value of every parameter. Columns param, value, seed, mae, rmse."""
+    grid = grid or SWEEP_GRID
+    ok = ok_overall(df)
+    rows = []
+    for _, r in ok.iterrows():
+        cfg = json.loads(r["config"]) if r["config"] else {}
+        swept = [k for k in cfg if k in grid]
+        if len(swept) > 1:
+            continue
+        params = swept or list(grid)
+        default = registry.get(r["model"]).config()
+        for k in params:
+            rows.append({"param": k, "value": float(cfg.get(k, getattr(default, k))), "seed": r["seed"],
+                         "mae": r["mae"], "rmse": r["rmse"]})
+    return pd.DataFrame(rows, columns=["param", "value", "seed", "mae", "rmse"])
+
+
+def sweep_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 7-9 as a table: parameter, value, MAE and RMSE (mean, ± std over seeds)."""
+    pts = sweep_points(df)
+    if pts.empty:
+        return pd.DataFrame()
+    order = {k: i for i, k in enumerate(SWEEP_GRID)}
+    pts = pts.assign(rank=pts["param"].map(order)).sort_values(["rank", "value"])
+    return pd.DataFrame([{"parameter": k, "value": f"{v:g}", "MAE": _cell(g["mae"]), "RMSE": _cell(g["rmse"])}
+                         for (k, v), g in pts.groupby(["param", "value"], sort=False)])
 
 
 def breakdown_table(df: pd.DataFrame, tablefmt: str = "github") -> str:

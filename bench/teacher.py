@@ -22,7 +22,7 @@ from bench.metrics import masked_mae, masked_rmse
 from bench.train import predict
 
 TEACHER_SEED = 0
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 class TeacherCacheError(RuntimeError):
@@ -128,7 +128,7 @@ def predict_teacher(spec, show: bool = False) -> Path:
 def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted: dict, show: bool) -> Path:
     from bench.trial import peak_memory_mb
     series = (parts["train"].flow, parts["train"].flow_norm)
-    full = {part: Windows(data, split, part, scaler, series=series) for part in ("train", "val", "test")}
+    full = cached_windows(spec, cfg, data, split, scaler, series)
     starts = np.concatenate([w.starts for w in full.values()])
     preds = {}
     for part, w in full.items():
@@ -188,16 +188,27 @@ def import_predictions(spec, file: str | Path) -> Path:
     return path
 
 
+def cached_windows(spec, cfg, data, split, scaler, series=None) -> dict[str, Windows]:
+    """The windows a teacher cache covers, in time order: every training window (every
+    `train_stride`-th with that cap: students train on those), the teacher's own validation
+    windows (`val_windows` of its config, else all) and every test window (its own test row)."""
+    windows = {part: Windows(data, split, part, scaler, series=series,
+                             stride=spec.train_stride if part == "train" else None)
+               for part in ("train", "val", "test")}
+    windows["val"] = windows["val"].subset(getattr(cfg, "val_windows", None))
+    return windows
+
+
 def _all_windows(spec) -> tuple:
-    """(data, split, {"train", "val", "test": Windows}): every window of the spec's dataset
-    (first num_nodes regions) and ratio, in time order, the windows a teacher cache covers."""
+    """(data, split, {"train", "val", "test": Windows}) of the spec's dataset (first num_nodes
+    regions) and ratio: the windows its teacher cache covers (`cached_windows`)."""
     from bench.data import load_dataset
-    from bench.protocol import prepare
+    from bench.protocol import Scaler, split_steps
     data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
     if spec.num_nodes:
         data = data.slice_nodes(spec.num_nodes)
-    split, _, windows = prepare(data, spec.ratio)
-    return data, split, windows
+    split = split_steps(data.flow.shape[0], spec.ratio)
+    return data, split, cached_windows(spec, spec.model_config(), data, split, Scaler.fit(data.flow, split))
 
 
 def save_predictions(path: Path, starts, pred, key: str, meta: dict) -> None:
@@ -226,9 +237,9 @@ def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def attach(parts: dict[str, Windows], spec) -> dict:
-    """Attach cached teacher predictions to the train and val windows of a student trial."""
+    """Attach cached teacher predictions to the training windows of a student trial."""
     starts, pred, meta = load_predictions(spec)
-    for name in ("train", "val"):
+    for name in ("train",):
         w = parts[name]
         pos = np.searchsorted(starts, w.starts)
         if (pos >= len(starts)).any() or not np.array_equal(starts[np.minimum(pos, len(starts) - 1)], w.starts):

@@ -23,7 +23,8 @@ from bench.protocol import H_IN, H_OUT, MixedWindows, Windows, prepare, volume_b
 from bench.train import fit, predict, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
-              "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id"]
+              "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
+              "work_id"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class TrialSpec:
     `max_epochs`, `time_budget_s`, `max_train_windows`, `max_batches` (per epoch), `num_nodes` are preset caps that apply to
     the model and to its teacher alike (num_nodes: keep the first n regions, for tests);
     `teacher_config` overrides the teacher's Config defaults; `teacher_budget_s` is the time
-    budget of its teacher (None: the same as the trial's)."""
+    budget of its teacher (None: the same as the trial's); `train_stride` keeps every n-th
+    training window (model and teacher alike)."""
 
     suite: str
     dataset: str
@@ -50,6 +52,7 @@ class TrialSpec:
     cache_dir: str = "results/teachers"
     teacher_config: dict = field(default_factory=dict)
     teacher_budget_s: float | None = None
+    train_stride: int | None = None
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
@@ -60,11 +63,24 @@ class TrialSpec:
             out["teacher_config"] = self.teacher_config
         if self.teacher_budget_s is not None:
             out["teacher_budget_s"] = self.teacher_budget_s
+        if self.train_stride is not None:
+            out["train_stride"] = self.train_stride
         return out
 
     @property
     def trial_id(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def work_id(self) -> str:
+        """The trial_id without the suite: two suites that ask for the same work (e.g. flowdistill at
+        ratio 0.5 in data-efficiency and robustness) share one run (see `runner.run`)."""
+        ident = {k: v for k, v in self.identity().items() if k != "suite"}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def config_label(self) -> str:
+        """The config overrides as compact JSON ("" when none): the sweep's x values."""
+        return json.dumps(self.config, sort_keys=True) if self.config else ""
 
     def model_config(self):
         changes = dict(self.config)
@@ -82,7 +98,8 @@ def setup(spec: TrialSpec):
     data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
     if spec.num_nodes:
         data = data.slice_nodes(spec.num_nodes)
-    split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed)
+    split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed,
+                                   train_stride=spec.train_stride)
     cfg = spec.model_config()
     info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
     set_seed(spec.seed)
@@ -127,7 +144,7 @@ def training_windows(spec: TrialSpec, cfg, model, train: Windows):
         data = load_dataset(name, spec.data_dir, spec.registry_file)
         if spec.num_nodes:
             data = data.slice_nodes(min(spec.num_nodes, data.num_nodes))
-        _, scaler, parts = prepare(data, 0.8, spec.max_train_windows, seed=spec.seed)
+        _, scaler, parts = prepare(data, 0.8, spec.max_train_windows, seed=spec.seed, train_stride=spec.train_stride)
         model.add_dataset(name, registry.ModelInfo.of(data, scaler, H_IN, H_OUT))
         others.append(parts["train"])
     return MixedWindows(train, others)
@@ -152,7 +169,8 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
     for distilled students, `tbl_active`, the share of batches in which the teacher-bounded loss
     was active) or `traceback` for a failure; these stay out of trials.csv."""
     base = {"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "ratio": spec.ratio,
-            "seed": spec.seed, "trial_id": spec.trial_id, "teacher": ""}
+            "seed": spec.seed, "trial_id": spec.trial_id, "teacher": "", "config": spec.config_label(),
+            "work_id": spec.work_id}
     try:
         from bench import teacher as teacher_mod  # late import: teacher imports this module
         cached = teacher_mod.rows_from_cache(spec)
@@ -188,4 +206,5 @@ def error_rows(spec: TrialSpec, error: str, teacher: str = "") -> list[dict]:
     return [{"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "teacher": teacher,
              "ratio": spec.ratio, "seed": spec.seed, "trial_id": spec.trial_id, "horizon": "all", "bucket": "all",
              "mae": float("nan"), "rmse": float("nan"), "mape": float("nan"), "epochs": 0, "train_s": 0.0,
-             "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0, "status": "error", "error": error[:500]}]
+             "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0, "status": "error", "error": error[:500],
+             "config": spec.config_label(), "work_id": spec.work_id}]

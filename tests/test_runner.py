@@ -46,7 +46,7 @@ def test_interrupted_suite_reruns_only_unfinished_trials(tmp_path, monkeypatch):
     runner.run(specs[:1], str(tmp_path), executor="inline", log=lambda *_: None)   # stopped after trial 1
     ran = []
     real = runner.run_trial
-    monkeypatch.setattr(runner, "run_trial", lambda spec: ran.append(spec.ratio) or real(spec))
+    monkeypatch.setattr(runner, "run_trial", lambda spec, progress=None: ran.append(spec.ratio) or real(spec))
     path = runner.run(specs, str(tmp_path), executor="inline", log=lambda *_: None)
     assert ran == [0.4]
     assert sorted(read_trials(path).query("horizon == 'all' and bucket == 'all'")["ratio"]) == [0.3, 0.4]
@@ -117,10 +117,12 @@ def test_suites_and_presets_choose_ratios():
     ablation = build_specs(SUITES["ablation"], "NYCTaxi", "quick")
     assert {s.ratio for s in ablation} == {0.3} and len(ablation) == 5
     quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
-    assert sorted({s.ratio for s in quick}) == [0.1, 0.4] and len(quick) == 2 * 5 * 2
-    assert all(s.time_budget_s == 60 and s.max_batches == 20 and s.teacher_budget_s == 180 for s in quick)
+    assert sorted({s.ratio for s in quick}) == [0.1, 0.3, 0.5] and len(quick) == 3 * 8 * 2
+    assert "st-mlp" not in {s.model for s in quick}
+    assert all(s.time_budget_s == 30 and s.max_batches == 20 and s.teacher_budget_s == 120 and s.train_stride == 4
+               for s in quick)
     fd = next(s for s in quick if s.model == "flowdistill")
-    assert teacher.teacher_spec(fd, "flowdistill-teacher").time_budget_s == 180
+    assert teacher.teacher_spec(fd, "flowdistill-teacher").time_budget_s == 120
     full = build_specs(SUITES["data-efficiency"], "NYCTaxi", "full")
     assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5] and full[0].time_budget_s is None
 

@@ -1,0 +1,406 @@
+"""`bench report`: one PDF from the results of every suite, plus each table as CSV and Markdown and
+each figure as PNG beside it.
+
+Pages: a cover with the environment (dataset, protocol, hardware, software versions, project
+commit) and the commands that produced the results, then for each suite with results its
+table(s) (the paper's rows and columns, mean ± std over seeds) and its figure (error bars: one
+standard deviation over seeds).
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench import suites as S
+from bench.results import read_trials, trials_path
+from bench.scalability import read_points, scalability_frame
+
+# suites in the order the paper presents them, then the joint search
+REPORT_ORDER = S.SUITE_ORDER + ("search",)
+RQ = {"data-efficiency": "RQ1: data efficiency (Fig. 3-4)", "data-scalability": "RQ2: data-efficient scalability (Table 3)",
+      "robustness": "RQ3: robustness by horizon and volume (Fig. 5-6)", "sweep": "RQ4: hyperparameters (Fig. 7-9)",
+      "scalability": "RQ5: memory and latency (Fig. 10)", "ablation": "RQ6: ablation (Table 4)",
+      "search": "RQ4+: joint hyperparameter search (Ray Tune, ASHA)"}
+
+
+class ReportError(RuntimeError):
+    """No results to report; the message says where it looked."""
+
+
+@dataclass
+class Section:
+    suite: str
+    title: str
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[tuple[str, object]] = field(default_factory=list)     # (name, matplotlib Figure)
+    commands: list[str] = field(default_factory=list)
+
+
+def _units(dataset: str) -> str:
+    try:
+        from bench.data import load_registry
+        return load_registry().get(dataset, {}).get("units", "flow per interval")
+    except Exception:
+        return "flow per interval"
+
+
+def _style():
+    import matplotlib
+    matplotlib.use("Agg")
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="paper")
+
+
+def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = S.ok_overall(df)
+    ok["training ratio (%)"] = ok["ratio"] * 100
+    ok["model"] = S._row_label(ok)
+    units = _units(ok["dataset"].iloc[0])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, ("mae", "rmse")):
+        sns.lineplot(data=ok, x="training ratio (%)", y=metric, hue="model", marker="o", errorbar="sd",
+                     err_style="bars", ax=ax, legend=ax is axes[1])
+        ax.set_ylabel(f"test {metric.upper()} ({units})")
+        ax.set_xlabel("training data ratio (%)")
+        if reference:
+            ref = ok[(ok["model"].str.startswith("flowdistill (")) & (ok["ratio"] == ok["ratio"].min())]
+            if not ref.empty:
+                ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['ratio'].min():g}")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _robustness_figure(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = df[df["status"] == "ok"].copy()
+    ok["model"] = S._row_label(ok)
+    units = _units(ok["dataset"].iloc[0])
+    horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
+    horizon["step"] = horizon["horizon"].astype(int)
+    bucket = ok[ok["bucket"].astype(str) != "all"].copy()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for col, metric in enumerate(("mae", "rmse")):
+        sns.lineplot(data=horizon, x="step", y=metric, hue="model", marker="o", errorbar="sd", err_style="bars",
+                     ax=axes[0, col], legend=col == 1)
+        axes[0, col].set_xlabel("horizon step (x 30 min)" if "30 min" in units else "horizon step")
+        axes[0, col].set_ylabel(f"test {metric.upper()} ({units})")
+        sns.barplot(data=bucket.sort_values("bucket"), x="bucket", y=metric, hue="model", errorbar="sd",
+                    ax=axes[1, col], legend=False)
+        axes[1, col].set_xlabel("volume bucket of test regions (q1 lowest .. q4 highest mean flow)")
+        axes[1, col].set_ylabel(f"test {metric.upper()} ({units})")
+    axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle("Robustness: error per horizon step (Fig. 5) and per volume bucket (Fig. 6)")
+    fig.tight_layout()
+    return fig
+
+
+def _sweep_figure(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    pts = S.sweep_points(df)
+    units = _units(df["dataset"].iloc[0])
+    params = [p for p in S.SWEEP_GRID if p in set(pts["param"])]
+    fig, axes = plt.subplots(1, max(len(params), 1), figsize=(3.2 * max(len(params), 1), 3.6), squeeze=False)
+    for ax, p in zip(axes[0], params):
+        sub = pts[pts["param"] == p]
+        sns.lineplot(data=sub, x="value", y="mae", marker="o", errorbar="sd", err_style="bars", ax=ax)
+        if p in ("delta", "lambda_kl"):
+            ax.set_xscale("log")
+        ax.set_xlabel(p)
+        ax.set_ylabel(f"test MAE ({units})")
+    fig.suptitle("FlowDistill: one hyperparameter at a time, the others at their defaults (Fig. 7-9)")
+    fig.tight_layout()
+    return fig
+
+
+def _scalability_figure(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = df[df["status"] == "ok"]
+    device = ", ".join(sorted(set(ok["device"].astype(str))))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    mem = ok[ok["measure"] == "memory"]
+    lat = ok[ok["measure"] == "latency"].copy()
+    sns.lineplot(data=mem, x="x", y="value", hue="model", marker="o", errorbar="sd", err_style="bars", ax=axes[0],
+                 legend=False)
+    axes[0].set_xscale("log", base=2)
+    if not mem.empty:
+        ticks = sorted(set(mem["x"].astype(int)))
+        axes[0].set_xticks(ticks, [str(t) for t in ticks])
+        axes[0].minorticks_off()
+    axes[0].set_xlabel("batch size (windows)")
+    axes[0].set_ylabel("peak memory of one forward pass (MB)")
+    if not lat.empty:
+        lat["test windows"] = lat["windows"]
+    sns.lineplot(data=lat, x="test windows" if not lat.empty else "x", y="value", hue="model", marker="o",
+                 errorbar="sd", err_style="bars", ax=axes[1])
+    axes[1].set_xlabel("test size (windows: base test set x1..x5)")
+    axes[1].set_ylabel("inference latency (s)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(f"Scalability (Fig. 10) on {device}")
+    fig.tight_layout()
+    return fig
+
+
+def _ablation_figure(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = S.ok_overall(df)
+    units = _units(ok["dataset"].iloc[0])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("mae", "rmse")):
+        sns.barplot(data=ok, x="model", y=metric, errorbar="sd", ax=ax, color="#4c72b0")
+        ax.set_ylabel(f"test {metric.upper()} ({units})")
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle("Ablation (Table 4)")
+    fig.tight_layout()
+    return fig
+
+
+def _search_figure(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    ok = df[df["status"].isin(["ok", "pruned"])].copy()
+    keys = sorted({k for c in ok["config"] for k in (S.json.loads(c) if c else {})})
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.2 * max(len(keys), 1), 3.6), squeeze=False)
+    ok["val"] = pd.to_numeric(ok["val_mae"], errors="coerce") if "val_mae" in ok else ok["mae"]
+    for ax, k in zip(axes[0], keys):
+        xs = [S.json.loads(c).get(k) if c else None for c in ok["config"]]
+        for status, marker in (("ok", "o"), ("pruned", "x")):
+            m = (ok["status"] == status).to_numpy()
+            ax.scatter([x for x, keep in zip(xs, m) if keep], ok["mae"][m], marker=marker, label=status)
+        ax.set_xlabel(k)
+        ax.set_ylabel("test MAE (finished) / last val MAE (pruned)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Joint search: each sampled configuration")
+    fig.tight_layout()
+    return fig
+
+
+def breakdown_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5-6 as a table: per model and ratio, MAE at each horizon step and volume bucket."""
+    ok = df[df["status"] == "ok"].copy()
+    ok["row"] = S._row_label(ok)
+    horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
+    horizon["col"] = "h" + horizon["horizon"].astype(str)
+    bucket = ok[ok["bucket"].astype(str) != "all"].copy()
+    bucket["col"] = bucket["bucket"].astype(str)
+    table = pd.concat([horizon, bucket]).pivot_table(index="row", columns="col", values="mae", aggfunc="mean")
+    cols = sorted((c for c in table.columns if c.startswith("h")), key=lambda c: int(c[1:]))
+    cols += sorted(c for c in table.columns if c.startswith("q"))
+    return table[cols].round(2).rename_axis("model").reset_index()
+
+
+def _commands(results: Path, suite: str) -> list[str]:
+    log = results / suite / "commands.log"
+    return [line.strip() for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
+def collect(results: str | Path, suites=None) -> list[Section]:
+    """A Section for each suite under `results` that has finished rows (in REPORT_ORDER)."""
+    results = Path(results)
+    _style()
+    sections = []
+    for name in suites or REPORT_ORDER:
+        title = RQ.get(name, name)
+        if name == "scalability":
+            df = read_points(results / name / "trials.csv")
+            if not (df["status"] == "ok").any():
+                continue
+            sec = Section(name, title, [("memory (MB, one forward pass)", scalability_frame(df, "memory")),
+                                        ("latency (s, base test windows x1..x5)", scalability_frame(df, "latency"))],
+                          [("figure", _scalability_figure(df))])
+        else:
+            df = read_trials(trials_path(results, name))
+            if not (df["status"] == "ok").any():
+                continue
+            sec = Section(name, title)
+            if name in ("data-efficiency", "data-scalability"):
+                sec.tables.append(("MAE / RMSE per training ratio", S.ratio_frame(df)))
+                sec.figures.append(("figure", _ratio_figure(df, title, reference=name == "data-scalability")))
+            elif name == "robustness":
+                sec.tables += [("overall", S.ratio_frame(df)), ("MAE per horizon step and volume bucket",
+                                                                breakdown_frame(df))]
+                sec.figures.append(("figure", _robustness_figure(df)))
+            elif name == "sweep":
+                sec.tables.append(("MAE / RMSE per value", S.sweep_frame(df)))
+                sec.figures.append(("figure", _sweep_figure(df)))
+            elif name == "ablation":
+                sec.tables.append(("Table 4", S.ablation_frame(df)))
+                sec.figures.append(("figure", _ablation_figure(df)))
+            elif name == "search":
+                sec.tables.append(("sampled configurations, best validation MAE first", search_frame(df)))
+                sec.figures.append(("figure", _search_figure(df)))
+            else:
+                sec.tables.append(("MAE / RMSE", S.ratio_frame(df)))
+        sec.commands = _commands(results, name)
+        sections.append(sec)
+    return sections
+
+
+def search_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per sampled configuration of a joint search: its settings, status, epochs, test
+    MAE/RMSE (finished) and the last validation MAE (pruned), best first."""
+    ok = df[(df["horizon"].astype(str) == "all") & (df["bucket"].astype(str) == "all")].copy()
+    if ok.empty:
+        return pd.DataFrame()
+    rows = [{"config": r["config"], "status": r["status"], "epochs": r["epochs"], "MAE": round(r["mae"], 2),
+             "RMSE": round(r["rmse"], 2)} for _, r in ok.iterrows()]
+    return pd.DataFrame(rows).sort_values(["status", "MAE"]).reset_index(drop=True)
+
+
+def environment(results: Path) -> list[str]:
+    """Lines of the environment page: protocol, hardware, software, project commit."""
+    import importlib.metadata as md
+    import subprocess
+
+    import torch
+    from bench.protocol import H_IN, H_OUT, TEST_FRAC, VAL_FRAC
+
+    datasets = set()
+    for path in results.glob("*/trials.csv"):
+        try:
+            datasets |= set(pd.read_csv(path, usecols=["dataset"])["dataset"].astype(str))
+        except Exception:
+            pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+        mem = f"{psutil.virtual_memory().total / 2**30:.0f} GiB"
+    except Exception:
+        mem = "?"
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    versions = []
+    for pkg in ("torch", "numpy", "pandas", "ray", "transformers", "peft", "matplotlib", "seaborn"):
+        try:
+            versions.append(f"{pkg} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or "?"
+    except Exception:
+        commit = "?"
+    return [
+        f"generated {datetime.datetime.now().isoformat(timespec='seconds')} from {results.resolve()}",
+        f"dataset(s): {', '.join(sorted(datasets)) or '?'} "
+        f"({'; '.join(f'{d}: {_units(d)}' for d in sorted(datasets))})",
+        f"protocol: chronological split; validation {VAL_FRAC:.0%} and test {TEST_FRAC:.0%} of the steps at the end, "
+        f"training ratio = share of steps right before validation; H_in = {H_IN} -> H_out = {H_OUT}; "
+        "z-score fitted on the training part only; masked MAE / RMSE / MAPE (truth = 0 left out) on the "
+        "test windows in original units; volume buckets: quartiles of the test regions' mean flow.",
+        "spread: mean ± one standard deviation over seeds where a run used --seeds N > 1 (the paper reports single runs).",
+        f"hardware: {cpu}, {os.cpu_count()} logical cores, {mem} memory, GPU: {gpu}",
+        f"software: Python {platform.python_version()} on {platform.platform()}; {', '.join(versions)}",
+        f"project commit: {commit}",
+    ]
+
+
+def _table_figure(title: str, table: pd.DataFrame):
+    """A landscape page holding `table` (font shrunk to fit its width)."""
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(11.69, 8.27))
+    ax = fig.add_axes([0.03, 0.05, 0.94, 0.85])
+    ax.axis("off")
+    fig.suptitle(title, fontsize=12, x=0.03, ha="left")
+    if table.empty:
+        ax.text(0, 1, "(no finished trials)", va="top")
+        return fig
+    cells = table.astype(str).to_numpy().tolist()
+    tab = ax.table(cellText=cells, colLabels=[str(c) for c in table.columns], loc="upper left", cellLoc="center")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(max(5.0, min(10.0, 150 / max(len(table.columns), 1))))
+    tab.auto_set_column_width(list(range(len(table.columns))))
+    tab.scale(1, 1.5)
+    return fig
+
+
+def _text_figure(title: str, lines: list[str]):
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(11.69, 8.27))
+    fig.text(0.04, 0.95, title, fontsize=15, va="top", weight="bold")
+    y = 0.89
+    for line in lines:
+        for part in textwrap.wrap(line, 150) or [""]:
+            fig.text(0.04, y, part, fontsize=8.5, va="top", family="monospace" if line.startswith("  ") else None)
+            y -= 0.024
+            if y < 0.04:
+                return fig
+    return fig
+
+
+def build(results: str | Path = "results", out: str | Path = "reports/flowbench.pdf", suites=None,
+          log=print) -> dict:
+    """Write the PDF and, beside it, `<suite>[-k].csv/.md` per table and `<suite>.png` per figure.
+
+    Returns {"pdf": path, "pages": n, "files": [...], "suites": [...]}.
+
+    Raises:
+        ReportError: no suite under `results` has finished trials.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+    from tabulate import tabulate
+
+    results, out = Path(results), Path(out)
+    unknown = set(suites or []) - set(REPORT_ORDER)
+    if unknown:
+        raise ReportError(f"unknown suite(s) {', '.join(sorted(unknown))}; known: {', '.join(REPORT_ORDER)}")
+    sections = collect(results, suites)
+    if not sections:
+        raise ReportError(f"no finished trials under {results.resolve()}; run `bench run --suite NAME` first "
+                          f"(or pass --results DIR)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files, pages = [], 0
+    cover = ["What ran, and how (each suite's commands are listed on its pages and below).", ""]
+    cover += environment(results)
+    cover += ["", "suites in this report:"] + [f"  {s.suite}: {s.title}" for s in sections]
+    cover += ["", "commands:"] + [f"  {c}" for s in sections for c in s.commands[-5:]]
+    tmp = out.with_name(f".{out.name}.tmp")
+    with PdfPages(tmp) as pdf:
+        for fig in [_text_figure("FlowBench report: FlowDistill (arXiv 2504.02094) reproduced", cover)]:
+            pdf.savefig(fig)
+            plt.close(fig)
+            pages += 1
+        for sec in sections:
+            for i, (name, table) in enumerate(sec.tables):
+                stem = sec.suite if len(sec.tables) == 1 else f"{sec.suite}-{i + 1}"
+                table.to_csv(out.parent / f"{stem}.csv", index=False)
+                (out.parent / f"{stem}.md").write_text(
+                    f"# {sec.title}: {name}\n\n" + tabulate(table, headers="keys", tablefmt="github", showindex=False,
+                                                           disable_numparse=True) + "\n")
+                files += [out.parent / f"{stem}.csv", out.parent / f"{stem}.md"]
+                fig = _table_figure(f"{sec.title}: {name}", table)
+                if sec.commands:
+                    fig.text(0.03, 0.02, "command: " + sec.commands[-1], fontsize=7, family="monospace")
+                pdf.savefig(fig)
+                plt.close(fig)
+                pages += 1
+            for name, fig in sec.figures:
+                fig.savefig(out.parent / f"{sec.suite}.png", dpi=130, bbox_inches="tight")
+                files.append(out.parent / f"{sec.suite}.png")
+                pdf.savefig(fig, bbox_inches="tight")
+                plt.close(fig)
+                pages += 1
+    os.replace(tmp, out)
+    log(f"report: {out} ({pages} pages, {len(sections)} suites); tables and figures beside it in {out.parent}/")
+    return {"pdf": out, "pages": pages, "files": files, "suites": [s.suite for s in sections]}
