@@ -219,7 +219,7 @@ def _log_command(out: Path, suite: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
-                f"{shlex.join(['bench'] + sys.argv[1:]) if sys.argv[0].endswith('bench') else shlex.join(sys.argv)}\n")
+                f"{shlex.join(['bench'] + sys.argv[1:])}\n")
 
 
 def _run_suite(args, name: str) -> int:
@@ -291,10 +291,9 @@ def _search_specs(args, suite, preset, out, data_dir, registry_file):
     unknown = sorted(set(space) - fields)
     if unknown:
         raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
-    base = build_specs(suite, args.dataset, preset, models, args.ratios, args.seeds, args.epochs, args.teacher,
-                       dict(args.settings), data_dir=data_dir, registry_file=registry_file,
-                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)
-    base = [s for s in base if not s.config or s.config == dict(args.settings)]
+    base = build_specs(dataclasses.replace(suite, kind="ratio"), args.dataset, preset, models, args.ratios,
+                       args.seeds, args.epochs, args.teacher, dict(args.settings), data_dir=data_dir,
+                       registry_file=registry_file, cache_dir=str(out / "teachers"), num_nodes=args.nodes)
     return [dataclasses.replace(s, suite="search", config=s.config | cfg)
             for cfg in search.sample(space, args.samples) for s in base]
 
@@ -366,7 +365,8 @@ def cmd_teacher(args) -> int:
         TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, teacher_config=settings,
                   max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
                   teacher_budget_s=preset.teacher_budget_s, max_train_windows=preset.max_train_windows,
-                  max_batches=preset.max_batches, train_stride=preset.train_stride, num_nodes=args.nodes,
+                  max_batches=preset.max_batches, train_stride=preset.train_stride,
+                  max_val_windows=preset.max_val_windows, num_nodes=args.nodes,
                   data_dir=data_dir,
                   registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]
     if args.action == "import":

@@ -79,7 +79,9 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
     todo = _copy_shared(todo, out, suite, path, log)
     if not todo:
         return path
-    fit_teachers(teacher_specs(todo), out, executor, address, log)
+    teachers = uncached(teacher_specs(todo))
+    if teachers:
+        log(f"fitting {len(teachers)} teacher(s): " + ", ".join(f"{t.model}@{t.ratio:g}" for t in teachers))
 
     def on_done(spec: TrialSpec, rows: list[dict]) -> None:
         first = rows[0]
@@ -89,8 +91,22 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
         if first["status"] != "ok":
             log(f"trial {spec.model} ratio={spec.ratio:g} seed={spec.seed} failed: {first['error']}")
 
-    _execute(todo, _model_job, executor, address, out, suite, on_done, scheduler)
+    # first the teachers and, beside them, every trial that needs none; then the students (and the
+    # trials of a teacher model, which read its cache instead of training again)
+    fitting = {t.model for t in teachers}
+    later = [s for s in todo if s.model_config().teacher or s.model in fitting]
+    now = [s for s in todo if s not in later]
+    handlers = {"teacher": lambda spec, rows: _teacher_done(spec, rows, log), "model": on_done}
+    _execute([("teacher", t) for t in teachers] + [("model", s) for s in now], executor, address, out, suite,
+             handlers, scheduler)
+    if later:
+        _execute([("model", s) for s in later], executor, address, out, suite, handlers, scheduler)
     return path
+
+
+def uncached(teachers: list[TrialSpec]) -> list[TrialSpec]:
+    """The teacher specs whose predictions are not cached yet."""
+    return [t for t in teachers if not teacher_mod.locate(t)[1].exists()]
 
 
 def _copy_shared(todo: list[TrialSpec], out: str, suite: str, path: Path, log) -> list[TrialSpec]:
@@ -113,11 +129,11 @@ def _copy_shared(todo: list[TrialSpec], out: str, suite: str, path: Path, log) -
 def fit_teachers(teachers: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
                  log=print) -> None:
     """Fit and cache the given teacher specs that are not cached yet (one trial each)."""
-    teachers = [t for t in teachers if not teacher_mod.locate(t)[1].exists()]
+    teachers = uncached(teachers)
     if teachers:
         log(f"fitting {len(teachers)} teacher(s): " + ", ".join(f"{t.model}@{t.ratio:g}" for t in teachers))
-        _execute(teachers, _teacher_job, executor, address, out, "teachers",
-                 lambda spec, rows: _teacher_done(spec, rows, log))
+        _execute([("teacher", t) for t in teachers], executor, address, out, "teachers",
+                 {"teacher": lambda spec, rows: _teacher_done(spec, rows, log)})
 
 
 def _teacher_done(spec, rows, log) -> None:
@@ -126,15 +142,20 @@ def _teacher_done(spec, rows, log) -> None:
             f"its students will be recorded as errors")
 
 
-def _execute(specs, job, executor, address, out, name, on_done, scheduler=None) -> None:
-    bar = tqdm(total=len(specs), desc=name, unit="trial", file=sys.stderr)
+JOBS = {"teacher": _teacher_job, "model": _model_job}
+
+
+def _execute(items, executor, address, out, name, handlers, scheduler=None) -> None:
+    """Run (role, spec) items, role "teacher" or "model" (JOBS); handlers[role](spec, rows) gets
+    each item's rows as it ends."""
+    bar = tqdm(total=len(items), desc=name, unit="trial", file=sys.stderr)
     if executor == "inline":
-        for spec in specs:
+        for role, spec in items:
             bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
-            on_done(spec, job(spec.to_dict()))
+            handlers[role](spec, JOBS[role](spec.to_dict()))
             bar.update()
     else:
-        _execute_ray(specs, job, address, out, name, on_done, bar, scheduler)
+        _execute_ray(items, address, out, name, handlers, bar, scheduler)
     bar.close()
 
 
@@ -145,7 +166,7 @@ def pruned_rows(spec: TrialSpec, epochs: int, val_mae: float) -> list[dict]:
     return rows
 
 
-def _execute_ray(specs, job, address, out, name, on_done, bar, scheduler=None) -> None:
+def _execute_ray(items, address, out, name, handlers, bar, scheduler=None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
@@ -156,57 +177,62 @@ def _execute_ray(specs, job, address, out, name, on_done, bar, scheduler=None) -
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False,
                      log_to_driver=False)
-    by_id = {s.trial_id: s for s in specs}
+    by_id = {s.trial_id: (role, s) for role, s in items}
 
     def trainable(config):
         _limit_threads()
+        config = config["item"]
         key = TrialSpec(**config["spec"]).trial_id
         best = {"val_mae": float("inf")}
 
         def per_epoch(epoch, logs):        # ASHA decides on these reports
             best["val_mae"] = min(best["val_mae"], logs["val_mae"])
             tune.report({"val_mae": logs["val_mae"], "epoch": epoch, "trial_key": key, "rows_json": ""})
-        rows = job(config["spec"], per_epoch if scheduler else None)
-        tune.report({"rows_json": json.dumps(rows), "trial_key": key, "val_mae": best["val_mae"]})
+        rows = JOBS[config["role"]](config["spec"], per_epoch if scheduler else None)
+        final = {"rows_json": json.dumps(rows), "trial_key": key}
+        if scheduler:                       # the scheduler needs its metric in every report
+            final["val_mae"] = best["val_mae"]
+        tune.report(final)
 
     written, last = set(), {}
 
     class WriteRows(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            spec = by_id[result["trial_key"]]
+            role, spec = by_id[result["trial_key"]]
             if not result["rows_json"]:                 # an epoch report
                 last[spec.trial_id] = (result.get("epoch", 0), result["val_mae"])
                 return
             written.add(spec.trial_id)
-            on_done(spec, json.loads(result["rows_json"]))
+            handlers[role](spec, json.loads(result["rows_json"]))
             bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
             bar.update()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            spec = TrialSpec(**trial.config["spec"])
+            role, spec = by_id[TrialSpec(**trial.config["item"]["spec"]).trial_id]
             if spec.trial_id not in written:            # stopped by the scheduler
                 written.add(spec.trial_id)
-                on_done(spec, pruned_rows(spec, *last.get(spec.trial_id, (0, float("nan")))))
+                handlers[role](spec, pruned_rows(spec, *last.get(spec.trial_id, (0, float("nan")))))
                 bar.update()
 
         def on_trial_error(self, iteration, trials, trial, **info):
             # the worker died before reporting (killed, out of memory, import error)
-            spec = TrialSpec(**trial.config["spec"])
+            role, spec = by_id[TrialSpec(**trial.config["item"]["spec"]).trial_id]
             written.add(spec.trial_id)
-            on_done(spec, error_rows(spec, f"Ray trial failed: {trial.error_file or 'worker died'}"))
+            rows = error_rows(spec, f"Ray trial failed: {trial.error_file or 'worker died'}")
+            handlers[role](spec, rows if role == "model" else [{"_teacher_error": rows[0]["error"]}])
             bar.update()
 
     gpu = 1 if _cuda() else 0
     sched = None
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
-        max_t = max(s.model_config().max_epochs for s in specs) + 1
+        max_t = max(s.model_config().max_epochs for _, s in items) + 1
         sched = ASHAScheduler(metric="val_mae", mode="min", time_attr="training_iteration", max_t=max_t,
                               grace_period=min(2, max_t), reduction_factor=3)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1, "gpu": gpu}),
-        param_space={"spec": tune.grid_search([s.to_dict() for s in specs])},
-        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"{t.config['spec']['model']}-{t.trial_id}",
+        param_space={"item": tune.grid_search([{"role": role, "spec": s.to_dict()} for role, s in items])},
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"{t.config['item']['spec']['model']}-{t.trial_id}",
                                     scheduler=sched),
         run_config=tune.RunConfig(storage_path=str(Path(out).resolve() / "_ray"), name=name,
                                   callbacks=[WriteRows()], verbose=0),

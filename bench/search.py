@@ -31,10 +31,23 @@ HELP = "KEY=v1,v2,... | KEY=uniform:LO:HI | KEY=loguniform:LO:HI | KEY=randint:L
 
 
 def _number(text, key: str):
-    value = yaml.safe_load(str(text)) if isinstance(text, str) else text
+    value = text
+    if isinstance(text, str):
+        try:
+            value = int(text) if text.strip().lstrip("+-").isdigit() else float(text)   # YAML reads 5e-4 as text
+        except ValueError:
+            value = None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SearchSpaceError(f"search space {key}: {text!r} is not a number ({HELP})")
     return value
+
+
+def _value(text: str):
+    """A listed value: a number where it reads as one (5e-4 included), else YAML (true, text)."""
+    try:
+        return _number(text.strip(), "")
+    except SearchSpaceError:
+        return yaml.safe_load(text.strip())
 
 
 def _dist(key: str, kind: str, bounds) -> dict:
@@ -63,7 +76,7 @@ def parse_entry(text: str) -> tuple[str, dict]:
     if colon:
         raise SearchSpaceError(f"search space {key}: unknown distribution {head!r}; use one of "
                                f"{', '.join(DISTRIBUTIONS)} or a list of values ({HELP})")
-    return key, {"choice": [yaml.safe_load(v.strip()) for v in spec.split(",") if v.strip()]}
+    return key, {"choice": [_value(v) for v in spec.split(",") if v.strip()]}
 
 
 def load_space(entries: list[str] | None = None, file: str | Path | None = None) -> dict[str, dict]:

@@ -38,6 +38,7 @@ class Preset:
     max_batches: int | None = None
     teacher_budget_s: float | None = None   # teachers' time budget (None: time_budget_s)
     train_stride: int | None = None         # keep every n-th training window (models and teachers)
+    max_val_windows: int | None = None      # validation windows for early stopping (test never cut)
 
 
 # every model of the paper's comparison; the quick preset leaves out ST-MLP (25 M parameters,
@@ -84,11 +85,12 @@ SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "sc
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
     "quick": Preset("quick", "the suite's quick ratios and models (no ST-MLP); every 4th training window (the same "
-                             "time span); per trial at most 30 epochs of at most 20 batches, stopping after the epoch "
-                             "that passes 30 s of training (120 s for teachers, which every student of a ratio "
+                             "time span); early stopping on 64 evenly spaced validation windows (the test set is "
+                             "whole); per trial at most 30 epochs of at most 20 batches, stopping after the epoch "
+                             "that passes 30 s of training (90 s for teachers, which every student of a ratio "
                              "reuses); the sweep tries each parameter's extremes and default; meant for 2 CPU cores",
-                    quick=True, max_epochs=30, time_budget_s=30.0, max_batches=20, teacher_budget_s=120.0,
-                    train_stride=4),
+                    quick=True, max_epochs=30, time_budget_s=30.0, max_batches=20, teacher_budget_s=90.0,
+                    train_stride=4, max_val_windows=64),
 }
 
 
@@ -163,7 +165,8 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
                                      config=config[m] | extra, teacher_config=t_config.get(m, {}),
                                      max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
                                      max_train_windows=p.max_train_windows, max_batches=p.max_batches,
-                                     teacher_budget_s=p.teacher_budget_s, train_stride=p.train_stride, **paths)
+                                     teacher_budget_s=p.teacher_budget_s, train_stride=p.train_stride,
+                                     max_val_windows=p.max_val_windows, **paths)
                     specs.setdefault(spec.trial_id, spec)
     return list(specs.values())
 

@@ -34,7 +34,8 @@ class TrialSpec:
     the model and to its teacher alike (num_nodes: keep the first n regions, for tests);
     `teacher_config` overrides the teacher's Config defaults; `teacher_budget_s` is the time
     budget of its teacher (None: the same as the trial's); `train_stride` keeps every n-th
-    training window (model and teacher alike)."""
+    training window and `max_val_windows` caps the validation windows early stopping reads
+    (model and teacher alike; the test set is never cut)."""
 
     suite: str
     dataset: str
@@ -53,6 +54,7 @@ class TrialSpec:
     teacher_config: dict = field(default_factory=dict)
     teacher_budget_s: float | None = None
     train_stride: int | None = None
+    max_val_windows: int | None = None
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
@@ -65,6 +67,8 @@ class TrialSpec:
             out["teacher_budget_s"] = self.teacher_budget_s
         if self.train_stride is not None:
             out["train_stride"] = self.train_stride
+        if self.max_val_windows is not None:
+            out["max_val_windows"] = self.max_val_windows
         return out
 
     @property
@@ -87,6 +91,9 @@ class TrialSpec:
         entry = registry.get(self.model)
         if self.max_epochs is not None:
             changes["max_epochs"] = min(self.max_epochs, entry.config(**self.config).max_epochs)
+        if self.max_val_windows is not None:
+            own = entry.config(**self.config).val_windows
+            changes["val_windows"] = min(self.max_val_windows, own) if own else self.max_val_windows
         return entry.config(**changes)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,197 @@
+"""Every suite's quick preset on a tiny slice of real NYCTaxi, the report built from those results,
+sweep resume, trials shared across suites, and the table logic against hand-made results."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import runner, search
+from bench.cli import main
+from bench.results import read_trials, trials_path
+from bench.scalability import read_points
+from bench.suites import SWEEP_GRID, ablation_frame, ratio_frame, sweep_frame
+
+TINY = ["--quick", "--nodes", "6", "--epochs", "1", "--executor", "inline", "--teacher", "stwa"]
+ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One results folder with every suite's quick preset run on 6 regions (1 epoch per trial)."""
+    out = tmp_path_factory.mktemp("results")
+    o = ["--out", str(out)]
+    assert main(["run", "--suite", "data-scalability", "--models", "flowdistill,flowdistill-wo-tb,bigst"] + TINY + o) == 0
+    assert main(["run", "--suite", "robustness", "--models", "flowdistill,bigst"] + TINY + o) == 0
+    assert main(["run", "--suite", "ablation"] + TINY + o) == 0
+    assert main(["run", "--suite", "sweep"] + TINY + o) == 0
+    assert main(["run", "--suite", "scalability", "--quick", "--nodes", "6", "--models", "flowdistill"] + o) == 0
+    assert main(["run", "--suite", "sweep", "--search", "--space", "delta=1,30", "--space",
+                 "lambda_kl=loguniform:5e-4:1e-2", "--samples", "3"] + TINY + o) == 0
+    return out
+
+
+def test_data_scalability_quick_gives_table3_rows(results):
+    df = read_trials(trials_path(results, "data-scalability"))
+    assert (df["status"] == "ok").all()
+    assert sorted(df["ratio"].unique()) == [0.1, 0.3, 0.5, 0.7]
+    assert df.groupby(["model", "ratio"]).size().eq(ROWS).all() and df["trial_id"].nunique() == 3 * 4
+    table = ratio_frame(df)
+    assert list(table.columns) == ["model", "0.1 MAE", "0.1 RMSE", "0.3 MAE", "0.3 RMSE", "0.5 MAE", "0.5 RMSE",
+                                   "0.7 MAE", "0.7 RMSE", "matches flowdistill@0.1"]
+    fd = table[table["model"].str.startswith("flowdistill (")]
+    assert fd["matches flowdistill@0.1"].item() == "0.1"
+
+
+def test_robustness_quick_gives_horizon_and_bucket_rows(results):
+    df = read_trials(trials_path(results, "robustness"))
+    assert set(df["ratio"]) == {0.5} and set(df["model"]) == {"flowdistill", "bigst"}
+    for _, g in df.groupby("model"):
+        assert sorted(g["horizon"].astype(str)) == sorted(["all"] * 5 + [str(h) for h in range(1, 13)])
+        assert sorted(g.loc[g["bucket"] != "all", "bucket"]) == ["q1", "q2", "q3", "q4"]
+
+
+def test_robustness_reuses_the_trials_data_scalability_ran(results):
+    a = read_trials(trials_path(results, "data-scalability"))
+    b = read_trials(trials_path(results, "robustness"))
+    a = a[(a["ratio"] == 0.5) & a["model"].isin(["flowdistill", "bigst"])].sort_values(["model", "horizon", "bucket"])
+    b = b.sort_values(["model", "horizon", "bucket"])
+    assert np.array_equal(a["mae"].to_numpy(), b["mae"].to_numpy())
+    assert set(a["trial_id"]).isdisjoint(set(b["trial_id"])) and set(a["work_id"]) == set(b["work_id"])
+
+
+def test_ablation_quick_gives_table4_rows(results):
+    table = ablation_frame(read_trials(trials_path(results, "ablation")))
+    assert list(table["model"]) == ["flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc",
+                                    "flowdistill-wo-tc"]
+    assert table["MAE vs flowdistill"].iloc[0] == "+0.0 %" and (table["ratio"] == "0.3").all()
+
+
+def test_sweep_quick_tries_each_parameters_extremes_and_default(results):
+    df = read_trials(trials_path(results, "sweep"))
+    assert df["trial_id"].nunique() == 1 + 2 * len(SWEEP_GRID)
+    table = sweep_frame(df)
+    for key, values in SWEEP_GRID.items():
+        got = table.loc[table["parameter"] == key, "value"].tolist()
+        assert len(got) == 3 and got[0] == f"{values[0]:g}" and got[-1] == f"{values[-1]:g}"
+
+
+def test_scalability_quick_measures_every_point(results):
+    df = read_points(results / "scalability" / "trials.csv")
+    assert (df["status"] == "ok").all() and len(df) == 4 + 5
+    mem = df[df["measure"] == "memory"].sort_values("x")
+    lat = df[df["measure"] == "latency"].sort_values("x")
+    assert list(mem["x"]) == [8, 16, 32, 64] and (mem["value"] > 0).all() and (mem["unit"] == "MB").all()
+    assert list(lat["windows"]) == [32 * k for k in range(1, 6)]
+    assert lat["value"].iloc[-1] > lat["value"].iloc[0]            # five times the windows take longer
+
+
+def test_search_runs_the_sampled_configurations(results):
+    df = read_trials(trials_path(results, "search"))
+    overall = df[df["horizon"].astype(str) == "all"]
+    configs = [json.loads(c) for c in overall["config"]]
+    assert len(configs) == 3 and all(set(c) == {"delta", "lambda_kl"} for c in configs)
+    assert all(c["delta"] in (1, 30) and 5e-4 <= c["lambda_kl"] <= 1e-2 for c in configs)
+
+
+def test_report_holds_every_section(results, tmp_path):
+    from pypdf import PdfReader
+
+    from bench import report
+    out = tmp_path / "rep" / "flowbench.pdf"
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    reader = PdfReader(out)
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    for title in report.RQ.values():
+        if "RQ1" in title:
+            continue                          # data-efficiency did not run in this results set
+        assert title.split(":")[0] in text, title
+    for needle in ("hardware:", "software:", "protocol:", "dataset(s): NYCTaxi", "bench run --suite sweep",
+                   "matches flowdistill@0.1", "FlowDistill: one hyperparameter at a time"):
+        assert needle in text, needle
+    assert "(no finished trials)" not in text
+    for suite in ("data-scalability", "robustness", "sweep", "scalability", "ablation", "search"):
+        assert (out.parent / f"{suite}.png").stat().st_size > 10_000
+        assert list(out.parent.glob(f"{suite}*.csv")) and list(out.parent.glob(f"{suite}*.md"))
+    assert len(reader.pages) >= 1 + 7 + 6
+
+
+def test_report_without_results_says_where_it_looked(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path)]) == 2
+    assert "no finished trials under" in capsys.readouterr().err
+
+
+def test_sweep_resumes_without_rerunning_finished_trials(tmp_path, monkeypatch):
+    o = ["--out", str(tmp_path)]
+    assert main(["run", "--suite", "sweep"] + TINY + o) == 0
+    path = trials_path(tmp_path, "sweep")
+    before = read_trials(path)
+    ids = sorted(before["trial_id"].unique())
+    lost = set(ids[:4])                                       # an interrupted run: four trials never wrote rows
+    before[~before["trial_id"].isin(lost)].to_csv(path, index=False)
+    ran, real = [], runner.run_trial
+    monkeypatch.setattr(runner, "run_trial", lambda spec, progress=None: ran.append(spec.trial_id) or real(spec))
+    assert main(["run", "--suite", "sweep"] + TINY + o) == 0
+    assert set(ran) == lost
+    after = read_trials(path).set_index(["trial_id", "horizon", "bucket"]).sort_index()
+    kept = before[~before["trial_id"].isin(lost)].set_index(["trial_id", "horizon", "bucket"]).sort_index()
+    assert np.array_equal(after.loc[kept.index, "train_s"].to_numpy(), kept["train_s"].to_numpy())
+    assert after.index.get_level_values(0).nunique() == len(ids)
+
+
+def test_ratio_frame_finds_the_smallest_matching_ratio():
+    rows = [("flowdistill", 0.1, 10.0), ("flowdistill", 0.3, 9.0), ("bigst", 0.1, 12.0), ("bigst", 0.3, 10.5),
+            ("bigst", 0.5, 9.9), ("astgcn", 0.1, 15.0), ("astgcn", 0.5, 11.0)]
+    df = pd.DataFrame([{"model": m, "ratio": r, "mae": v, "rmse": 2 * v, "teacher": "", "horizon": "all",
+                        "bucket": "all", "status": "ok"} for m, r, v in rows])
+    table = ratio_frame(df).set_index("model")
+    assert table.loc["bigst", "matches flowdistill@0.1"] == "0.5"
+    assert table.loc["astgcn", "matches flowdistill@0.1"] == "not reached"
+    assert table.loc["astgcn", "0.3 MAE"] == "" and table.loc["bigst", "0.3 RMSE"] == "21.00"
+    two_seeds = pd.concat([df, df.assign(mae=df["mae"] + 2)])
+    assert ratio_frame(two_seeds).set_index("model").loc["bigst", "0.1 MAE"] == f"13.00 ± {math.sqrt(2):.2f}"
+
+
+def test_ablation_frame_gives_the_change_against_flowdistill():
+    df = pd.DataFrame([{"model": m, "ratio": 0.3, "mae": v, "rmse": v, "teacher": "", "horizon": "all",
+                        "bucket": "all", "status": "ok"} for m, v in (("flowdistill", 6.54), ("flowdistill-wo-tb", 6.89))])
+    assert ablation_frame(df)["MAE vs flowdistill"].tolist() == ["+0.0 %", "+5.4 %"]     # paper Table 4: 5.4 %
+
+
+def test_search_space_from_flags_and_file(tmp_path):
+    assert search.parse_entry("delta=1,3,10") == ("delta", {"choice": [1, 3, 10]})
+    assert search.parse_entry("lambda_kl=loguniform:5e-4:1e-2") == ("lambda_kl", {"loguniform": [5e-4, 1e-2]})
+    for bad, message in (("delta", "is not KEY=SPEC"), ("delta=normal:0:1", "unknown distribution 'normal'"),
+                         ("lambda_kl=loguniform:0:1", "0 < LO < HI"), ("delta=uniform:a:2", "is not a number")):
+        with pytest.raises(search.SearchSpaceError, match=message):
+            search.parse_entry(bad)
+    file = tmp_path / "space.yaml"
+    file.write_text("delta: [1, 3]\nlambda_tbl: {uniform: [0.05, 0.25]}\n")
+    space = search.load_space(["delta=10,30"], file)
+    assert space == {"delta": {"choice": [10, 30]}, "lambda_tbl": {"uniform": [0.05, 0.25]}}
+    draws = search.sample(space, 5, seed=0)
+    assert draws == search.sample(space, 5, seed=0) and len(draws) == 5
+    assert all(c["delta"] in (10, 30) and 0.05 <= c["lambda_tbl"] <= 0.25 for c in draws)
+    assert len(search.sample({"delta": {"choice": [1, 2]}}, 5)) == 2          # only two distinct configurations
+    with pytest.raises(search.SearchSpaceError, match="needs a search space"):
+        search.load_space([], None)
+
+
+def test_search_errors_name_the_fix(capsys):
+    assert main(["run", "--suite", "robustness", "--search", "--space", "delta=1,3"]) == 2
+    assert "--search belongs to --suite sweep" in capsys.readouterr().err
+    assert main(["run", "--suite", "sweep", "--search", "--space", "gamma=1,2"]) == 2
+    assert "has no such config field" in capsys.readouterr().err
+    assert main(["run", "--suite", "all", "--ratios", "0.1"]) == 2
+    assert "runs each suite with its own models and ratios" in capsys.readouterr().err
+
+
+def test_pruned_trials_count_as_finished(tmp_path):
+    from bench.results import append_rows, finished_ids
+    from bench.trial import TrialSpec
+    spec = TrialSpec(suite="search", dataset="NYCTaxi", model="flowdistill", ratio=0.3, config={"delta": 3.0})
+    rows = runner.pruned_rows(spec, 2, 41.5)
+    assert rows[0]["status"] == "pruned" and rows[0]["mae"] == 41.5 and rows[0]["epochs"] == 2
+    append_rows(trials_path(tmp_path, "search"), rows)
+    assert finished_ids(trials_path(tmp_path, "search")) == {spec.trial_id}
