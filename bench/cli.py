@@ -213,13 +213,13 @@ def cmd_run(args) -> int:
     return max(codes.values())
 
 
-def _log_command(out: Path, suite: str) -> None:
-    """Append this command line to OUT/SUITE/commands.log (the report lists it)."""
+def _log_command(out: Path, suite: str, argv: list[str]) -> None:
+    """Append the command line `bench ARGV` to OUT/SUITE/commands.log (the report lists it)."""
     path = out / suite / "commands.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
-                f"{shlex.join(['bench'] + sys.argv[1:])}\n")
+                f"{shlex.join(['bench'] + list(argv))}\n")
 
 
 def _run_suite(args, name: str) -> int:
@@ -242,7 +242,7 @@ def _run_suite(args, name: str) -> int:
                             args.teacher, dict(args.settings), data_dir=data_dir, registry_file=registry_file,
                             cache_dir=str(out / "teachers"), num_nodes=args.nodes)
     table_name = specs[0].suite
-    _log_command(out, table_name)
+    _log_command(out, table_name, args.argv)
     print(f"suite {table_name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
     start = time.perf_counter()
     try:
@@ -303,7 +303,7 @@ def _run_scalability(args, suite, preset, out, data_dir, registry_file) -> int:
     models = args.models or list(suite.models)
     points = scalability.build_points(args.dataset, models, preset, args.seeds, num_nodes=args.nodes,
                                       data_dir=data_dir, registry_file=registry_file)
-    _log_command(out, suite.name)
+    _log_command(out, suite.name, args.argv)
     print(f"suite scalability on {args.dataset}, preset {preset}: {len(points)} points, one process each "
           f"-> {out / suite.name}/")
     start = time.perf_counter()
@@ -393,6 +393,7 @@ def _epoch_printer(spec):
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report}
     try:
         return commands[args.command](args)

@@ -9,7 +9,7 @@ standard deviation over seeds).
 from __future__ import annotations
 
 import datetime
-import math
+import json
 import os
 import platform
 import textwrap
@@ -173,11 +173,12 @@ def _ablation_figure(df: pd.DataFrame):
 def _search_figure(df: pd.DataFrame):
     import matplotlib.pyplot as plt
     ok = df[df["status"].isin(["ok", "pruned"])].copy()
-    keys = sorted({k for c in ok["config"] for k in (S.json.loads(c) if c else {})})
+    configs = [json.loads(c) if c else {} for c in ok["config"]]
+    keys = sorted({k for c in configs for k, v in c.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
     fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.2 * max(len(keys), 1), 3.6), squeeze=False)
-    ok["val"] = pd.to_numeric(ok["val_mae"], errors="coerce") if "val_mae" in ok else ok["mae"]
     for ax, k in zip(axes[0], keys):
-        xs = [S.json.loads(c).get(k) if c else None for c in ok["config"]]
+        xs = [c.get(k) for c in configs]
         for status, marker in (("ok", "o"), ("pruned", "x")):
             m = (ok["status"] == status).to_numpy()
             ax.scatter([x for x, keep in zip(xs, m) if keep], ok["mae"][m], marker=marker, label=status)

@@ -59,37 +59,39 @@ SWEEP_GRID = {
 SUITES = {
     "data-efficiency": Suite(
         "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio",
-        MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.3, 0.5), quick_models=QUICK_MODELS),
+        MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.5), quick_models=QUICK_MODELS),
     "data-scalability": Suite(
         "data-scalability", "RQ2 (Table 3): ratios up to 0.7, and the smallest ratio at which each model "
         "matches FlowDistill's MAE at the smallest ratio", MODELS, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
-        (0.1, 0.3, 0.5, 0.7), quick_models=QUICK_MODELS),
+        (0.1, 0.5, 0.7), quick_models=QUICK_MODELS),
     "robustness": Suite(
         "robustness", "RQ3 (Fig. 5-6): MAE/RMSE per horizon step 1..12 and per traffic-volume bucket at ratio 0.5",
         MODELS, (0.5,), (0.5,), breakdown=True, quick_models=QUICK_MODELS),
     "sweep": Suite(
         "sweep", "RQ4 (Fig. 7-9): delta, lambda_tbl, lambda_kl, lambda_spa, lambda_tem one at a time around "
-        "the defaults at ratio 0.3 (`--search` for a joint Ray Tune search)", ("flowdistill",), (0.3,), (0.3,),
+        "the defaults at ratio 0.3 (quick: 0.5) (`--search` for a joint Ray Tune search)", ("flowdistill",), (0.3,),
+        (0.5,),
         kind="sweep"),
     "scalability": Suite(
         "scalability", "RQ5 (Fig. 10): peak memory against batch size and inference latency against test size "
         "x1..x5, one process per point", ("flowdistill", "bigst", "stsgcn", "astgcn", "stwa", "easyst"), (0.5,),
         (0.5,), kind="scalability"),
     "ablation": Suite(
-        "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3",
+        "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3 (quick: 0.5)",
         ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
-        (0.3,), (0.3,)),
+        (0.3,), (0.5,)),
 }
 SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "scalability", "ablation")
 
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
-    "quick": Preset("quick", "the suite's quick ratios and models (no ST-MLP); every 4th training window (the same "
+    "quick": Preset("quick", "the suite's quick ratios (0.1, 0.5, 0.7: three teachers serve every suite) and "
+                             "models (no ST-MLP); every 4th training window (the same "
                              "time span); early stopping on 64 evenly spaced validation windows (the test set is "
                              "whole); per trial at most 30 epochs of at most 20 batches, stopping after the epoch "
-                             "that passes 30 s of training (90 s for teachers, which every student of a ratio "
+                             "that passes 30 s of training (60 s for teachers, which every student of a ratio "
                              "reuses); the sweep tries each parameter's extremes and default; meant for 2 CPU cores",
-                    quick=True, max_epochs=30, time_budget_s=30.0, max_batches=20, teacher_budget_s=90.0,
+                    quick=True, max_epochs=30, time_budget_s=30.0, max_batches=20, teacher_budget_s=60.0,
                     train_stride=4, max_val_windows=64),
 }
 

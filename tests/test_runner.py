@@ -115,15 +115,15 @@ def test_stale_or_missing_teacher_cache_is_refused(tmp_path):
 
 def test_suites_and_presets_choose_ratios():
     ablation = build_specs(SUITES["ablation"], "NYCTaxi", "quick")
-    assert {s.ratio for s in ablation} == {0.3} and len(ablation) == 5
+    assert {s.ratio for s in ablation} == {0.5} and len(ablation) == 5
     quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
-    assert sorted({s.ratio for s in quick}) == [0.1, 0.3, 0.5] and len(quick) == 3 * 8 * 2
+    assert sorted({s.ratio for s in quick}) == [0.1, 0.5] and len(quick) == 2 * 8 * 2
     assert "st-mlp" not in {s.model for s in quick}
-    assert all(s.time_budget_s == 30 and s.max_batches == 20 and s.teacher_budget_s == 90 and s.train_stride == 4
+    assert all(s.time_budget_s == 30 and s.max_batches == 20 and s.teacher_budget_s == 60 and s.train_stride == 4
                and s.max_val_windows == 64 for s in quick)
     fd = next(s for s in quick if s.model == "flowdistill")
     t = teacher.teacher_spec(fd, "flowdistill-teacher")
-    assert t.time_budget_s == 90 and t.model_config().val_windows == 16 and fd.model_config().val_windows == 64
+    assert t.time_budget_s == 60 and t.model_config().val_windows == 16 and fd.model_config().val_windows == 64
     full = build_specs(SUITES["data-efficiency"], "NYCTaxi", "full")
     assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5] and full[0].time_budget_s is None
 

@@ -13,7 +13,8 @@ from bench.results import read_trials, trials_path
 from bench.scalability import read_points
 from bench.suites import SWEEP_GRID, ablation_frame, ratio_frame, sweep_frame
 
-TINY = ["--quick", "--nodes", "6", "--epochs", "1", "--executor", "inline", "--teacher", "stwa"]
+# the fast flowdistill-wo-tb teaches here (any registered model can): the teacher contract, not its cost
+TINY = ["--quick", "--nodes", "6", "--epochs", "1", "--executor", "inline", "--teacher", "flowdistill-wo-tb"]
 ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 
 
@@ -35,11 +36,11 @@ def results(tmp_path_factory):
 def test_data_scalability_quick_gives_table3_rows(results):
     df = read_trials(trials_path(results, "data-scalability"))
     assert (df["status"] == "ok").all()
-    assert sorted(df["ratio"].unique()) == [0.1, 0.3, 0.5, 0.7]
-    assert df.groupby(["model", "ratio"]).size().eq(ROWS).all() and df["trial_id"].nunique() == 3 * 4
+    assert sorted(df["ratio"].unique()) == [0.1, 0.5, 0.7]
+    assert df.groupby(["model", "ratio"]).size().eq(ROWS).all() and df["trial_id"].nunique() == 3 * 3
     table = ratio_frame(df)
-    assert list(table.columns) == ["model", "0.1 MAE", "0.1 RMSE", "0.3 MAE", "0.3 RMSE", "0.5 MAE", "0.5 RMSE",
-                                   "0.7 MAE", "0.7 RMSE", "matches flowdistill@0.1"]
+    assert list(table.columns) == ["model", "0.1 MAE", "0.1 RMSE", "0.5 MAE", "0.5 RMSE", "0.7 MAE", "0.7 RMSE",
+                                   "matches flowdistill@0.1"]
     fd = table[table["model"].str.startswith("flowdistill (")]
     assert fd["matches flowdistill@0.1"].item() == "0.1"
 
@@ -65,7 +66,7 @@ def test_ablation_quick_gives_table4_rows(results):
     table = ablation_frame(read_trials(trials_path(results, "ablation")))
     assert list(table["model"]) == ["flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc",
                                     "flowdistill-wo-tc"]
-    assert table["MAE vs flowdistill"].iloc[0] == "+0.0 %" and (table["ratio"] == "0.3").all()
+    assert table["MAE vs flowdistill"].iloc[0] == "+0.0 %" and (table["ratio"] == "0.5").all()
 
 
 def test_sweep_quick_tries_each_parameters_extremes_and_default(results):
@@ -89,9 +90,9 @@ def test_scalability_quick_measures_every_point(results):
 
 def test_search_runs_the_sampled_configurations(results):
     df = read_trials(trials_path(results, "search"))
-    overall = df[df["horizon"].astype(str) == "all"]
+    overall = df[(df["horizon"].astype(str) == "all") & (df["bucket"].astype(str) == "all")]
     configs = [json.loads(c) for c in overall["config"]]
-    assert len(configs) == 3 and all(set(c) == {"delta", "lambda_kl"} for c in configs)
+    assert len(configs) == 3 and all(set(c) - {"teacher"} == {"delta", "lambda_kl"} for c in configs)
     assert all(c["delta"] in (1, 30) and 5e-4 <= c["lambda_kl"] <= 1e-2 for c in configs)
 
 
