@@ -63,7 +63,7 @@ def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
     import seaborn as sns
     ok = S.ok_overall(df)
     ok["training ratio (%)"] = ok["ratio"] * 100
-    ok["model"] = S._row_label(ok)
+    ok["model"] = S.row_label(ok)
     units = _units(ok["dataset"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric in zip(axes, ("mae", "rmse")):
@@ -85,7 +85,7 @@ def _robustness_figure(df: pd.DataFrame):
     import matplotlib.pyplot as plt
     import seaborn as sns
     ok = df[df["status"] == "ok"].copy()
-    ok["model"] = S._row_label(ok)
+    ok["model"] = S.row_label(ok)
     units = _units(ok["dataset"].iloc[0])
     horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
     horizon["step"] = horizon["horizon"].astype(int)
@@ -190,20 +190,6 @@ def _search_figure(df: pd.DataFrame):
     return fig
 
 
-def breakdown_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 5-6 as a table: per model and ratio, MAE at each horizon step and volume bucket."""
-    ok = df[df["status"] == "ok"].copy()
-    ok["row"] = S._row_label(ok)
-    horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
-    horizon["col"] = "h" + horizon["horizon"].astype(str)
-    bucket = ok[ok["bucket"].astype(str) != "all"].copy()
-    bucket["col"] = bucket["bucket"].astype(str)
-    table = pd.concat([horizon, bucket]).pivot_table(index="row", columns="col", values="mae", aggfunc="mean")
-    cols = sorted((c for c in table.columns if c.startswith("h")), key=lambda c: int(c[1:]))
-    cols += sorted(c for c in table.columns if c.startswith("q"))
-    return table[cols].round(2).rename_axis("model").reset_index()
-
-
 def _commands(results: Path, suite: str) -> list[str]:
     log = results / suite / "commands.log"
     return [line.strip() for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
@@ -233,7 +219,7 @@ def collect(results: str | Path, suites=None) -> list[Section]:
                 sec.figures.append(("figure", _ratio_figure(df, title, reference=name == "data-scalability")))
             elif name == "robustness":
                 sec.tables += [("overall", S.ratio_frame(df)), ("MAE per horizon step and volume bucket",
-                                                                breakdown_frame(df))]
+                                                                S.breakdown_frame(df))]
                 sec.figures.append(("figure", _robustness_figure(df)))
             elif name == "sweep":
                 sec.tables.append(("MAE / RMSE per value", S.sweep_frame(df)))

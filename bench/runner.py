@@ -148,6 +148,8 @@ JOBS = {"teacher": _teacher_job, "model": _model_job}
 def _execute(items, executor, address, out, name, handlers, scheduler=None) -> None:
     """Run (role, spec) items, role "teacher" or "model" (JOBS); handlers[role](spec, rows) gets
     each item's rows as it ends."""
+    if not items:
+        return
     bar = tqdm(total=len(items), desc=name, unit="trial", file=sys.stderr)
     if executor == "inline":
         for role, spec in items:

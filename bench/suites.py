@@ -208,7 +208,7 @@ def _cell(values: pd.Series) -> str:
     return f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std():.2f}"
 
 
-def _row_label(df: pd.DataFrame) -> pd.Series:
+def row_label(df: pd.DataFrame) -> pd.Series:
     """"model" or "model (teacher: name)" for each result row."""
     return df["model"] + df["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")
 
@@ -230,7 +230,7 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill") -> pd.DataFram
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
-    ok["row"] = _row_label(ok)
+    ok["row"] = row_label(ok)
     cells = {}
     for (row, ratio), g in ok.groupby(["row", "ratio"]):
         cells.setdefault(row, {})[f"{ratio:g} MAE"] = _cell(g["mae"])
@@ -296,20 +296,27 @@ def sweep_frame(df: pd.DataFrame) -> pd.DataFrame:
                          for (k, v), g in pts.groupby(["param", "value"], sort=False)])
 
 
-def breakdown_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
-    """Fig. 5-6 as a table: one row per model (and teacher) and ratio, masked MAE per horizon step
+def breakdown_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5-6 as a frame: one row per model (and teacher) and ratio, masked MAE per horizon step
     (h1..h12) and per traffic-volume bucket (q1 lowest .. q4 highest), mean over seeds."""
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
-        return "(no finished trials)"
-    ok["row"] = _row_label(ok)
+        return pd.DataFrame()
+    ok["row"] = row_label(ok)
     horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
     horizon["col"] = "h" + horizon["horizon"].astype(str)
     bucket = ok[ok["bucket"].astype(str) != "all"].copy()
     bucket["col"] = bucket["bucket"].astype(str)
-    both = pd.concat([horizon, bucket])
-    table = both.pivot_table(index=["row", "ratio"], columns="col", values="mae", aggfunc="mean")
+    table = pd.concat([horizon, bucket]).pivot_table(index=["row", "ratio"], columns="col", values="mae",
+                                                     aggfunc="mean")
     cols = sorted((c for c in table.columns if c.startswith("h")), key=lambda c: int(c[1:]))
     cols += sorted(c for c in table.columns if c.startswith("q"))
-    return tabulate(table[cols].reset_index(), headers=["model", "ratio"] + cols, tablefmt=tablefmt, floatfmt=".2f",
-                    showindex=False)
+    return table[cols].round(2).rename_axis(["model", "ratio"]).reset_index()
+
+
+def breakdown_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
+    """`breakdown_frame` as text."""
+    table = breakdown_frame(df)
+    if table.empty:
+        return "(no finished trials)"
+    return tabulate(table, headers="keys", tablefmt=tablefmt, floatfmt=".2f", showindex=False)
