@@ -98,7 +98,7 @@ def _robustness_figure(df: pd.DataFrame):
         axes[0, col].set_ylabel(f"test {metric.upper()} ({units})")
         sns.barplot(data=bucket.sort_values("bucket"), x="bucket", y=metric, hue="model", errorbar="sd",
                     ax=axes[1, col], legend=False)
-        axes[1, col].set_xlabel("volume bucket of test regions (q1 lowest .. q4 highest mean flow)")
+        axes[1, col].set_xlabel("volume bucket (q1 lowest .. q4 highest mean flow)")
         axes[1, col].set_ylabel(f"test {metric.upper()} ({units})")
     axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.suptitle("Robustness: error per horizon step (Fig. 5) and per volume bucket (Fig. 6)")
@@ -361,7 +361,8 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     cover = ["What ran, and how (each suite's commands are listed on its pages and below).", ""]
     cover += environment(results)
     cover += ["", "suites in this report:"] + [f"  {s.suite}: {s.title}" for s in sections]
-    cover += ["", "commands:"] + [f"  {c}" for s in sections for c in s.commands[-5:]]
+    commands = dict.fromkeys(c.split("  ", 1)[-1] for s in sections for c in s.commands)   # distinct, in order
+    cover += ["", "commands (each suite's own pages give the time of its last run):"] + [f"  {c}" for c in commands]
     tmp = out.with_name(f".{out.name}.tmp")
     with PdfPages(tmp) as pdf:
         for fig in [_text_figure("FlowBench report: FlowDistill (arXiv 2504.02094) reproduced", cover)]:

@@ -89,7 +89,8 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
         write_json(path.parent / "history" / f"{spec.trial_id}.json", {"spec": spec.to_dict(), **detail})
         append_rows(path, rows)
         if first["status"] != "ok":
-            log(f"trial {spec.model} ratio={spec.ratio:g} seed={spec.seed} failed: {first['error']}")
+            verb = "pruned" if first["status"] == "pruned" else "failed"
+            log(f"trial {spec.model} ratio={spec.ratio:g} seed={spec.seed} {verb}: {first['error']}")
 
     # first the teachers and, beside them, every trial that needs none; then the students (and the
     # trials of a teacher model, which read its cache instead of training again)
