@@ -196,3 +196,11 @@ def test_pruned_trials_count_as_finished(tmp_path):
     assert rows[0]["status"] == "pruned" and rows[0]["mae"] == 41.5 and rows[0]["epochs"] == 2
     append_rows(trials_path(tmp_path, "search"), rows)
     assert finished_ids(trials_path(tmp_path, "search")) == {spec.trial_id}
+
+
+def test_an_empty_phase_starts_no_ray_run(tmp_path):
+    # every teacher of a suite cached and every trial a student: the first phase has no item (Ray
+    # Tune's grid_search over an empty list raised IndexError in the first quick run)
+    import ray
+    runner._execute([], "ray", None, str(tmp_path), "sweep", {})
+    assert not ray.is_initialized()
