@@ -26,7 +26,7 @@ from models.language_model import LanguageModelError
 from bench.report import ReportError
 from bench.search import SearchSpaceError
 from bench.suites import (PRESETS, SUITE_ORDER, SUITES, SuiteError, ablation_frame, breakdown_table, build_specs,
-                          get_suite, ratio_table, sweep_frame)
+                          frame_text, get_suite, ratio_table, sweep_frame)
 from tabulate import tabulate
 
 
@@ -128,8 +128,9 @@ def parser() -> argparse.ArgumentParser:
     tpred = tsub.add_parser("predict", help="cache the predictions of every window from the weights a "
                             "`bench teacher fit --skip-predict` saved (same flags)")
     timp = tsub.add_parser("import", help="cache an external teacher's predictions from an npz file: `pred` "
-                           "[windows, H_out, N, C] in original units for the train, val and test windows in time "
-                           "order, optionally `starts` [windows]")
+                           "[windows, H_out, N, C] in original units for the windows a teacher cache covers, in time "
+                           "order (the training windows, every 4th with --quick; the teacher's validation "
+                           "windows; every test window), optionally `starts` [windows]")
     timp.add_argument("file", help="npz file with the predictions")
     for t in (tfit, tpred, timp):
         t.add_argument("--teacher", default="flowdistill-teacher",
@@ -255,12 +256,12 @@ def _run_suite(args, name: str) -> int:
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
     print(f"\n{table_name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")
     if suite.kind == "sweep" and not args.search:
-        print(tabulate(sweep_frame(df), headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+        print(frame_text(sweep_frame(df)))
     elif args.search:
         from bench.report import search_frame
-        print(tabulate(search_frame(df), headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+        print(frame_text(search_frame(df)))
     elif name == "ablation":
-        print(tabulate(ablation_frame(df), headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+        print(frame_text(ablation_frame(df)))
     else:
         print(ratio_table(df))
     if suite.breakdown:
@@ -313,8 +314,7 @@ def _run_scalability(args, suite, preset, out, data_dir, registry_file) -> int:
     for measure, what in (("memory", "peak memory of one forward pass (MB) per batch size"),
                           ("latency", "inference latency (s) per test size multiple")):
         print(f"\n{what}")
-        print(tabulate(scalability.scalability_frame(df, measure), headers="keys", tablefmt="github",
-                       showindex=False, disable_numparse=True))
+        print(frame_text(scalability.scalability_frame(df, measure)))
     print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
     failed = (df["status"] != "ok").sum()
     if failed:

@@ -62,6 +62,7 @@ def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
     import matplotlib.pyplot as plt
     import seaborn as sns
     ok = S.ok_overall(df)
+    ref = ok[(ok["model"] == "flowdistill") & (ok["ratio"] == ok["ratio"].min())]   # as ratio_frame's reference
     ok["training ratio (%)"] = ok["ratio"] * 100
     ok["model"] = S.row_label(ok)
     units = _units(ok["dataset"].iloc[0])
@@ -71,10 +72,8 @@ def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
                      err_style="bars", ax=ax, legend=ax is axes[1])
         ax.set_ylabel(f"test {metric.upper()} ({units})")
         ax.set_xlabel("training data ratio (%)")
-        if reference:
-            ref = ok[(ok["model"].str.startswith("flowdistill (")) & (ok["ratio"] == ok["ratio"].min())]
-            if not ref.empty:
-                ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['ratio'].min():g}")
+        if reference and not ref.empty:
+            ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['ratio'].min():g}")
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.suptitle(title)
     fig.tight_layout()
@@ -346,7 +345,6 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     """
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
-    from tabulate import tabulate
 
     results, out = Path(results), Path(out)
     unknown = set(suites or []) - set(REPORT_ORDER)
@@ -374,8 +372,7 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
                 stem = sec.suite if len(sec.tables) == 1 else f"{sec.suite}-{i + 1}"
                 table.to_csv(out.parent / f"{stem}.csv", index=False)
                 (out.parent / f"{stem}.md").write_text(
-                    f"# {sec.title}: {name}\n\n" + tabulate(table, headers="keys", tablefmt="github", showindex=False,
-                                                           disable_numparse=True) + "\n")
+                    f"# {sec.title}: {name}\n\n" + S.frame_text(table) + "\n")
                 files += [out.parent / f"{stem}.csv", out.parent / f"{stem}.md"]
                 fig = _table_figure(f"{sec.title}: {name}", table)
                 if sec.commands:

@@ -69,11 +69,13 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str)))
 
 
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append rows, replacing earlier rows of the same trial_id (a retried failure), atomically:
-    the new table goes to a temporary file in the same folder, then os.replace."""
-    new = pd.DataFrame([{k: r.get(k, "") for k in ROW_FIELDS} for r in rows], columns=ROW_FIELDS)
-    old = read_trials(path)
+def append_rows(path: Path, rows: list[dict], fields: list[str] = ROW_FIELDS) -> None:
+    """Append rows (columns `fields`), replacing earlier rows of the same trial_id (a retried
+    failure), atomically: the new table goes to a temporary file in the same folder, then
+    os.replace. Earlier rows are copied as written (a column they lack is left empty)."""
+    new = pd.DataFrame([{k: r.get(k, "") for k in fields} for r in rows], columns=fields)
+    old = (pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=fields, fill_value="")
+           if path.exists() else pd.DataFrame(columns=fields))
     old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
     table = pd.concat([old, new], ignore_index=True) if len(old) else new
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -178,7 +178,7 @@ def run(points: list[Point], out: str | Path, log=print) -> Path:
     table's path. Each row is appended atomically as its point ends."""
     from tqdm.auto import tqdm
 
-    from bench.results import atomic_write
+    from bench.results import append_rows
     path = Path(out) / "scalability" / "trials.csv"
     done = set(read_points(path).query("status == 'ok'")["trial_id"].astype(str))
     todo = [p for p in points if p.trial_id not in done]
@@ -188,10 +188,7 @@ def run(points: list[Point], out: str | Path, log=print) -> Path:
     for point in bar:
         bar.set_postfix_str(f"{point.model} {point.measure} x={point.x}")
         row = run_point(point)
-        old = read_points(path)
-        old = old[old["trial_id"].astype(str) != point.trial_id]
-        table = pd.concat([old, pd.DataFrame([row])], ignore_index=True)[FIELDS]
-        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+        append_rows(path, [row], FIELDS)
         if row["status"] != "ok":
             log(f"point {point.model} {point.measure} x={point.x} failed: {row['error']}")
     return path

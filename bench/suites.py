@@ -216,7 +216,11 @@ def row_label(df: pd.DataFrame) -> pd.Series:
 def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     """Table 3 layout: one row per model (and its teacher), MAE and RMSE per ratio, mean +- std
     over seeds when there are several. Uses the overall rows (horizon and bucket "all"), status ok."""
-    table = ratio_frame(df)
+    return frame_text(ratio_frame(df), tablefmt)
+
+
+def frame_text(table: pd.DataFrame, tablefmt: str = "github") -> str:
+    """A result frame as text, cells as they are ("(no finished trials)" when empty)."""
     if table.empty:
         return "(no finished trials)"
     return tabulate(table, headers="keys", tablefmt=tablefmt, disable_numparse=True, showindex=False)

@@ -153,8 +153,10 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
 def import_predictions(spec, file: str | Path) -> Path:
     """Cache an external teacher's predictions (e.g. computed on a GPU machine) for `spec`.
 
-    `file`: npz with `pred` [W, H_out, N, C] in original units for every train, val and test
-    window of (dataset, ratio), in time order, and optionally `starts` [W] (window start steps).
+    `file`: npz with `pred` [W, H_out, N, C] in original units for the windows a cache of
+    (dataset, ratio, caps) covers (`cached_windows`: the training windows, every 4th under
+    --quick; the teacher's validation windows; every test window), in time order, and optionally
+    `starts` [W] (window start steps).
 
     Raises:
         TeacherCacheError: missing file or key, wrong shape, non-finite values, other windows.
@@ -239,12 +241,11 @@ def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
 def attach(parts: dict[str, Windows], spec) -> dict:
     """Attach cached teacher predictions to the training windows of a student trial."""
     starts, pred, meta = load_predictions(spec)
-    for name in ("train",):
-        w = parts[name]
-        pos = np.searchsorted(starts, w.starts)
-        if (pos >= len(starts)).any() or not np.array_equal(starts[np.minimum(pos, len(starts) - 1)], w.starts):
-            raise TeacherCacheError(f"teacher cache of {spec.model} does not cover the {name} windows")
-        w.attach_teacher(pred[pos])
+    w = parts["train"]
+    pos = np.searchsorted(starts, w.starts)
+    if (pos >= len(starts)).any() or not np.array_equal(starts[np.minimum(pos, len(starts) - 1)], w.starts):
+        raise TeacherCacheError(f"teacher cache of {spec.model} does not cover the train windows")
+    w.attach_teacher(pred[pos])
     return meta
 
 
