@@ -11,6 +11,11 @@ input; ReLU(sum), LayerNorm over channels. Two blocks, then a convolution across
 maps to the H_out steps. Initialisation as the code: Xavier-uniform for tensors of two or more
 dimensions, U[0, 1) for the rest (vectors, biases, LayerNorm).
 
+torch-geometric: the Laplacian comes from its `get_laplacian`. Its `ChebConv` cannot carry the
+spatial attention, which multiplies each polynomial T_k entry by entry per sample, so the
+convolution is ours; without attention (S = 1) it equals `ChebConv(normalization=None)` with the
+exact lambda_max (tests/test_baselines.py checks this).
+
 Deviations, each for a reason:
 - `cheb`: "matmul" (default) builds T_k = 2 L~ T_{k-1} - T_{k-2} with matrix products, as the
   paper defines Chebyshev polynomials (and LibCity's port does); the official code multiplies
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch_geometric.utils import dense_to_sparse, get_laplacian, to_dense_adj
 
 from bench.registry import ModelInfo, TrainConfig, register
 
@@ -51,13 +57,22 @@ class ASTGCNConfig(TrainConfig):
 
 def scaled_laplacian(adjacency: np.ndarray) -> np.ndarray:
     """L~ = 2 L / lambda_max - I with L = D - A (D: row sums), lambda_max the largest eigenvalue
-    of L (lib/utils.py scaled_Laplacian). adjacency [N, N] -> [N, N]."""
-    a = np.asarray(adjacency, dtype=np.float64)
-    lap = np.diag(a.sum(axis=1)) - a
+    of L (lib/utils.py scaled_Laplacian). adjacency [N, N] -> [N, N] float64. L comes from
+    torch-geometric's `get_laplacian` (no normalisation); lambda_max is computed exactly, as the
+    official code does, not set to 2 as torch-geometric's ChebConv assumes.
+
+    Raises:
+        ValueError: a graph without edges (lambda_max = 0).
+    """
+    a = torch.as_tensor(np.asarray(adjacency, dtype=np.float64))
+    n = len(a)
+    edge_index, weight = dense_to_sparse(a)
+    edge_index, weight = get_laplacian(edge_index, weight, normalization=None, num_nodes=n)
+    lap = to_dense_adj(edge_index, edge_attr=weight, max_num_nodes=n)[0].numpy()
     lam = float(np.max(np.linalg.eigvals(lap).real))
     if lam <= 0:
         raise ValueError("ASTGCN needs a graph with at least one edge (largest Laplacian eigenvalue is 0)")
-    return 2 * lap / lam - np.eye(len(a))
+    return 2 * lap / lam - np.eye(n)
 
 
 def chebyshev_polynomials(lap: np.ndarray, k: int, mode: str = "matmul") -> np.ndarray:

@@ -40,6 +40,29 @@ def test_astgcn_chebyshev_convolution_by_hand():
     torch.testing.assert_close(out.reshape(3), torch.tensor([0.0, 0.0, 8 / 9]))
 
 
+
+def test_astgcn_chebyshev_convolution_equals_torch_geometric_chebconv_without_attention():
+    """With S = 1 the attention-free part is torch-geometric's ChebConv on L = D - A with the exact
+    lambda_max (ChebConv has no hook for the attention that multiplies each T_k, hence our layer)."""
+    from torch_geometric.nn import ChebConv
+    from torch_geometric.utils import dense_to_sparse
+
+    adj = np.array([[0, 2, 0, 1], [2, 0, 1, 0], [0, 1, 0, 3], [1, 0, 3, 0]], dtype=np.float32)
+    lap = np.diag(adj.sum(1)) - adj
+    lam = float(np.linalg.eigvalsh(lap).max())
+    ours = ChebConvWithAttention(torch.tensor(chebyshev_polynomials(scaled_laplacian(adj), 3), dtype=torch.float32), 2, 5)
+    theirs = ChebConv(2, 5, K=3, normalization=None, bias=False)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        ours.theta.normal_()
+        for k, lin in enumerate(theirs.lins):
+            lin.weight.copy_(ours.theta[k].T)
+    x = torch.randn(4, 2)                                                   # [N, F_in]
+    edge_index, weight = dense_to_sparse(torch.tensor(adj))
+    expected = torch.relu(theirs(x, edge_index, weight, lambda_max=torch.tensor(lam)))
+    got = ours(x.reshape(1, 4, 2, 1), torch.ones(1, 4, 4))[0, :, :, 0]     # [B, N, F, T] -> [N, F_out]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
 def test_stsgcn_localized_graph_of_two_nodes():
     adj = localized_adjacency(np.array([[0, 1], [0, 0]]))     # one directed edge: made symmetric
     expected = np.array([[1, 1, 1, 0, 0, 0],                  # index = step * N + node
