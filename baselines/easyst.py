@@ -57,10 +57,12 @@ class EasySTConfig(TrainConfig):
 class EasyST(nn.Module):
     """EasyST student. forward: x [B, H_in, N, C] z-scored, tod/dow [B, H_in] -> [B, H_out, N, C].
 
-    Blocks: E = FC(X) || E_node || E_tod || E_dow || DNE, where the dynamic node encoding
-    DNE = softmax over regions of a 1x(H_in) temporal FC of P1[tod] x Pk x P2 (a Tucker-style
-    product of time-of-day, region and core tensors); residual MLP encoder; the hidden vector is
-    split into mu and softplus std (K = hidden / 2), Z = mu + std * eps; head FC(Z).
+    Blocks: E = FC(X) || E_node || DNE || E_tod || E_dow (the code's order: it decides which
+    embeddings the residual stream carries into the mu half and which into the std half), where
+    the dynamic node encoding DNE = softmax over regions of a 1x(H_in) temporal FC of
+    P1[tod] x Pk x P2 (a Tucker-style product of time-of-day, region and core tensors); residual
+    MLP encoder; the hidden vector is split into mu and softplus std (K = hidden / 2),
+    Z = mu + std * eps; head FC(Z).
     """
 
     Config = EasySTConfig
@@ -88,7 +90,9 @@ class EasyST(nn.Module):
         return self.dne_steps(e).squeeze(-1).softmax(dim=-1).transpose(1, 2)     # softmax over regions
 
     def encode(self, x, tod, dow):
-        e = torch.cat([self.embedding(x, tod, dow), self.dynamic_node_encoding(tod)], dim=-1)
+        s = self.embedding(x, tod, dow)                                  # FC(X) || E_node || E_tod || E_dow
+        k = self.cfg.embed_dim + self.cfg.node_dim
+        e = torch.cat([s[..., :k], self.dynamic_node_encoding(tod), s[..., k:]], dim=-1)   # the code's order
         mu, raw = self.encoder(e).chunk(2, dim=-1)
         std = F.softplus(raw) + 1e-6
         z = mu + std * torch.randn_like(std) if self.training else mu
