@@ -16,8 +16,9 @@ Structure (the default "individual_GLU_mask_emb" configuration):
 - one output head per horizon step: FC(4 x 64 -> 128), ReLU, FC(128 -> C).
 The graph product runs as a sparse matrix product over the graph's edges (the same result as the
 code's dense product; the mask stays a dense 3N x 3N parameter, of which only the entries on edges
-receive gradients, as in the code). Weights are initialised as the code's Xavier(magnitude 3e-4): uniform(+-sqrt(3e-4 / mean fan));
-biases zero. Loss: Huber (delta 1) in original units.
+receive gradients, as in the code). Weights are initialised as the code's Xavier(magnitude 3e-4): uniform(+-sqrt(3e-4 / mean fan)),
+with MXNet's fans (shape[1] and shape[0], each times the product of the remaining dimensions: for the
+spatial embedding [1, 1, N, 64] both are N x 64); biases zero. Loss: Huber (delta 1) in original units.
 
 Deviations, each for a reason:
 - two output channels per head (inflow, outflow); the code predicts one (flow);
@@ -148,7 +149,8 @@ class STSGCN(nn.Module):
             if name.endswith("bias"):
                 nn.init.zeros_(p)
             else:
-                fan_out, fan_in = (p.shape[0], p.shape[1]) if p.dim() == 2 else (p.shape[-1], p[0].numel())
+                hw = math.prod(p.shape[2:])                     # MXNet's Xavier fans: dims 0 / 1 x the rest
+                fan_out, fan_in = p.shape[0] * hw, p.shape[1] * hw
                 bound = math.sqrt(cfg.init_magnitude / ((fan_in + fan_out) / 2))
                 nn.init.uniform_(p, -bound, bound)
 
