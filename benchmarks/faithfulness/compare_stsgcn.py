@@ -5,7 +5,7 @@ MXNet venv (never install MXNet into the project's venv). Run (from the reposito
 
     python benchmarks/faithfulness/compare_stsgcn.py export --out /tmp/stsgcn_nyctaxi.npz
     OMP_NUM_THREADS=1 /work/venv-mxnet/bin/python benchmarks/faithfulness/official_stsgcn_run.py \\
-        --data /tmp/stsgcn_nyctaxi.npz --epochs 1 --out /tmp/stsgcn_official.npz --init-out /tmp/stsgcn_official_init.npz \
+        --data /tmp/stsgcn_nyctaxi.npz --epochs 1 --out /tmp/stsgcn_official.npz --init-out /tmp/stsgcn_official_init.npz \\
         --scaled-out /tmp/stsgcn_official_scaled.npz --final-out /tmp/stsgcn_official_final.npz
     python benchmarks/faithfulness/compare_stsgcn.py check --init /tmp/stsgcn_official_init.npz   # also _scaled, _final
     python benchmarks/faithfulness/compare_stsgcn.py ours --epochs 1 --out /tmp/stsgcn_ours.json
