@@ -14,8 +14,8 @@ Structure (run_student.py's instantiation):
 - a per (region, step) MLP 64 -> 1024 -> 2048 -> 64 with ReLU and dropout 0.3;
 - spatio-temporal decoder: a second Mixer (768 -> 1536 = 12 x 128, 6 blocks, channel mixing
   1536 -> 768 -> 1536), then per (region, step) 128 -> 64, tanh, 64 -> C.
-Adam lr 2e-3, weight decay 1e-5, lr halved at epochs 1, 30, 38, 46, 54 (PEMS configuration),
-batch 32. Loss: masked MAE to the truth plus `kd_weight` x masked MAE to the teacher's forecast.
+Adam lr 2e-3, weight decay 1e-5, lr halved at epochs 1, 30, 38, 46, 54, 200 (the PEMS04 / PEMS08
+configuration), batch 32. Loss: masked MAE to the truth plus `kd_weight` x masked MAE to the teacher's forecast.
 
 Deviations, each for a reason:
 - distillation: the released code multiplies its distillation term by 0 (it trains on the truth
@@ -54,7 +54,7 @@ class STMLPConfig(TrainConfig):
     lr: float = 2e-3
     weight_decay: float = 1e-5
     lr_decay: float = 0.5
-    lr_milestones: tuple[int, ...] | None = (1, 30, 38, 46, 54)
+    lr_milestones: tuple[int, ...] | None = (1, 30, 38, 46, 54, 200)
     batch_size: int = 32
     max_epochs: int = 300
     patience: int = 20
