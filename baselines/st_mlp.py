@@ -25,7 +25,8 @@ Deviations, each for a reason:
 - the code hard-codes 207 regions (METR-LA) in its token mixing; here N comes from the data;
 - two output channels (inflow, outflow); the code predicts one;
 - no curriculum over horizons (the code grows the trained horizon by one every 3 epochs after 30
-  warm-up epochs); no patience of 100 epochs (20 here, as the other students).
+  warm-up epochs, and resets the learning rate to 2e-3 when it starts); no patience of 100 epochs
+  (20 here, as the other students).
 """
 from __future__ import annotations
 
