@@ -141,6 +141,16 @@ def test_forward_shape_and_one_step_lowers_the_loss(taxi_small, name):
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
+
+def test_stwa_samples_its_latents_at_test_as_the_official_code(taxi_small):
+    model, parts = build("stwa", taxi_small)
+    model.eval()
+    x = parts["test"].batch(torch.arange(4))["x"]
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))               # eval mode still draws the latents
+        model.cfg.sample_at_test = False
+        assert torch.equal(model(x), model(x))                   # at their means: deterministic
+
 def test_st_mlp_distils_from_its_teacher(taxi_small):
     model, parts = build("st-mlp", taxi_small)
     assert model.cfg.teacher == "stwa"

@@ -40,8 +40,9 @@ def metrics(pred: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
     return float(masked_mae(pred, truth)), float(masked_rmse(pred, truth))
 
 
-def train_ours(name, data, scaler, parts, epochs, log, **cfg_changes):
-    """Our registry model trained by bench.train.fit (best-val-MAE weights restored); returns a row."""
+def train_ours(name, data, scaler, parts, epochs, log, keep_model=False, **cfg_changes):
+    """Our registry model trained by bench.train.fit (best-val-MAE weights restored); returns a row,
+    or (row, trained model) with keep_model=True."""
     gen = set_seed(0)
     entry = registry.get(name)
     info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
@@ -56,8 +57,9 @@ def train_ours(name, data, scaler, parts, epochs, log, **cfg_changes):
     mae0, rmse0 = metrics(pred[..., 0], truth[..., 0])
     mae, rmse = metrics(pred, truth)
     log(f"[{label}] best epoch {res.best_epoch}, train+val time {res.train_s:.1f}s")
-    return dict(model=label, epochs=res.epochs, best=res.best_epoch, secs=res.train_s, mae0=mae0, rmse0=rmse0,
-                mae=mae, rmse=rmse, params=n_params(model))
+    row = dict(model=label, epochs=res.epochs, best=res.best_epoch, secs=res.train_s, mae0=mae0, rmse0=rmse0,
+               mae=mae, rmse=rmse, params=n_params(model))
+    return (row, model) if keep_model else row
 
 
 def train_official(label, model, forward, loss_fn, optim, parts, epochs, batch_size, log, grad_clip=None, sched=None):
