@@ -113,7 +113,8 @@ def build(name, data, **changes):
 
 
 @pytest.mark.parametrize("name,low,high", [("astgcn", 200_000, 260_000), ("stsgcn", 1_300_000, 1_700_000),
-                                            ("bigst", 100_000, 160_000), ("st-mlp", 22_000_000, 28_000_000)])
+                                            ("bigst", 100_000, 160_000), ("st-mlp", 22_000_000, 28_000_000),
+                                            ("stwa", 250_000, 320_000), ("easyst", 850_000, 1_000_000)])
 def test_parameter_counts_match_the_papers_configuration(taxi, name, low, high):
     model, _ = build(name, taxi)                                           # N = 200, C = 2
     assert low <= sum(p.numel() for p in model.parameters()) <= high
