@@ -12,8 +12,8 @@ Deviations, each for a reason:
 Test time as in the code: the latents are sampled in eval mode too (`sample_at_test=True`), so
 predictions are random, reproducible under the trial's seed. `sample_at_test=False` takes their
 means (deterministic), which costs accuracy: after 3 epochs on NYCTaxi 0.4, the same weights gave
-inflow MAE 29.46 sampled against 37.79 at the means (benchmarks/faithfulness/compare_stwa.py
---ours-only, before sampling became the default; reports/faithfulness.md).
+inflow MAE 30.84 sampled against 38.67 at the means (benchmarks/faithfulness/compare_stwa.py
+--ours-only --epochs 3; reports/faithfulness.md).
 """
 from __future__ import annotations
 
