@@ -40,7 +40,6 @@ def test_astgcn_chebyshev_convolution_by_hand():
     torch.testing.assert_close(out.reshape(3), torch.tensor([0.0, 0.0, 8 / 9]))
 
 
-
 def test_astgcn_chebyshev_convolution_equals_torch_geometric_chebconv_without_attention():
     """With S = 1 the attention-free part is torch-geometric's ChebConv on L = D - A with the exact
     lambda_max (ChebConv has no hook for the attention that multiplies each T_k, hence our layer)."""
@@ -62,6 +61,7 @@ def test_astgcn_chebyshev_convolution_equals_torch_geometric_chebconv_without_at
     expected = torch.relu(theirs(x, edge_index, weight, lambda_max=torch.tensor(lam)))
     got = ours(x.reshape(1, 4, 2, 1), torch.ones(1, 4, 4))[0, :, :, 0]     # [B, N, F, T] -> [N, F_out]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
 
 def test_stsgcn_localized_graph_of_two_nodes():
     adj = localized_adjacency(np.array([[0, 1], [0, 0]]))     # one directed edge: made symmetric

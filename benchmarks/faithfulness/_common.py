@@ -40,25 +40,30 @@ def metrics(pred: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
     return float(masked_mae(pred, truth)), float(masked_rmse(pred, truth))
 
 
-def train_ours(name, data, scaler, parts, epochs, log, keep_model=False, **cfg_changes):
+def score(pred: torch.Tensor, truth: torch.Tensor) -> dict:
+    """Masked MAE/RMSE of channel 0 (inflow) and of both channels: pred, truth [B, 12, N, C]."""
+    (mae0, rmse0), (mae, rmse) = metrics(pred[..., 0], truth[..., 0]), metrics(pred, truth)
+    return dict(mae0=mae0, rmse0=rmse0, mae=mae, rmse=rmse)
+
+
+def train_ours(name, data, scaler, parts, epochs, log, keep_model=False, prepare=None, **cfg_changes):
     """Our registry model trained by bench.train.fit (best-val-MAE weights restored); returns a row,
-    or (row, trained model) with keep_model=True."""
+    or (row, trained model) with keep_model=True. prepare(model), if given, runs on the freshly built
+    model before training (e.g. to load other initial weights)."""
     gen = set_seed(0)
     entry = registry.get(name)
     info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
     model = entry.cls(entry.config(**cfg_changes), info)
+    if prepare is not None:
+        prepare(model)
     cfg = entry.config(max_epochs=epochs, patience=epochs, **cfg_changes)
     label = f"ours ({name}{', ' + ', '.join(f'{k}={v}' for k, v in cfg_changes.items()) if cfg_changes else ''})"
     log(f"[{label}] config: {cfg}")
     res = fit(model, cfg, parts["train"], parts["val"], scaler, gen,
               progress=lambda e, l: log(f"[{label}] epoch {e}: train loss {l['loss']:.4f}  val MAE (both ch) {l['val_mae']:.4f}"))
-    pred = predict(model, parts["test"], scaler)
-    truth = parts["test"].targets()
-    mae0, rmse0 = metrics(pred[..., 0], truth[..., 0])
-    mae, rmse = metrics(pred, truth)
+    scores = score(predict(model, parts["test"], scaler), parts["test"].targets())
     log(f"[{label}] best epoch {res.best_epoch}, train+val time {res.train_s:.1f}s")
-    row = dict(model=label, epochs=res.epochs, best=res.best_epoch, secs=res.train_s, mae0=mae0, rmse0=rmse0,
-               mae=mae, rmse=rmse, params=n_params(model))
+    row = dict(model=label, epochs=res.epochs, best=res.best_epoch, secs=res.train_s, **scores, params=n_params(model))
     return (row, model) if keep_model else row
 
 

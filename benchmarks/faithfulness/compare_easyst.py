@@ -170,27 +170,16 @@ def get_teacher(data, scaler, parts, epochs, cache, log):
             secs, best = float(z["train_s"]), int(z["best"])
         log(f"[teacher bigst] predictions read from {cache}")
     else:
-        gen = C.set_seed(0)
-        entry = C.registry.get("bigst")
-        model = entry.cls(entry.config(), C.registry.ModelInfo.of(data, scaler, C.H_IN, C.H_OUT))
-        cfg = entry.config(max_epochs=epochs, patience=epochs)
-        log(f"[teacher bigst] config: {cfg}")
-        res = C.fit(model, cfg, parts["train"], parts["val"], scaler, gen,
-                    progress=lambda e, l: log(f"[teacher bigst] epoch {e}: train loss {l['loss']:.4f}  "
-                                              f"val MAE (both ch) {l['val_mae']:.4f}"))
-        log(f"[teacher bigst] best epoch {res.best_epoch}, train+val time {res.train_s:.1f}s")
+        row, model = C.train_ours("bigst", data, scaler, parts, epochs, log, keep_model=True)
         preds = {p: C.predict(model, parts[p], scaler).numpy() for p in ("train", "val", "test")}
-        secs, best = res.train_s, res.best_epoch
+        secs, best = row["secs"], row["best"]
         if cache:
             np.savez(cache, train_s=secs, best=best, **preds)
     for p in ("train", "val", "test"):
         parts[p].attach_teacher(preds[p])
-    t = torch.as_tensor(preds["test"])
-    truth = parts["test"].targets()
-    mae0, rmse0 = C.metrics(t[..., 0], truth[..., 0])
-    log(f"[teacher bigst] test MAE ch0 {mae0:.4f}  RMSE ch0 {rmse0:.4f}  MAE both {C.metrics(t, truth)[0]:.4f}")
-    return dict(model=f"teacher (ours bigst, {epochs} ep)", epochs=epochs, best=best, secs=secs, mae0=mae0,
-                rmse0=rmse0, mae=C.metrics(t, truth)[0], rmse=C.metrics(t, truth)[1], params=0)
+    scores = C.score(torch.as_tensor(preds["test"]), parts["test"].targets())
+    log(f"[teacher bigst] test MAE ch0 {scores['mae0']:.4f}  RMSE ch0 {scores['rmse0']:.4f}  MAE both {scores['mae']:.4f}")
+    return dict(model=f"teacher (ours bigst, {epochs} ep)", epochs=epochs, best=best, secs=secs, **scores, params=0)
 
 
 def run_official(label, data, parts, mean0, std0, epochs, log, flow_only):

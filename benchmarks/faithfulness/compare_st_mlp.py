@@ -169,19 +169,8 @@ def train_ours_from_official_init(data, scaler, parts, epochs, log):
     model's initial weights (seed 0, as the official run), to separate initialisation from the rest."""
     C.set_seed(0)
     off = official_student(data.num_nodes)
-    entry = C.registry.get("st-mlp")
-
-    class FromOfficial(entry.cls):
-        def __init__(self, cfg, info):
-            super().__init__(cfg, info)
-            official_weights_into_ours(off, self)
-
-    get = C.registry.get
-    C.registry.get = lambda name: types.SimpleNamespace(cls=FromOfficial, config=entry.config)
-    try:
-        row = C.train_ours("st-mlp", data, scaler, parts, epochs, log, kd_weight=0.0, eval_batch_size=64)
-    finally:
-        C.registry.get = get
+    row = C.train_ours("st-mlp", data, scaler, parts, epochs, log, kd_weight=0.0, eval_batch_size=64,
+                       prepare=lambda model: official_weights_into_ours(off, model))
     row["model"] = "ours (kd_weight=0), official init"
     return row
 

@@ -179,11 +179,8 @@ def main():
     row, ours = C.train_ours("stwa", data, scaler, parts, args.epochs, log, keep_model=True)
     rows.append(row)
     ours.cfg.sample_at_test = False
-    pred = C.predict(ours, parts["test"], scaler)
-    truth = parts["test"].targets()
-    mae0, rmse0 = C.metrics(pred[..., 0], truth[..., 0])
-    mae, rmse = C.metrics(pred, truth)
-    rows.append(dict(row, model="ours (stwa), latents at their means", mae0=mae0, rmse0=rmse0, mae=mae, rmse=rmse))
+    rows.append(dict(row, model="ours (stwa), latents at their means",
+                     **C.score(C.predict(ours, parts["test"], scaler), parts["test"].targets())))
     log("\nRESULTS (test, original units, masked where truth == 0; ch0 = inflow)")
     log(C.table(rows))
 
