@@ -26,7 +26,7 @@ from models.language_model import LanguageModelError
 from bench.report import ReportError
 from bench.search import SearchSpaceError
 from bench.suites import (PRESETS, SUITE_ORDER, SUITES, SuiteError, ablation_frame, breakdown_table, build_specs,
-                          frame_text, get_suite, ratio_table, sweep_frame)
+                          distill_frame, frame_text, get_suite, ratio_table, sweep_frame)
 from tabulate import tabulate
 
 
@@ -86,7 +86,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default=DEFAULT_DATASET, help=f"registered dataset (default {DEFAULT_DATASET})")
     run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
     run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
-    run.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 per trial (default 1)")
+    run.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 per trial (default: the suite's, 1; "
+                     "distill: 3)")
     run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
     run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each "
                      "model's own, e.g. stwa for flowdistill)")
@@ -229,6 +230,9 @@ def _run_suite(args, name: str) -> int:
     suite = get_suite(name)
     for m in args.models or []:
         registry.get(m)
+    if args.epochs and args.models and not any(registry.trains(m) for m in args.models):
+        raise SuiteError(f"--epochs {args.epochs}: {', '.join(args.models)} are reference forecasters, which are not "
+                         f"trained and have no epochs; drop --epochs")
     load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
     preset = "quick" if args.quick else "full"
     out, data_dir, registry_file = _paths(args)
@@ -262,6 +266,8 @@ def _run_suite(args, name: str) -> int:
         print(frame_text(search_frame(df)))
     elif name == "ablation":
         print(frame_text(ablation_frame(df)))
+    elif suite.kind == "distill":
+        print(frame_text(distill_frame(df, path.parent / "history")))
     else:
         print(ratio_table(df))
     if suite.breakdown:
@@ -302,7 +308,7 @@ def _search_specs(args, suite, preset, out, data_dir, registry_file):
 def _run_scalability(args, suite, preset, out, data_dir, registry_file) -> int:
     from bench import scalability
     models = args.models or list(suite.models)
-    points = scalability.build_points(args.dataset, models, preset, args.seeds, num_nodes=args.nodes,
+    points = scalability.build_points(args.dataset, models, preset, args.seeds or suite.seeds, num_nodes=args.nodes,
                                       data_dir=data_dir, registry_file=registry_file)
     _log_command(out, suite.name, args.argv)
     print(f"suite scalability on {args.dataset}, preset {preset}: {len(points)} points, one process each "

@@ -64,3 +64,11 @@ def masked_huber(pred: torch.Tensor, truth: torch.Tensor, beta: float = 1.0, nul
     STWA and EasyST under this protocol's mask."""
     mask = _mask(truth, null_value)
     return torch.nn.functional.smooth_l1_loss(pred[mask], truth[mask], beta=beta) if mask.any() else pred.sum() * 0.0
+
+
+def window_mae(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> list[float]:
+    """Masked MAE of each window: [W, H_out, N, C] -> W floats (NaN for a window whose truth is all
+    null). The paired tests of `bench.stats` compare two models on these."""
+    mask = _mask(truth, null_value)
+    err = ((pred - truth).abs() * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
+    return [float(v) for v in err]

@@ -113,10 +113,19 @@ class Windows:
 
     Batches are dicts of tensors:
         x [B, H_in, N, C] normalised inputs, tod/dow [B, H_in] int64,
-        y [B, H_out, N, C] targets in original units, index [B] positions within the part,
+        y [B, H_out, N, C] targets in original units, tod_out/dow_out [B, H_out] int64 (the
+        targets' calendar), index [B] positions within the part,
         start [B] int64 first input step of each window (steps since the dataset's `start`),
         dataset: the dataset's registry name (str),
-        y_teacher [B, H_out, N, C] when teacher predictions were attached.
+        y_teacher [B, H_out, N, C] when teacher predictions were attached,
+        history [B, lookback, N, C] in original units when `lookback` > H_in: the `lookback` steps
+        that end with the window's last input step (a model's declared lookback, e.g. one week
+        for a seasonal naive forecast; `bench.registry` documents the contract). Steps before
+        step 0 of the series are NaN: the model decides what to do there.
+
+    Attributes:
+        lookback: steps of history a batch carries (default H_in: no `history` key); set it to
+            the model's `lookback` before drawing batches.
     """
 
     def __init__(self, data: Dataset, split: Split, part: str, scaler: Scaler,
@@ -137,6 +146,7 @@ class Windows:
         self.tod = torch.from_numpy(data.tod)
         self.dow = torch.from_numpy(data.dow)
         self.teacher: torch.Tensor | None = None
+        self.lookback = h_in
         self._targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -156,9 +166,14 @@ class Windows:
         t_in = s[:, None] + torch.arange(self.h_in)
         t_out = s[:, None] + self.h_in + torch.arange(self.h_out)
         out = {"x": self.flow_norm[t_in], "tod": self.tod[t_in], "dow": self.dow[t_in],
-               "y": self.flow[t_out], "index": positions, "start": s, "dataset": self.data.name}
+               "y": self.flow[t_out], "tod_out": self.tod[t_out], "dow_out": self.dow[t_out],
+               "index": positions, "start": s, "dataset": self.data.name}
         if self.teacher is not None:
             out["y_teacher"] = self.teacher[positions]
+        if self.lookback > self.h_in:
+            t_hist = s[:, None] + self.h_in - self.lookback + torch.arange(self.lookback)
+            history = self.flow[t_hist.clamp(min=0)]
+            out["history"] = history.masked_fill((t_hist < 0)[:, :, None, None], float("nan"))
         return out
 
     def subset(self, n: int | None) -> "Windows":

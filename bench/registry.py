@@ -13,6 +13,14 @@ The contract a registered model follows (the runner relies on nothing else):
   teacher's cached predictions to the training batches as `y_teacher`.
 - optional `forward_batch(batch) -> y`: used instead of `forward` by models that need more than
   (x, tod, dow), e.g. the window's start step or the dataset name of a mixed batch.
+- optional attribute `lookback` (int, steps): how many steps up to the window's last input step the
+  model reads (default H_in). A model with lookback > H_in (the seasonal naive forecasts: one day
+  or one week) gets `history` [B, lookback, N, C] in original units in every batch; steps before
+  step 0 of the series are NaN there, and the model says in its docstring what it forecasts then.
+- optional class attribute `trainable = False` (reference forecasters): no optimiser runs; the
+  runner calls `observe(batch)` (when defined) once for every training batch, e.g. to gather a
+  historical average, then predicts. Such a model has no training settings: a config change of
+  lr, epochs, patience and the like is refused (`TRAINING_FIELDS`).
 - optional config field `extra_datasets` (tuple of registry names, or ("same-city",)): the
   training windows of those datasets join the training set (batches carry `dataset`), and
   `add_dataset(name, info)` is called once per extra dataset before training.
@@ -90,6 +98,21 @@ class ModelInfo:
                    data.name, dict(data.meta))
 
 
+# TrainConfig fields that only mean something to a model that trains
+TRAINING_FIELDS = ("lr", "weight_decay", "batch_size", "lr_decay", "lr_step", "lr_milestones", "max_epochs",
+                   "patience", "grad_clip")
+
+
+def trains(name: str) -> bool:
+    """False for a registered reference forecaster (class attribute `trainable = False`)."""
+    return getattr(get(name).cls, "trainable", True)
+
+
+def lookback(model, h_in: int) -> int:
+    """The steps of history a model instance reads: its `lookback`, default `h_in`."""
+    return int(getattr(model, "lookback", None) or h_in)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -101,10 +124,16 @@ class ModelEntry:
         """The model's Config with registry overrides, then `changes`.
 
         Raises:
-            ValueError: an unknown key, or a value of the wrong type (names key, value, type).
+            ValueError: an unknown key, a value of the wrong type (names key, value, type), or a
+            training setting (lr, max_epochs, ...) for a reference forecaster.
         """
         hints = typing.get_type_hints(self.cls.Config)
         unknown = set(changes) - set(hints)
+        if not getattr(self.cls, "trainable", True):
+            untrained = sorted(set(changes) & set(TRAINING_FIELDS))
+            if untrained:
+                raise ValueError(f"model {self.name} is a reference forecaster: it is not trained, so it has no "
+                                 f"{', '.join(untrained)}; drop the setting or the model")
         if unknown:
             raise ValueError(f"model {self.name}: unknown config key(s) {sorted(unknown)}; known: {sorted(hints)}")
         for key, value in changes.items():

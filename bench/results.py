@@ -11,7 +11,8 @@ import pandas as pd
 from bench.trial import ROW_FIELDS
 
 
-NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "epochs", "train_s", "infer_s", "params", "peak_mem_mb"]
+NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "steps",
+                  "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
 
 
 def trials_path(out: str | os.PathLike, suite: str) -> Path:

@@ -85,7 +85,7 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
 
     def on_done(spec: TrialSpec, rows: list[dict]) -> None:
         first = rows[0]
-        detail = {k: first.pop(k) for k in ("history", "traceback") if k in first}
+        detail = {k: first.pop(k) for k in ("history", "traceback", "window_mae") if k in first}
         write_json(path.parent / "history" / f"{spec.trial_id}.json", {"spec": spec.to_dict(), **detail})
         append_rows(path, rows)
         if first["status"] != "ok":
@@ -121,6 +121,9 @@ def _copy_shared(todo: list[TrialSpec], out: str, suite: str, path: Path, log) -
             rest.append(spec)
             continue
         copied.extend(rows.assign(suite=suite, trial_id=spec.trial_id).to_dict("records"))
+        source = Path(out) / str(rows["suite"].iloc[0]) / "history" / f"{rows['trial_id'].iloc[0]}.json"
+        if source.exists():                 # per-epoch logs and per-window errors (paired tests) go along
+            write_json(path.parent / "history" / f"{spec.trial_id}.json", json.loads(source.read_text()))
     if copied:
         append_rows(path, copied)
         log(f"reused {len(todo) - len(rest)} trial(s) that other suites in {out} already ran")

@@ -22,7 +22,9 @@ class Suite:
     quick_ratios: tuple[float, ...]
     breakdown: bool = False       # also print MAE per horizon step and per volume bucket
     quick_models: tuple[str, ...] | None = None   # the quick preset's models (None: `models`)
-    kind: str = "ratio"           # ratio: models x ratios; sweep: SWEEP_GRID one at a time; scalability
+    kind: str = "ratio"           # ratio: models x ratios; sweep: SWEEP_GRID one at a time; scalability;
+                                  # distill: DISTILL_TEACHERS x DISTILL_VARIANTS against the student without teacher
+    seeds: int = 1                # seeds when --seeds is not given
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,12 @@ class Preset:
     max_val_windows: int | None = None      # validation windows for early stopping (test never cut)
 
 
-# every model of the paper's comparison; the quick preset leaves out ST-MLP (25 M parameters,
-# about 14 s per batch of 32 windows on 2 CPU cores: benchmarks/run.py)
+# forecasts that need no training: the floors every table shows beside the models
+REFERENCES = ("seasonal-naive-week", "seasonal-naive-day", "historical-average")
+# every model of the paper's comparison, then the floors; the quick preset leaves out ST-MLP (25 M
+# parameters, about 14 s per batch of 32 windows on 2 CPU cores: benchmarks/run.py)
 MODELS = ("flowdistill-teacher", "flowdistill", "flowdistill-wo-tb", "easyst", "stwa", "bigst", "astgcn",
-          "stsgcn", "st-mlp")
+          "stsgcn", "st-mlp") + REFERENCES
 QUICK_MODELS = tuple(m for m in MODELS if m != "st-mlp")
 
 # RQ4 (section 4.5, Fig. 7-9): each value tried with the others at their defaults
@@ -55,6 +59,13 @@ SWEEP_GRID = {
     "lambda_spa": (0.2, 0.4, 0.6, 0.8),
     "lambda_tem": (0.25, 0.30, 0.35, 0.40, 0.45),
 }
+
+# the distill suite: each teacher, each way the teacher enters the student's loss (eq. 2's gate per
+# batch or per element; regress to the truth or to the teacher's forecast) and two weights
+DISTILL_TEACHERS = ("seasonal-naive-week", "flowdistill-teacher")
+DISTILL_VARIANTS = tuple({"tbl_gate": g, "tbl_target": t, "lambda_tbl": lam}
+                         for g in ("batch", "element") for t in ("truth", "teacher") for lam in (0.1, 1.0))
+DISTILL_BASELINE = "flowdistill-wo-tb"
 
 SUITES = {
     "data-efficiency": Suite(
@@ -80,8 +91,13 @@ SUITES = {
         "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3 (quick: 0.5)",
         ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
         (0.3,), (0.5,)),
+    "distill": Suite(
+        "distill", "Does the teacher transfer? Each teacher (" + ", ".join(DISTILL_TEACHERS) + ") x eq. 2's gate "
+        "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb, 3 seeds, "
+        "with a paired Wilcoxon test over test windows (--teacher NAME: one teacher)", ("flowdistill",),
+        (0.1, 0.3), (0.1,), kind="distill", seeds=3),
 }
-SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "scalability", "ablation")
+SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "scalability", "ablation", "distill")
 
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
@@ -122,6 +138,8 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
     for m in models:
         cfg = registry.get(m).config()
         fields = {f.name for f in dataclasses.fields(cfg)}
+        if not registry.trains(m):                 # a reference forecaster has no training settings
+            fields -= set(registry.TRAINING_FIELDS)
         out[m] = {k: v for k, v in settings.items() if k in fields}
         used |= set(out[m])
         if teacher is not None and cfg.teacher:
@@ -130,6 +148,8 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
         t_name = out[m].get("teacher", cfg.teacher)
         if t_name:
             t_fields = {f.name for f in dataclasses.fields(registry.get(t_name).config())}
+            if not registry.trains(t_name):
+                t_fields -= set(registry.TRAINING_FIELDS)
             t_cfg = {k: v for k, v in settings.items() if k in t_fields and k != "teacher"}
             registry.get(t_name).config(**t_cfg)
             used |= set(t_cfg)
@@ -137,40 +157,78 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
                 teacher_configs[m] = t_cfg
     unused = set(settings) - used
     if unused:
-        raise SuiteError(f"--set {', '.join(sorted(unused))}: no model of this run has such a config field")
+        hint = (" (reference forecasters are not trained: they have no training settings)"
+                if unused & set(registry.TRAINING_FIELDS) else "")
+        raise SuiteError(f"--set {', '.join(sorted(unused))}: no model of this run has such a config field{hint}")
     return out
 
 
-def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, ratios=None, seeds: int = 1,
+def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, ratios=None, seeds: int | None = None,
                 epochs: int | None = None, teacher: str | None = None, settings: dict | None = None,
                 **paths) -> list[TrialSpec]:
     """All trials of a suite run: models x ratios x seeds, with the preset's caps.
 
     `epochs` overrides the preset's max_epochs; explicit `models`/`ratios` override the suite's
     (the quick preset takes the suite's quick_ratios); `teacher` and `settings` become config overrides (see `model_overrides`).
-    `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes).
+    `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes). `seeds` None:
+    the suite's own count. A distill suite builds its trials with `distill_plan`.
     """
     if preset not in PRESETS:
         raise SuiteError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = PRESETS[preset]
     ratios = ratios or (suite.quick_ratios if p.quick else suite.ratios)
     models = models or (suite.quick_models if p.quick and suite.quick_models else suite.models)
-    t_config: dict[str, dict] = {}
-    config = model_overrides(models, teacher, settings, t_config)
-    variants = [{}] if suite.kind != "sweep" else sweep_configs(models, settings, quick=p.quick)
+    seeds = seeds or suite.seeds
+    if suite.kind == "distill":
+        plan = distill_plan(models, teacher, settings)
+    else:
+        t_config: dict[str, dict] = {}
+        config = model_overrides(models, teacher, settings, t_config)
+        variants = [{}] if suite.kind != "sweep" else sweep_configs(models, settings, quick=p.quick)
+        plan = [(m, config[m] | extra, t_config.get(m, {}), seeds) for m in models for extra in variants]
     specs = {}
     for r in ratios:
-        for m in models:
-            for extra in variants:
-                for s in range(seeds):
-                    spec = TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
-                                     config=config[m] | extra, teacher_config=t_config.get(m, {}),
-                                     max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
-                                     max_train_windows=p.max_train_windows, max_batches=p.max_batches,
-                                     teacher_budget_s=p.teacher_budget_s, train_stride=p.train_stride,
-                                     max_val_windows=p.max_val_windows, **paths)
-                    specs.setdefault(spec.trial_id, spec)
+        for m, cfg, t_cfg, n_seeds in plan:
+            for s in range(n_seeds or seeds):
+                spec = TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
+                                 config=cfg, teacher_config=t_cfg,
+                                 max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
+                                 max_train_windows=p.max_train_windows, max_batches=p.max_batches,
+                                 teacher_budget_s=p.teacher_budget_s, train_stride=p.train_stride,
+                                 max_val_windows=p.max_val_windows, **paths)
+                specs.setdefault(spec.trial_id, spec)
     return list(specs.values())
+
+
+def distill_plan(students, teacher: str | None = None, settings: dict | None = None) -> list[tuple]:
+    """The distill suite's trials per ratio as (model, config, teacher_config, seeds): the
+    student without teacher (DISTILL_BASELINE), each teacher's own trial (seed 0: all students of
+    a ratio share that fit), and each student with each teacher and each DISTILL_VARIANTS entry
+    (keys equal to the student's defaults left out, so that the default variant shares its trial
+    with other suites). `teacher` narrows DISTILL_TEACHERS to one; `settings` as in model_overrides.
+
+    Raises:
+        SuiteError: a student without the fields the variants set, or an unknown teacher.
+    """
+    teachers = (teacher,) if teacher else DISTILL_TEACHERS
+    for m in students:
+        default = registry.get(m).config()
+        if not default.teacher or any(not hasattr(default, k) for k in DISTILL_VARIANTS[0]):
+            raise SuiteError(f"the distill suite varies tbl_gate, tbl_target and lambda_tbl of a distilled student; "
+                             f"{m!r} is not one (use flowdistill)")
+    plan = [(DISTILL_BASELINE, model_overrides([DISTILL_BASELINE], None, settings)[DISTILL_BASELINE], {}, None)]
+    for t in teachers:
+        t_config: dict[str, dict] = {}
+        for m in students:
+            base = model_overrides([m], t, settings, t_config)[m]
+            default = registry.get(m).config()
+            if base.get("teacher") == default.teacher:
+                del base["teacher"]
+            plan.append((t, t_config.get(m, {}), {}, 1))
+            for variant in DISTILL_VARIANTS:
+                change = {k: v for k, v in variant.items() if getattr(default, k) != v and k not in (settings or {})}
+                plan.append((m, base | change, t_config.get(m, {}), None))
+    return list({json.dumps(p[:3], sort_keys=True): p for p in plan}.values())
 
 
 def sweep_configs(models, settings: dict | None = None, quick: bool = False) -> list[dict]:
@@ -324,3 +382,46 @@ def breakdown_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     if table.empty:
         return "(no finished trials)"
     return tabulate(table, headers="keys", tablefmt=tablefmt, floatfmt=".2f", showindex=False)
+
+
+def _variant(row) -> dict:
+    """gate, target and lambda_tbl of a student's result row (its config over the model's defaults)."""
+    cfg = registry.get(row["model"]).config(**(json.loads(row["config"]) if row["config"] else {}))
+    return {"gate": cfg.tbl_gate, "target": cfg.tbl_target, "lambda_tbl": cfg.lambda_tbl}
+
+
+def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
+    """The distill suite's table: per ratio, the student without teacher, each teacher's own
+    test MAE, and each student variant with its MAE (mean ± std over seeds), the share of gate-open
+    elements over training, its change against the student without teacher, the share of the gap
+    between that student and the teacher it closes, and the Wilcoxon p-value of the paired test
+    over non-overlapping test windows (`bench.stats`; empty without history files)."""
+    from bench import stats
+    ok = ok_overall(df)
+    if ok.empty:
+        return pd.DataFrame()
+    rows = []
+    for ratio, at in ok.groupby("ratio"):
+        base = at[at["model"] == DISTILL_BASELINE]
+        base_mae = base["mae"].mean() if len(base) else float("nan")
+        if len(base):
+            rows.append({"ratio": f"{ratio:g}", "teacher": "(none)", "teacher MAE": "", "gate": "", "target": "",
+                         "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": _cell(base["mae"]),
+                         "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
+        students = at[at["teacher"].fillna("") != ""].copy()
+        if students.empty:
+            continue
+        students = students.join(pd.DataFrame([_variant(r) for _, r in students.iterrows()], index=students.index))
+        for (teacher, gate, target, lam, model), g in students.groupby(
+                ["teacher", "gate", "target", "lambda_tbl", "model"], sort=True):
+            t_rows = at[at["model"] == teacher]
+            t_mae = t_rows["mae"].mean() if len(t_rows) else g["teacher_mae"].mean()
+            mae = g["mae"].mean()
+            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else float("nan")
+            test = stats.compare(df, history_dir, g, base) if history_dir is not None and len(base) else {"p": float("nan")}
+            rows.append({"ratio": f"{ratio:g}", "teacher": teacher, "teacher MAE": f"{t_mae:.2f}", "gate": gate,
+                         "target": target, "lambda_tbl": f"{lam:g}", "model": model, "seeds": len(g),
+                         "MAE": _cell(g["mae"]), "gate open": f"{g['gate_open'].mean():.2f}",
+                         "vs no teacher": f"{mae - base_mae:+.2f}" if base_mae == base_mae else "",
+                         "gap closed": f"{closed:.0f} %" if closed == closed else "", "p": stats.p_label(test["p"])})
+    return pd.DataFrame(rows)

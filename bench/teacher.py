@@ -93,7 +93,8 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     train = training_windows(spec, cfg, model, parts["train"])
     result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
     fitted = {"epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
-              "history": result.history}
+              "history": result.history, "steps": result.steps, "best_epoch": result.best_epoch,
+              "converged": result.converged}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(checkpoint_path(path), lambda tmp: torch.save({"key": key, "state": trainable_state(model),
                                                                 "fit": fitted}, tmp))
@@ -129,6 +130,8 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
     from bench.trial import peak_memory_mb
     series = (parts["train"].flow, parts["train"].flow_norm)
     full = cached_windows(spec, cfg, data, split, scaler, series)
+    for windows in full.values():
+        windows.lookback = parts["train"].lookback
     starts = np.concatenate([w.starts for w in full.values()])
     preds = {}
     for part, w in full.items():
@@ -253,7 +256,7 @@ def rows_from_cache(spec) -> list[dict] | None:
     """Metric rows of a model trial that is exactly a cached teacher fit (same model and
     config, teacher seed, data, ratio and caps): its test predictions are already on disk, so
     the trial is not trained twice. None when the trial is not such a fit or nothing is cached."""
-    from bench.metrics import evaluate
+    from bench.metrics import evaluate, window_mae
     from bench.protocol import volume_buckets
     if spec.seed != TEACHER_SEED:
         return None
@@ -267,7 +270,11 @@ def rows_from_cache(spec) -> list[dict] | None:
     pos = np.searchsorted(starts, test.starts)
     extra = {"epochs": meta.get("epochs", 0), "train_s": round(meta.get("train_s", 0.0), 3),
              "infer_s": round(meta.get("infer_s", 0.0), 4), "params": meta.get("params", 0),
-             "peak_mem_mb": round(meta.get("peak_mem_mb", 0.0), 1), "status": "ok", "error": ""}
-    rows = [m | extra for m in evaluate(torch.as_tensor(pred[pos]), test.targets(), volume_buckets(data.flow, split))]
+             "peak_mem_mb": round(meta.get("peak_mem_mb", 0.0), 1), "status": "ok", "error": "",
+             "steps": meta.get("steps", ""), "best_epoch": meta.get("best_epoch", ""),
+             "converged": meta.get("converged", "")}
+    pred_test = torch.as_tensor(pred[pos])
+    rows = [m | extra for m in evaluate(pred_test, test.targets(), volume_buckets(data.flow, split))]
     rows[0]["history"] = meta.get("history", [])
+    rows[0]["window_mae"] = window_mae(pred_test, test.targets())
     return rows

@@ -64,11 +64,32 @@ def trainable_state(model) -> dict:
 
 @dataclass
 class FitResult:
+    """epochs run, the best validation epoch, optimiser steps taken, and `converged`: early
+    stopping fired (patience ran out) before the epoch budget did. A reference forecaster
+    (no training) has 0 epochs and 0 steps and counts as converged."""
+
     epochs: int
     best_epoch: int
     best_val_mae: float
     train_s: float
     history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    converged: bool = False
+
+
+def calibrate(model, cfg, train, val: Windows, scaler: Scaler) -> FitResult:
+    """The fit of a reference forecaster (`trainable = False`): no optimiser; `model.observe(batch)`
+    sees every training batch once when the model defines it (e.g. a historical average)."""
+    start = time.perf_counter()
+    observe = getattr(model, "observe", None)
+    model.eval()
+    if observe:
+        with torch.no_grad():
+            for batch in train.batches(cfg.eval_batch_size):
+                observe(batch)
+    val = val.subset(cfg.val_windows)
+    val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size), val.targets()))
+    return FitResult(0, 0, val_mae, time.perf_counter() - start, [{"epoch": 0, "val_mae": val_mae}], 0, True)
 
 
 def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
@@ -86,6 +107,8 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     Raises:
         TrainingError: a NaN/inf loss.
     """
+    if not getattr(model, "trainable", True):
+        return calibrate(model, cfg, train, val, scaler)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_milestones:
         sched = torch.optim.lr_scheduler.MultiStepLR(optim, list(cfg.lr_milestones), gamma=cfg.lr_decay)
@@ -95,7 +118,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     val = val.subset(cfg.val_windows)
     best, best_state, best_epoch, bad, history = math.inf, None, 0, 0, []
     start = time.perf_counter()
-    epoch = 0
+    epoch, total_steps, converged = 0, 0, False
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         sums: dict[str, float] = {}
@@ -113,6 +136,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optim.step()
             steps += 1
+            total_steps += 1
             for k, v in {"loss": loss.item(), **logs}.items():
                 sums[k] = sums.get(k, 0.0) + v
         sched.step()
@@ -126,9 +150,12 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             best_state = trainable_state(model)
         else:
             bad += 1
-        if bad >= cfg.patience or (time_budget_s and time.perf_counter() - start > time_budget_s):
+        if bad >= cfg.patience:
+            converged = True
+            break
+        if time_budget_s and time.perf_counter() - start > time_budget_s:
             break
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
-    return FitResult(epoch, best_epoch, best, time.perf_counter() - start, history)
+    return FitResult(epoch, best_epoch, best, time.perf_counter() - start, history, total_steps, converged)
 

@@ -18,13 +18,18 @@ import torch
 
 from bench import registry
 from bench.data import load_dataset
-from bench.metrics import evaluate
+from bench.metrics import evaluate, window_mae
 from bench.protocol import H_IN, H_OUT, MixedWindows, Windows, prepare, volume_buckets
 from bench.train import fit, predict, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
-              "work_id"]
+              "work_id", "steps", "best_epoch", "converged", "teacher_mae", "gate_open", "train_mae",
+              "teacher_train_mae"]
+# the row fields of a distilled student (empty for other rows): the teacher's own test MAE, the
+# share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
+# training MAE of the student and of the teacher on the same batches
+DISTILL_FIELDS = ("teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class TrialSpec:
     def model_config(self):
         changes = dict(self.config)
         entry = registry.get(self.model)
-        if self.max_epochs is not None:
+        if self.max_epochs is not None and getattr(entry.cls, "trainable", True):
             changes["max_epochs"] = min(self.max_epochs, entry.config(**self.config).max_epochs)
         if self.max_val_windows is not None:
             own = entry.config(**self.config).val_windows
@@ -111,6 +116,8 @@ def setup(spec: TrialSpec):
     info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
     set_seed(spec.seed)
     model = registry.get(spec.model).cls(cfg, info)
+    for windows in parts.values():
+        windows.lookback = registry.lookback(model, H_IN)
     return data, split, scaler, parts, cfg, model
 
 
@@ -185,8 +192,7 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
             return [base | row for row in cached]
         data, split, scaler, parts, cfg, model = setup(spec)
         base["teacher"] = cfg.teacher or ""
-        if cfg.teacher:
-            teacher_mod.attach(parts, teacher_mod.teacher_spec(spec, cfg.teacher))
+        teacher_meta = teacher_mod.attach(parts, teacher_mod.teacher_spec(spec, cfg.teacher)) if cfg.teacher else None
         gen = set_seed(spec.seed)
         train = training_windows(spec, cfg, model, parts["train"])
         result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
@@ -195,9 +201,12 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         infer_s = time.perf_counter() - start
         extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
                  "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
-                 "status": "ok", "error": ""}
-        rows = [base | m | extra for m in evaluate(pred, parts["test"].targets(), volume_buckets(data.flow, split))]
+                 "status": "ok", "error": "", "steps": result.steps, "best_epoch": result.best_epoch,
+                 "converged": result.converged} | distill_fields(result.history, teacher_meta)
+        truth = parts["test"].targets()
+        rows = [base | m | extra for m in evaluate(pred, truth, volume_buckets(data.flow, split))]
         rows[0]["history"] = result.history
+        rows[0]["window_mae"] = window_mae(pred, truth)
         if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
             for r in rows:
                 r.update(status="error", error="non-finite test metric")
@@ -206,6 +215,19 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         rows = error_rows(spec, f"{type(exc).__name__}: {exc}", base["teacher"])
         rows[0]["traceback"] = traceback.format_exc()[-2000:]
         return rows
+
+
+def distill_fields(history: list[dict], teacher_meta: dict | None) -> dict:
+    """DISTILL_FIELDS of a trial from its per-epoch logs and its teacher cache's meta (None: no
+    teacher, every field empty but train_mae). gate_open is the mean over epochs of the per-epoch share."""
+    last = history[-1] if history else {}
+    if teacher_meta is None:
+        return {k: "" for k in DISTILL_FIELDS} | {"train_mae": round(last["mae"], 4) if "mae" in last else ""}
+    shares = [h["tbl_active"] for h in history if "tbl_active" in h]
+    return {"teacher_mae": round(float(teacher_meta.get("test_mae", float("nan"))), 4),
+            "gate_open": round(float(np.mean(shares)), 4) if shares else "",
+            "train_mae": round(last["mae"], 4) if "mae" in last else "",
+            "teacher_train_mae": round(last["teacher_mae"], 4) if "teacher_mae" in last else ""}
 
 
 def error_rows(spec: TrialSpec, error: str, teacher: str = "") -> list[dict]:

@@ -8,30 +8,55 @@ import torch
 from bench.metrics import masked_mae
 
 TBL_TARGETS = ("truth", "teacher")
+TBL_GATES = ("batch", "element")
 CORR_MODES = ("difference", "smoothness")
 
 
-def teacher_bounded_loss(pred, teacher, truth, delta: float, target: str = "truth"):
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """`value` when it is one of `allowed`, else ValueError naming the allowed values."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}; use one of {', '.join(allowed)}")
+    return value
+
+
+def teacher_bounded_loss(pred, teacher, truth, delta: float, target: str = "truth", gate: str = "batch"):
     """Teacher-bounded regression loss, FlowDistill eq. 2 (after Chen et al., NeurIPS 2017).
 
-    Active when L_reg(teacher, Y) - L_reg(student, Y) < delta, i.e. unless the student already
-    beats the teacher by delta or more; L_reg is masked MAE over the batch (one decision per batch,
-    as in the released FlowDistill and EasyST code).
-    When active the loss is L_reg(student, Y) for target="truth" (eq. 2 as printed, Chen et al.,
-    and both released codes: the teacher gates extra weight on the ground-truth error), or
-    L_reg(student, teacher) for target="teacher" (the student regresses to the teacher's forecast).
+    The gate is open where L_reg(teacher, Y) - L_reg(student, Y) < delta, i.e. unless the student
+    already beats the teacher by delta or more (the student's error is detached: the gate is a
+    decision, not a gradient path). Every mean is masked like L_reg (truth == 0 left out).
+    - gate="batch": one decision per batch on the batch's masked MAEs, as the released FlowDistill
+      and EasyST code do;
+    - gate="element": one decision per window, region, step and channel on |.| errors, the bound of
+      Chen et al. (2017, eq. 5) taken per output.
+    Where the gate is open the loss is |student - Y| for target="truth" (eq. 2 as printed, Chen
+    et al. and both released codes: the teacher gates extra weight on the ground-truth error), or
+    |student - teacher| for target="teacher" (the student regresses to the teacher's forecast).
+    The loss is the sum over open, unmasked elements divided by the number of unmasked elements.
 
+    Args:
+        pred, teacher, truth: [B, H_out, N, C] in original units; delta in the same units.
     Returns:
-        (loss 0-d tensor, active bool).
+        (loss 0-d tensor, share of unmasked elements where the gate is open (float, 0..1),
+        the teacher's masked MAE on the batch (float)).
+    Raises:
+        ValueError: an unknown target or gate (names the allowed values).
     """
-    if target not in TBL_TARGETS:
-        raise ValueError(f"tbl_target={target!r}; use one of {TBL_TARGETS}")
-    student_err = masked_mae(pred, truth)
-    teacher_err = masked_mae(teacher, truth)
-    active = bool(teacher_err - student_err.detach() < delta)
-    if not active:
-        return pred.sum() * 0.0, False
-    return (student_err if target == "truth" else (pred - teacher).abs().mean()), True
+    check_choice("tbl_target", target, TBL_TARGETS)
+    check_choice("tbl_gate", gate, TBL_GATES)
+    mask = truth != 0
+    count = mask.sum().clamp(min=1)
+    teacher_abs = (teacher - truth).abs()
+    student_abs = (pred.detach() - truth).abs()
+    teacher_mae = (teacher_abs * mask).sum() / count
+    if gate == "batch":
+        gap = teacher_mae - (student_abs * mask).sum() / count
+        open_ = mask & bool(gap < delta)
+    else:
+        open_ = mask & (teacher_abs - student_abs < delta)
+    err = (pred - (truth if target == "truth" else teacher)).abs()
+    loss = (err * open_).sum() / count
+    return loss, float(open_.sum() / count), float(teacher_mae)
 
 
 def neighbours(adjacency: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +87,7 @@ def spatial_correlation_loss(pred, truth, index, valid, mode: str = "difference"
     Args:
         pred, truth: [B, H, N, C]; index, valid: [N, K_r] from `neighbours`.
     """
-    if mode not in CORR_MODES:
-        raise ValueError(f"corr_mode={mode!r}; use one of {CORR_MODES}")
+    check_choice("corr_mode", mode, CORR_MODES)
     diff = pred.unsqueeze(-2) - pred[:, :, index]              # [B, H, N, K_r, C]
     if mode == "difference":
         diff = diff - (truth.unsqueeze(-2) - truth[:, :, index])
@@ -78,8 +102,7 @@ def temporal_correlation_loss(pred, truth, window: int = 12, mode: str = "differ
     mode="difference": mean |(yhat_t - yhat_{t+l}) - (y_t - y_{t+l})|; mode="smoothness":
     mean |yhat_t - yhat_{t+l}|. Args: pred, truth [B, H_out, N, C].
     """
-    if mode not in CORR_MODES:
-        raise ValueError(f"corr_mode={mode!r}; use one of {CORR_MODES}")
+    check_choice("corr_mode", mode, CORR_MODES)
     terms = []
     for lag in range(1, min(window // 2, pred.shape[1] - 1) + 1):
         d = pred[:, :-lag] - pred[:, lag:]

@@ -8,8 +8,8 @@ from torch import nn
 
 from bench.metrics import masked_mae
 from bench.registry import ModelInfo, TrainConfig, register
-from models.distill_losses import (neighbours, spatial_correlation_loss, teacher_bounded_loss,
-                                   temporal_correlation_loss)
+from models.distill_losses import (CORR_MODES, TBL_GATES, TBL_TARGETS, check_choice, neighbours,
+                                   spatial_correlation_loss, teacher_bounded_loss, temporal_correlation_loss)
 from models.stid import HorizonHead, ResidualMLP, STIDEmbedding
 from models.vib import VIB, gaussian_kl
 
@@ -36,7 +36,8 @@ class FlowDistillConfig(TrainConfig):
     lambda_tem: float = 0.35
     k_neighbours: int = 8             # K_r of eq. 10
     tem_window: int = 12              # H of eq. 11
-    tbl_target: str = "truth"         # eq. 2: "truth" (as printed) or "teacher"
+    tbl_target: str = "truth"         # eq. 2: "truth" (as printed) or "teacher" (regress to its forecast)
+    tbl_gate: str = "batch"           # eq. 2's bound: "batch" (released code) or "element" (Chen et al. 2017)
     corr_mode: str = "difference"     # eq. 10-11: "difference" (sound) or "smoothness" (literal)
     lr: float = 0.0055
     lr_decay: float = 0.6
@@ -49,6 +50,12 @@ class FlowDistillConfig(TrainConfig):
 
 
 @register("flowdistill", "FlowDistill student (VIB-MLP) distilled from its teacher")
+@register("flowdistill-element", "FlowDistill student, eq. 2's bound decided per element (Chen et al. 2017)",
+          tbl_gate="element")
+@register("flowdistill-kd", "FlowDistill student regressing to the teacher's forecast where eq. 2's bound is open",
+          tbl_target="teacher")
+@register("flowdistill-kd-element", "FlowDistill student regressing to the teacher's forecast, bound per element",
+          tbl_target="teacher", tbl_gate="element")
 @register("flowdistill-wo-tb", "FlowDistill student without teacher (ablation w/o-TB)", teacher=None)
 @register("flowdistill-wo-ib", "FlowDistill without the information bottleneck (ablation w/o-IB)", vib=False)
 @register("flowdistill-wo-sc", "FlowDistill without spatial correlation loss (ablation w/o-SC)", lambda_spa=0.0)
@@ -61,12 +68,20 @@ class FlowDistill(nn.Module):
     encoder to q(Z|X) = N(mu, sigma^2) with K = bottleneck (eq. 6-7), head Y = FC(Z) (eq. 9).
     Loss (eq. 12): L_reg + lambda_tbl L_tbl + lambda_kl KL + lambda_spa L_spa + lambda_tem L_tem,
     with L_reg = masked MAE in original units; L_tbl is dropped when no teacher is given (w/o-TB).
+    How the teacher enters L_tbl is config: `tbl_gate` (batch | element) and `tbl_target`
+    (truth | teacher), see `models.distill_losses.teacher_bounded_loss`.
+
+    Raises:
+        ValueError: an unknown tbl_gate, tbl_target, corr_mode or eps_scale (names the allowed values).
     """
 
     Config = FlowDistillConfig
 
     def __init__(self, cfg: FlowDistillConfig, info: ModelInfo):
         super().__init__()
+        check_choice("tbl_gate", cfg.tbl_gate, TBL_GATES)
+        check_choice("tbl_target", cfg.tbl_target, TBL_TARGETS)
+        check_choice("corr_mode", cfg.corr_mode, CORR_MODES)
         self.cfg, self.info = cfg, info
         self.embedding = STIDEmbedding(info.num_nodes, info.h_in, info.num_channels, info.steps_per_day,
                                        cfg.embed_dim, cfg.node_dim, cfg.tod_dim, cfg.dow_dim)
@@ -87,7 +102,9 @@ class FlowDistill(nn.Module):
         return self.head(self.encode(x, tod, dow)[0])
 
     def training_loss(self, batch):
-        """Eq. 12 on a training batch; logs each term and whether L_tbl was active."""
+        """Eq. 12 on a training batch; logs each term and, with a teacher, `tbl_active` (the share of
+        unmasked elements where eq. 2's gate is open) and `teacher_mae` (the teacher's masked MAE
+        on the batch)."""
         cfg = self.cfg
         z, mu, var = self.encode(batch["x"], batch["tod"], batch["dow"])
         pred = self.info.scaler.inverse(self.head(z))
@@ -99,7 +116,8 @@ class FlowDistill(nn.Module):
         loss = reg + cfg.lambda_kl * kl + cfg.lambda_spa * spa + cfg.lambda_tem * tem
         logs = {"mae": reg.item(), "kl": kl.item(), "spa": spa.item(), "tem": tem.item()}
         if "y_teacher" in batch and cfg.lambda_tbl:
-            tbl, active = teacher_bounded_loss(pred, batch["y_teacher"], y, cfg.delta, cfg.tbl_target)
+            tbl, active, teacher_mae = teacher_bounded_loss(pred, batch["y_teacher"], y, cfg.delta, cfg.tbl_target,
+                                                            cfg.tbl_gate)
             loss = loss + cfg.lambda_tbl * tbl
-            logs |= {"tbl": tbl.item(), "tbl_active": float(active)}
+            logs |= {"tbl": tbl.item(), "tbl_active": active, "teacher_mae": teacher_mae}
         return loss, logs

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from models.distill_losses import (neighbours, spatial_correlation_loss, teacher_bounded_loss,
@@ -12,15 +13,37 @@ def test_teacher_bounded_loss_gate_and_targets():
     truth = torch.tensor([[2.0, 4.0]])
     student = torch.tensor([[3.0, 6.0]])            # masked MAE 1.5
     good_teacher = torch.tensor([[2.0, 5.0]])       # MAE 0.5: teacher - student = -1 < delta
-    loss, active = teacher_bounded_loss(student, good_teacher, truth, delta=0.1, target="truth")
-    assert active and math.isclose(loss.item(), 1.5)
-    loss, active = teacher_bounded_loss(student, good_teacher, truth, delta=0.1, target="teacher")
-    assert active and math.isclose(loss.item(), (1.0 + 1.0) / 2)   # |3-2|, |6-5|
+    loss, share, teacher_mae = teacher_bounded_loss(student, good_teacher, truth, delta=0.1, target="truth")
+    assert share == 1.0 and math.isclose(loss.item(), 1.5) and math.isclose(teacher_mae, 0.5)
+    loss, share, _ = teacher_bounded_loss(student, good_teacher, truth, delta=0.1, target="teacher")
+    assert share == 1.0 and math.isclose(loss.item(), (1.0 + 1.0) / 2)   # |3-2|, |6-5|
     bad_teacher = torch.tensor([[12.0, 14.0]])      # MAE 10: teacher - student = 8.5 >= delta 3
-    loss, active = teacher_bounded_loss(student, bad_teacher, truth, delta=3.0)
-    assert not active and loss.item() == 0.0
-    _, active = teacher_bounded_loss(student, bad_teacher, truth, delta=10.0)   # 8.5 < 10
-    assert active
+    loss, share, _ = teacher_bounded_loss(student, bad_teacher, truth, delta=3.0)
+    assert share == 0.0 and loss.item() == 0.0
+    _, share, _ = teacher_bounded_loss(student, bad_teacher, truth, delta=10.0)   # 8.5 < 10
+    assert share == 1.0
+
+
+def test_element_gate_and_masked_teacher_target_hand_computed():
+    # four elements; the last has truth 0 and is masked out of every mean (3 unmasked elements)
+    truth = torch.tensor([[10.0, 10.0, 10.0, 0.0]])
+    student = torch.tensor([[12.0, 10.0, 4.0, 5.0]], requires_grad=True)   # |err| 2, 0, 6, (5)
+    teacher = torch.tensor([[11.0, 13.0, 10.0, 9.0]])                     # |err| 1, 3, 0, (9)
+    # element gate, delta 1: teacher - student = -1, 3, -6 -> open, closed, open
+    loss, share, teacher_mae = teacher_bounded_loss(student, teacher, truth, 1.0, "truth", "element")
+    assert share == pytest.approx(2 / 3) and teacher_mae == pytest.approx(4 / 3)
+    assert loss.item() == pytest.approx((2 + 6) / 3)
+    loss, _, _ = teacher_bounded_loss(student, teacher, truth, 1.0, "teacher", "element")
+    assert loss.item() == pytest.approx((1 + 6) / 3)                        # |12-11|, |4-10|
+    loss.backward()                                                       # gradient only where open
+    assert student.grad[0].tolist() == pytest.approx([1 / 3, 0.0, -1 / 3, 0.0])
+    # batch gate on the same batch: teacher 4/3 - student 8/3 < 1 -> open everywhere unmasked
+    loss, share, _ = teacher_bounded_loss(student, teacher, truth, 1.0, "teacher", "batch")
+    assert share == 1.0 and loss.item() == pytest.approx((1 + 3 + 6) / 3)   # masked: the 4th element left out
+    with pytest.raises(ValueError, match="tbl_gate='window'; use one of batch, element"):
+        teacher_bounded_loss(student, teacher, truth, 1.0, "truth", "window")
+    with pytest.raises(ValueError, match="tbl_target='both'; use one of truth, teacher"):
+        teacher_bounded_loss(student, teacher, truth, 1.0, "both")
 
 
 def test_neighbours_pick_strongest_edges_and_pad():

@@ -1,0 +1,77 @@
+"""Paired significance tests between two models on the same test windows.
+
+Each finished trial stores the masked MAE of every test window (`window_mae` in its history file,
+`OUT/<suite>/history/<trial_id>.json`). Two models are compared on the windows they share: the
+per-window errors are averaged over seeds, then compared with the Wilcoxon signed-rank test of
+scipy on non-overlapping windows only (every H_out-th window: consecutive windows share 23 of
+their 24 steps, so testing all of them would count the same errors many times over).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.protocol import H_OUT
+
+
+def load_window_mae(history_dir: Path, trial_ids) -> np.ndarray | None:
+    """Per-window test MAE of the given trials, averaged over them (seeds): [W], or None when a
+    history file or its `window_mae` is missing."""
+    runs = []
+    for tid in trial_ids:
+        path = Path(history_dir) / f"{tid}.json"
+        if not path.exists():
+            return None
+        errors = json.loads(path.read_text()).get("window_mae")
+        if errors is None:
+            return None
+        runs.append(np.asarray(errors, dtype=np.float64))
+    if not runs or len({len(r) for r in runs}) != 1:
+        return None
+    return np.mean(runs, axis=0)
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, every: int = H_OUT) -> dict:
+    """Wilcoxon signed-rank test of the per-window errors `a` against `b` (same windows, same
+    order), on every `every`-th window (non-overlapping targets), NaN windows left out.
+
+    Returns:
+        {"p": two-sided p-value, "n": windows tested, "mean_diff": mean of a - b over them,
+        "wins": share of those windows where a < b}; p is NaN with fewer than 6 windows or no
+        difference at all.
+    Raises:
+        ValueError: `a` and `b` differ in length.
+    """
+    from scipy.stats import wilcoxon
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired test: {a.shape} and {b.shape} windows differ; compare the same test windows")
+    a, b = a[::every], b[::every]
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    diff = a - b
+    out = {"n": int(len(diff)), "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
+           "wins": float((diff < 0).mean()) if len(diff) else float("nan"), "p": float("nan")}
+    if len(diff) >= 6 and np.any(diff != 0):
+        out["p"] = float(wilcoxon(a, b).pvalue)
+    return out
+
+
+def compare(df: pd.DataFrame, history_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict:
+    """`paired_test` of the trials in rows_a against those in rows_b (overall rows of finished
+    trials, any number of seeds each); p NaN when a history file is missing."""
+    a = load_window_mae(history_dir, rows_a["trial_id"].astype(str))
+    b = load_window_mae(history_dir, rows_b["trial_id"].astype(str))
+    if a is None or b is None or a.shape != b.shape:
+        return {"p": float("nan"), "n": 0, "mean_diff": float("nan"), "wins": float("nan")}
+    return paired_test(a, b)
+
+
+def p_label(p: float) -> str:
+    """p as printed in the tables: "p=0.003", "p<1e-4", or "" when not computed."""
+    if p != p:
+        return ""
+    return "p<1e-4" if p < 1e-4 else f"p={p:.3g}"
