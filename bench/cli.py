@@ -19,7 +19,7 @@ import yaml
 
 from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
-from bench.protocol import ProtocolError, check_ratio
+from bench.protocol import TEACHER_DATA, ProtocolError, check_ratio
 from bench.teacher import TeacherCacheError
 from bench.train import TrainingError
 from models.language_model import LanguageModelError
@@ -94,6 +94,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                      help="config override for every model that has KEY, e.g. --set delta=3 --set "
                      "tbl_target=teacher (repeatable; VALUE is read as YAML)")
+    run.add_argument("--teacher-data", choices=TEACHER_DATA, default="disjoint",
+                     help="what teachers are fitted on: disjoint (default, FlowDistill section 2.2: every step "
+                     "before the student's training part, plus the other datasets a teacher names), same (the "
+                     "student's part), all (every step before validation); never validation or test")
     run.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
     run.add_argument("--quick", action="store_true", help=f"quick preset: {PRESETS['quick'].description}")
     run.add_argument("--out", default="results", help="results folder (default results/)")
@@ -142,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--quick", action="store_true", help="the quick preset's caps (match a --quick run)")
         t.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                        help="teacher config override, e.g. --set keep_layers=0 --set lm=PATH (repeatable)")
+        t.add_argument("--teacher-data", choices=TEACHER_DATA, default="disjoint",
+                       help="what the teacher is fitted on (match the student run; see `bench run --help`)")
         t.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
         t.add_argument("--out", default="results")
         _data_flags(t)
@@ -231,8 +237,9 @@ def _run_suite(args, name: str) -> int:
     for m in args.models or []:
         registry.get(m)
     if args.epochs and args.models and not any(registry.trains(m) for m in args.models):
-        raise SuiteError(f"--epochs {args.epochs}: {', '.join(args.models)} are reference forecasters, which are not "
-                         f"trained and have no epochs; drop --epochs")
+        what = "is a reference forecaster" if len(args.models) == 1 else "are reference forecasters"
+        raise SuiteError(f"--epochs {args.epochs}: {', '.join(args.models)} {what}: not trained, so no epochs; "
+                         f"drop --epochs")
     load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
     preset = "quick" if args.quick else "full"
     out, data_dir, registry_file = _paths(args)
@@ -244,7 +251,8 @@ def _run_suite(args, name: str) -> int:
         scheduler = "asha" if args.executor == "ray" else None
     else:
         specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
-                            args.teacher, dict(args.settings), data_dir=data_dir, registry_file=registry_file,
+                            args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
+                            registry_file=registry_file,
                             cache_dir=str(out / "teachers"), num_nodes=args.nodes)
     table_name = specs[0].suite
     _log_command(out, table_name, args.argv)
@@ -299,7 +307,7 @@ def _search_specs(args, suite, preset, out, data_dir, registry_file):
     if unknown:
         raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
     base = build_specs(dataclasses.replace(suite, kind="ratio"), args.dataset, preset, models, args.ratios,
-                       args.seeds, args.epochs, args.teacher, dict(args.settings), data_dir=data_dir,
+                       args.seeds, args.epochs, args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
                        registry_file=registry_file, cache_dir=str(out / "teachers"), num_nodes=args.nodes)
     return [dataclasses.replace(s, suite="search", config=s.config | cfg)
             for cfg in search.sample(space, args.samples) for s in base]
@@ -372,7 +380,7 @@ def cmd_teacher(args) -> int:
                   max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
                   teacher_budget_s=preset.teacher_budget_s, max_train_windows=preset.max_train_windows,
                   max_batches=preset.max_batches, train_stride=preset.train_stride,
-                  max_val_windows=preset.max_val_windows, num_nodes=args.nodes,
+                  max_val_windows=preset.max_val_windows, num_nodes=args.nodes, teacher_data=args.teacher_data,
                   data_dir=data_dir,
                   registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]
     if args.action == "import":

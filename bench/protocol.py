@@ -70,6 +70,29 @@ def split_steps(total: int, ratio: float) -> Split:
     return Split(train_start, val_start, test_start, total)
 
 
+TEACHER_DATA = ("disjoint", "same", "all")
+
+
+def teacher_split(split: Split, teacher_data: str) -> Split:
+    """A split whose training part [train_start, val_start) holds the steps a teacher is fitted on
+    (draw only its "train" windows: the teacher's validation and test windows stay the student's):
+    - "disjoint" (FlowDistill section 2.2: data "unseen during the training process"): every step
+      before the student's training part, [0, train_start); empty at ratio 0.8;
+    - "same": the student's training part, [train_start, val_start);
+    - "all": every step before validation, [0, val_start), whatever the ratio.
+    No option reaches validation or test; "disjoint" never reaches the student's part.
+
+    Raises:
+        ProtocolError: an unknown option (names the allowed ones).
+    """
+    if teacher_data not in TEACHER_DATA:
+        raise ProtocolError(f"teacher_data={teacher_data!r}; use one of {', '.join(TEACHER_DATA)}")
+    if teacher_data == "same":
+        return split
+    end = split.train_start if teacher_data == "disjoint" else split.val_start
+    return Split(0, end, split.test_start, split.total)
+
+
 def window_starts(split: Split, part: str, h_in: int = H_IN, h_out: int = H_OUT) -> np.ndarray:
     """Start steps of the windows of one part ("train", "val" or "test"), ascending int64."""
     if part == "train":
@@ -249,6 +272,8 @@ class MixedWindows:
         self.target, self.others = target, [w for w in others if len(w)]
 
     def __len__(self) -> int:
+        if not len(self.target):
+            return sum(len(w) for w in self.others)
         return len(self.target) * (2 if self.others else 1)
 
     def batches(self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None):
@@ -258,7 +283,9 @@ class MixedWindows:
         plan = chunks(self.target)
         if self.others:
             pools = [chunks(w) for w in self.others]
-            plan += [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(len(plan))]
+            # as many batches of the others as of the target; all of theirs once when the target has none
+            n = len(plan) or sum(len(p) for p in pools)
+            plan += [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
         order = torch.randperm(len(plan), generator=generator) if shuffle else torch.arange(len(plan))
         for i in order.tolist():
             windows, positions = plan[i]

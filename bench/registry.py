@@ -3,7 +3,8 @@
 The contract a registered model follows (the runner relies on nothing else):
 
 - `Config`: a dataclass subclassing `bench.registry.TrainConfig`, holding the model's
-  hyperparameters and its training settings, with its paper's or official code's defaults.
+  hyperparameters and its training settings, with its paper's or official code's defaults; an
+  optional plain class attribute `CHOICES` {field: allowed values} makes any other value an error.
 - `__init__(cfg: Config, info: ModelInfo)`.
 - `forward(x, tod, dow) -> y`: x [B, H_in, N, C] z-scored flows, tod/dow [B, H_in] int64,
   y [B, H_out, N, C] z-scored predictions.
@@ -139,6 +140,9 @@ class ModelEntry:
         for key, value in changes.items():
             if not _fits(value, hints[key]):
                 raise ValueError(f"model {self.name}: config {key}={value!r} is not of type {hints[key]}")
+            allowed = getattr(self.cls.Config, "CHOICES", {}).get(key)
+            if allowed and value not in allowed:
+                raise ValueError(f"model {self.name}: config {key}={value!r}; use one of {', '.join(allowed)}")
         return self.cls.Config(**{**self.overrides, **changes})
 
 

@@ -27,7 +27,8 @@ REPORT_ORDER = S.SUITE_ORDER + ("search",)
 RQ = {"data-efficiency": "RQ1: data efficiency (Fig. 3-4)", "data-scalability": "RQ2: data-efficient scalability (Table 3)",
       "robustness": "RQ3: robustness by horizon and volume (Fig. 5-6)", "sweep": "RQ4: hyperparameters (Fig. 7-9)",
       "scalability": "RQ5: memory and latency (Fig. 10)", "ablation": "RQ6: ablation (Table 4)",
-      "search": "RQ4+: joint hyperparameter search (Ray Tune, ASHA)"}
+      "search": "RQ4+: joint hyperparameter search (Ray Tune, ASHA)",
+      "distill": "Distillation: does the teacher's forecast reach the student?"}
 
 
 class ReportError(RuntimeError):
@@ -64,18 +65,26 @@ def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
     ok = S.ok_overall(df)
     ref = ok[(ok["model"] == "flowdistill") & (ok["ratio"] == ok["ratio"].min())]   # as ratio_frame's reference
     ok["training ratio (%)"] = ok["ratio"] * 100
+    floors = ok[ok["model"].isin(S.REFERENCES)]
+    ok = ok[~ok["model"].isin(S.REFERENCES)].copy()
     ok["model"] = S.row_label(ok)
-    units = _units(ok["dataset"].iloc[0])
+    units = _units(df["dataset"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric in zip(axes, ("mae", "rmse")):
-        sns.lineplot(data=ok, x="training ratio (%)", y=metric, hue="model", marker="o", errorbar="sd",
-                     err_style="bars", ax=ax, legend=ax is axes[1])
+        if not ok.empty:
+            sns.lineplot(data=ok, x="training ratio (%)", y=metric, hue="model", marker="o", errorbar="sd",
+                         err_style="bars", ax=ax)
+        for (name, g), style in zip(floors.groupby("model"), ("--", ":", "-.")):     # the floors: no training
+            mean = g.groupby("training ratio (%)")[metric].mean()
+            ax.plot(mean.index, mean.values, ls=style, c="0.35", lw=1.2, label=f"floor: {name}")
         ax.set_ylabel(f"test {metric.upper()} ({units})")
         ax.set_xlabel("training data ratio (%)")
         if reference and not ref.empty:
-            ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['ratio'].min():g}")
+            ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['training ratio (%)'].min() / 100:g}")
+        if ax is axes[0] and ax.get_legend():
+            ax.get_legend().remove()
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle(title)
+    fig.suptitle(title + " (grey: floors that need no training)")
     fig.tight_layout()
     return fig
 
@@ -189,6 +198,39 @@ def _search_figure(df: pd.DataFrame):
     return fig
 
 
+def _distill_figure(df: pd.DataFrame):
+    """Per ratio: each student variant's test MAE (mean, one sd over seeds), one colour per
+    teacher; the student without teacher (solid) and each teacher's own MAE (dashed) as lines."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = S.ok_overall(df)
+    units = _units(df["dataset"].iloc[0])
+    ratios = sorted(ok["ratio"].unique())
+    fig, axes = plt.subplots(1, len(ratios), figsize=(6.5 * len(ratios), 4.6), squeeze=False)
+    for ax, ratio in zip(axes[0], ratios):
+        at = ok[ok["ratio"] == ratio]
+        students = at[at["teacher"].fillna("") != ""].copy()
+        if not students.empty:
+            v = pd.DataFrame([S._variant(r) for _, r in students.iterrows()], index=students.index)
+            students["variant"] = v["gate"] + "/" + v["target"] + "/" + v["lambda_tbl"].map(lambda x: f"{x:g}")
+            sns.barplot(data=students.sort_values("variant"), x="variant", y="mae", hue="teacher", errorbar="sd", ax=ax)
+        base = at[at["model"] == S.DISTILL_BASELINE]["mae"]
+        if len(base):
+            ax.axhline(base.mean(), c="k", lw=1.2, label=f"{S.DISTILL_BASELINE} (no teacher)")
+        for teacher in sorted(set(students.get("teacher", []))):
+            own = students.loc[students["teacher"] == teacher, "teacher_mae"].dropna()
+            if len(own):
+                ax.axhline(own.mean(), c="0.4", ls="--", lw=1, label=f"teacher {teacher}")
+        ax.set_xlabel("gate / target / lambda_tbl")
+        ax.set_ylabel(f"test MAE ({units})")
+        ax.set_title(f"ratio {ratio:g}")
+        ax.tick_params(axis="x", rotation=35)
+        ax.legend(fontsize=7)
+    fig.suptitle("Distillation: student variants against the student without teacher and the teacher")
+    fig.tight_layout()
+    return fig
+
+
 def _commands(results: Path, suite: str) -> list[str]:
     log = results / suite / "commands.log"
     return [line.strip() for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
@@ -226,6 +268,10 @@ def collect(results: str | Path, suites=None) -> list[Section]:
             elif name == "ablation":
                 sec.tables.append(("Table 4", S.ablation_frame(df)))
                 sec.figures.append(("figure", _ablation_figure(df)))
+            elif name == "distill":
+                sec.tables.append(("each student variant against flowdistill-wo-tb (paired Wilcoxon over "
+                                   "non-overlapping test windows)", S.distill_frame(df, results / name / "history")))
+                sec.figures.append(("figure", _distill_figure(df)))
             elif name == "search":
                 sec.tables.append(("sampled configurations, best validation MAE first", search_frame(df)))
                 sec.figures.append(("figure", _search_figure(df)))

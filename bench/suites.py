@@ -10,6 +10,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import registry
+from bench.protocol import TEACHER_DATA
 from bench.trial import TrialSpec
 
 
@@ -166,16 +167,19 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
 
 def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, ratios=None, seeds: int | None = None,
                 epochs: int | None = None, teacher: str | None = None, settings: dict | None = None,
-                **paths) -> list[TrialSpec]:
+                teacher_data: str = "disjoint", **paths) -> list[TrialSpec]:
     """All trials of a suite run: models x ratios x seeds, with the preset's caps.
 
     `epochs` overrides the preset's max_epochs; explicit `models`/`ratios` override the suite's
     (the quick preset takes the suite's quick_ratios); `teacher` and `settings` become config overrides (see `model_overrides`).
     `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes). `seeds` None:
-    the suite's own count. A distill suite builds its trials with `distill_plan`.
+    the suite's own count. A distill suite builds its trials with `distill_plan`. `teacher_data`:
+    what teachers are fitted on (`bench.protocol.teacher_split`).
     """
     if preset not in PRESETS:
         raise SuiteError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if teacher_data not in TEACHER_DATA:
+        raise SuiteError(f"--teacher-data {teacher_data!r}; use one of {', '.join(TEACHER_DATA)}")
     p = PRESETS[preset]
     ratios = ratios or (suite.quick_ratios if p.quick else suite.ratios)
     models = models or (suite.quick_models if p.quick and suite.quick_models else suite.models)
@@ -196,15 +200,15 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
                                  max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
                                  max_train_windows=p.max_train_windows, max_batches=p.max_batches,
                                  teacher_budget_s=p.teacher_budget_s, train_stride=p.train_stride,
-                                 max_val_windows=p.max_val_windows, **paths)
+                                 max_val_windows=p.max_val_windows, teacher_data=teacher_data, **paths)
                 specs.setdefault(spec.trial_id, spec)
     return list(specs.values())
 
 
 def distill_plan(students, teacher: str | None = None, settings: dict | None = None) -> list[tuple]:
     """The distill suite's trials per ratio as (model, config, teacher_config, seeds): the
-    student without teacher (DISTILL_BASELINE), each teacher's own trial (seed 0: all students of
-    a ratio share that fit), and each student with each teacher and each DISTILL_VARIANTS entry
+    student without teacher (DISTILL_BASELINE) and each student with each teacher and each
+    DISTILL_VARIANTS entry (every student row records its teacher's test MAE)
     (keys equal to the student's defaults left out, so that the default variant shares its trial
     with other suites). `teacher` narrows DISTILL_TEACHERS to one; `settings` as in model_overrides.
 
@@ -225,7 +229,6 @@ def distill_plan(students, teacher: str | None = None, settings: dict | None = N
             default = registry.get(m).config()
             if base.get("teacher") == default.teacher:
                 del base["teacher"]
-            plan.append((t, t_config.get(m, {}), {}, 1))
             for variant in DISTILL_VARIANTS:
                 change = {k: v for k, v in variant.items() if getattr(default, k) != v and k not in (settings or {})}
                 plan.append((m, base | change, t_config.get(m, {}), None))
@@ -268,8 +271,10 @@ def _cell(values: pd.Series) -> str:
 
 
 def row_label(df: pd.DataFrame) -> pd.Series:
-    """"model" or "model (teacher: name)" for each result row."""
-    return df["model"] + df["teacher"].fillna("").map(lambda t: f" (teacher: {t})" if t else "")
+    """"model" or "model (teacher: name, its data)" for each result row."""
+    data = df["teacher_data"].fillna("").astype(str) if "teacher_data" in df else pd.Series("", index=df.index)
+    teacher = df["teacher"].fillna("").astype(str)
+    return df["model"] + [f" (teacher: {t}{', ' + d + ' data' if d else ''})" if t else "" for t, d in zip(teacher, data)]
 
 
 def ratio_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
@@ -406,7 +411,8 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         base = at[at["model"] == DISTILL_BASELINE]
         base_mae = base["mae"].mean() if len(base) else float("nan")
         if len(base):
-            rows.append({"ratio": f"{ratio:g}", "teacher": "(none)", "teacher MAE": "", "gate": "", "target": "",
+            rows.append({"ratio": f"{ratio:g}", "teacher": "(none)", "teacher data": "", "teacher MAE": "", "gate": "",
+                         "target": "",
                          "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": _cell(base["mae"]),
                          "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
         students = at[at["teacher"].fillna("") != ""].copy()
@@ -415,12 +421,13 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         students = students.join(pd.DataFrame([_variant(r) for _, r in students.iterrows()], index=students.index))
         for (teacher, gate, target, lam, model), g in students.groupby(
                 ["teacher", "gate", "target", "lambda_tbl", "model"], sort=True):
-            t_rows = at[at["model"] == teacher]
-            t_mae = t_rows["mae"].mean() if len(t_rows) else g["teacher_mae"].mean()
+            t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
             mae = g["mae"].mean()
             closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else float("nan")
             test = stats.compare(df, history_dir, g, base) if history_dir is not None and len(base) else {"p": float("nan")}
-            rows.append({"ratio": f"{ratio:g}", "teacher": teacher, "teacher MAE": f"{t_mae:.2f}", "gate": gate,
+            data = ", ".join(sorted(set(g["teacher_data"].fillna("").astype(str)) - {""})) if "teacher_data" in g else ""
+            rows.append({"ratio": f"{ratio:g}", "teacher": teacher, "teacher data": data or "-",
+                         "teacher MAE": f"{t_mae:.2f}", "gate": gate,
                          "target": target, "lambda_tbl": f"{lam:g}", "model": model, "seeds": len(g),
                          "MAE": _cell(g["mae"]), "gate open": f"{g['gate_open'].mean():.2f}",
                          "vs no teacher": f"{mae - base_mae:+.2f}" if base_mae == base_mae else "",

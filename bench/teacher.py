@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from bench.results import atomic_write
-from bench.protocol import H_IN, H_OUT, Windows
+from bench.protocol import H_IN, H_OUT, Windows, teacher_split
 from bench.metrics import masked_mae, masked_rmse
 from bench.train import predict
 
 TEACHER_SEED = 0
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 class TeacherCacheError(RuntimeError):
@@ -45,7 +45,8 @@ def cache_key(spec, data_fingerprint: str) -> str:
     machines with `bench teacher import`)."""
     cfg = dataclasses.asdict(spec.model_config())
     ident = {"v": CACHE_VERSION, "data": data_fingerprint, "h_in": H_IN, "h_out": H_OUT,
-             "teacher_config": cfg, "device": "cuda" if torch.cuda.is_available() else "cpu"} | {k: v for k, v in spec.identity().items() if k != "suite"}
+             "teacher_config": cfg, "device": "cuda" if torch.cuda.is_available() else "cpu", "teacher_data": spec.teacher_data} | {
+                 k: v for k, v in spec.identity().items() if k != "suite"}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -90,9 +91,16 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     if cfg.teacher:
         raise TeacherCacheError(f"teacher {spec.model} itself needs a teacher ({cfg.teacher}); chains are not supported")
     gen = set_seed(spec.seed)
-    train = training_windows(spec, cfg, model, parts["train"])
+    own = teacher_training_windows(spec, data, split, scaler, parts["train"])
+    train = training_windows(spec, cfg, model, own)
+    if not len(train):
+        raise TeacherCacheError(f"teacher_data={spec.teacher_data} leaves teacher {spec.model} no training windows of "
+                                f"{spec.dataset} at ratio {spec.ratio:g} (the student's part starts at step "
+                                f"{split.train_start}); use --teacher-data same or all")
     result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
-    fitted = {"epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
+    fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
+              "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + H_IN + H_OUT] if len(own) else [],
+              "epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
               "history": result.history, "steps": result.steps, "best_epoch": result.best_epoch,
               "converged": result.converged}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +109,18 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     if predict_windows:
         _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted, show)
     return path
+
+
+def teacher_training_windows(spec, data, split, scaler, student_train: Windows) -> Windows:
+    """The target dataset's windows a teacher is fitted on: those of `teacher_split(split,
+    spec.teacher_data)` with the student's caps (stride, max windows), sharing its series."""
+    if spec.teacher_data == "same":
+        return student_train
+    windows = Windows(data, teacher_split(split, spec.teacher_data), "train", scaler,
+                      max_windows=spec.max_train_windows, seed=spec.seed,
+                      series=(student_train.flow, student_train.flow_norm), stride=spec.train_stride)
+    windows.lookback = student_train.lookback
+    return windows
 
 
 def predict_teacher(spec, show: bool = False) -> Path:
@@ -186,6 +206,7 @@ def import_predictions(spec, file: str | Path) -> Path:
     test = slice(len(starts) - len(windows["test"]), None)
     truth = windows["test"].targets()
     meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, "imported": str(file.resolve()),
+            "teacher_data": spec.teacher_data,
             "epochs": 0, "best_val_mae": float("nan"), "train_s": 0.0, "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0,
             "test_mae": float(masked_mae(torch.as_tensor(pred[test]), truth)),
             "test_rmse": float(masked_rmse(torch.as_tensor(pred[test]), truth))}
@@ -246,8 +267,12 @@ def attach(parts: dict[str, Windows], spec) -> dict:
     starts, pred, meta = load_predictions(spec)
     w = parts["train"]
     pos = np.searchsorted(starts, w.starts)
-    if (pos >= len(starts)).any() or not np.array_equal(starts[np.minimum(pos, len(starts) - 1)], w.starts):
-        raise TeacherCacheError(f"teacher cache of {spec.model} does not cover the train windows")
+    covered = (pos < len(starts)) & (starts[np.minimum(pos, len(starts) - 1)] == w.starts)
+    if not covered.all():
+        raise TeacherCacheError(f"teacher cache of {spec.model} for {spec.dataset} at ratio {spec.ratio:g} lacks "
+                                f"{int((~covered).sum())} of the {len(w)} training windows the student needs (it holds "
+                                f"{len(starts)} windows); refit the teacher with the student's flags (--quick, "
+                                f"--nodes) or import predictions of every window")
     w.attach_teacher(pred[pos])
     return meta
 
@@ -255,12 +280,14 @@ def attach(parts: dict[str, Windows], spec) -> dict:
 def rows_from_cache(spec) -> list[dict] | None:
     """Metric rows of a model trial that is exactly a cached teacher fit (same model and
     config, teacher seed, data, ratio and caps): its test predictions are already on disk, so
-    the trial is not trained twice. None when the trial is not such a fit or nothing is cached."""
+    the trial is not trained twice (only a teacher with teacher_data "same" is such a fit). None
+    when the trial is not such a fit or nothing is cached."""
     from bench.metrics import evaluate, window_mae
     from bench.protocol import volume_buckets
     if spec.seed != TEACHER_SEED:
         return None
-    t_spec = teacher_spec(dataclasses.replace(spec, teacher_config=dict(spec.config)), spec.model)
+    # a teacher fitted on the student's part only ("same") is exactly this trial
+    t_spec = teacher_spec(dataclasses.replace(spec, teacher_config=dict(spec.config), teacher_data="same"), spec.model)
     try:
         starts, pred, meta = load_predictions(t_spec)
     except TeacherCacheError:

@@ -24,12 +24,12 @@ from bench.train import fit, predict, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
-              "work_id", "steps", "best_epoch", "converged", "teacher_mae", "gate_open", "train_mae",
+              "work_id", "steps", "best_epoch", "converged", "teacher_data", "teacher_mae", "gate_open", "train_mae",
               "teacher_train_mae"]
 # the row fields of a distilled student (empty for other rows): the teacher's own test MAE, the
 # share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
 # training MAE of the student and of the teacher on the same batches
-DISTILL_FIELDS = ("teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
+DISTILL_FIELDS = ("teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class TrialSpec:
     `teacher_config` overrides the teacher's Config defaults; `teacher_budget_s` is the time
     budget of its teacher (None: the same as the trial's); `train_stride` keeps every n-th
     training window and `max_val_windows` caps the validation windows early stopping reads
-    (model and teacher alike; the test set is never cut)."""
+    (model and teacher alike; the test set is never cut). `teacher_data` says what the teacher
+    is fitted on (`bench.protocol.teacher_split`: disjoint, same or all); it is part of the
+    identity of teachers and of distilled students only."""
 
     suite: str
     dataset: str
@@ -60,6 +62,7 @@ class TrialSpec:
     teacher_budget_s: float | None = None
     train_stride: int | None = None
     max_val_windows: int | None = None
+    teacher_data: str = "disjoint"
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
@@ -74,7 +77,13 @@ class TrialSpec:
             out["train_stride"] = self.train_stride
         if self.max_val_windows is not None:
             out["max_val_windows"] = self.max_val_windows
+        if self.suite == "teacher" or self.has_teacher():
+            out["teacher_data"] = self.teacher_data
         return out
+
+    def has_teacher(self) -> bool:
+        """Does the model of this trial learn from a teacher (a `teacher` in its config)?"""
+        return bool(registry.get(self.model).config(**self.config).teacher)
 
     @property
     def trial_id(self) -> str:
@@ -224,7 +233,8 @@ def distill_fields(history: list[dict], teacher_meta: dict | None) -> dict:
     if teacher_meta is None:
         return {k: "" for k in DISTILL_FIELDS} | {"train_mae": round(last["mae"], 4) if "mae" in last else ""}
     shares = [h["tbl_active"] for h in history if "tbl_active" in h]
-    return {"teacher_mae": round(float(teacher_meta.get("test_mae", float("nan"))), 4),
+    return {"teacher_data": teacher_meta.get("teacher_data", ""),
+            "teacher_mae": round(float(teacher_meta.get("test_mae", float("nan"))), 4),
             "gate_open": round(float(np.mean(shares)), 4) if shares else "",
             "train_mae": round(last["mae"], 4) if "mae" in last else "",
             "teacher_train_mae": round(last["teacher_mae"], 4) if "teacher_mae" in last else ""}

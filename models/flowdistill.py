@@ -11,7 +11,7 @@ from bench.registry import ModelInfo, TrainConfig, register
 from models.distill_losses import (CORR_MODES, TBL_GATES, TBL_TARGETS, check_choice, neighbours,
                                    spatial_correlation_loss, teacher_bounded_loss, temporal_correlation_loss)
 from models.stid import HorizonHead, ResidualMLP, STIDEmbedding
-from models.vib import VIB, gaussian_kl
+from models.vib import EPS_SCALES, VIB, gaussian_kl
 
 
 @dataclass
@@ -47,6 +47,8 @@ class FlowDistillConfig(TrainConfig):
     patience: int = 25
     grad_clip: float | None = 15.0
     teacher: str | None = "flowdistill-teacher"   # the LLM teacher (section 2.2); --teacher stwa swaps it
+
+    CHOICES = {"tbl_gate": TBL_GATES, "tbl_target": TBL_TARGETS, "corr_mode": CORR_MODES, "eps_scale": EPS_SCALES}
 
 
 @register("flowdistill", "FlowDistill student (VIB-MLP) distilled from its teacher")

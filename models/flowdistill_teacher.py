@@ -78,6 +78,7 @@ class FlowDistillTeacherConfig(TrainConfig):
     neighbours_in_text: bool = False
     sequences_per_pass: int = 8           # sequences per language-model call (memory)
     extra_datasets: tuple[str, ...] = ("same-city",)
+    use_lm: bool = True                   # False: flowdistill-teacher-wo-lm, the encoder straight into the heads
 
 
 # --------------------------------------------------------------------------- instruction text
@@ -160,8 +161,15 @@ class GatedTemporalEncoder(nn.Module):
 
 
 @register("flowdistill-teacher", "FlowDistill teacher: UrbanGPT-style LLM (SmolLM2 + LoRA) regressing future flow")
+@register("flowdistill-teacher-wo-lm", "FlowDistill teacher without its language model (same encoder, heads, data)",
+          use_lm=False)
 class FlowDistillTeacher(nn.Module):
     """Spatio-temporal LLM teacher (module docstring: design, sources, deviations).
+
+    With use_lm=False (`flowdistill-teacher-wo-lm`, is the language model needed?) no language
+    model is loaded: the <ST_HIS> vectors (encoder + projector, width st_hidden) go straight into
+    the same regression heads, and the <ST_PRE> input is the learned per-channel vector alone;
+    data, loss and budget are the teacher's.
 
     forward_batch(batch) -> [B, H_out, N, C] z-scored forecasts of the batch's dataset; batch as
     built by bench.protocol.Windows (x [B, H_in, N, C] z-scored, tod/dow [B, H_in], start [B],
@@ -175,10 +183,13 @@ class FlowDistillTeacher(nn.Module):
         self.cfg, self.info = cfg, info
         self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if self.device_.type == "cuda" else CPU_LAYERS)
-        self.tokenizer, decoder, width, self.layers_kept = language_model.load(cfg.lm, cfg.gguf_file, keep)
-        self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-        self.embed = decoder.get_input_embeddings()
-        self.his_id, self.pre_id = self.tokenizer.convert_tokens_to_ids(list(language_model.SPECIAL_TOKENS))
+        if cfg.use_lm:
+            self.tokenizer, decoder, width, self.layers_kept = language_model.load(cfg.lm, cfg.gguf_file, keep)
+            self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+            self.embed = decoder.get_input_embeddings()
+            self.his_id, self.pre_id = self.tokenizer.convert_tokens_to_ids(list(language_model.SPECIAL_TOKENS))
+        else:
+            width, self.layers_kept = cfg.st_hidden, 0
         c = info.num_channels
         self.encoder = GatedTemporalEncoder(c, cfg.st_hidden, cfg.st_layers)
         self.st_projector = nn.Linear(cfg.st_hidden, width)
@@ -249,6 +260,10 @@ class FlowDistillTeacher(nn.Module):
         r_idx = torch.cat([torch.as_tensor(r, dtype=torch.long) for _, r in picks])
         series = x[b_idx, :, r_idx].to(dev)                                  # [M, H_in, C]
         st = self.st_projector(self.encoder(series, slot[b_idx].to(dev), dow[b_idx, -1].long().to(dev)))
+        if not self.cfg.use_lm:                                                # the heads read the encoder directly
+            his_h, pre_h = st, self.pre_embed.expand(len(r_idx), -1, -1)
+            z = torch.cat([torch.relu(self.his_head(his_h)), torch.relu(self.pre_head(pre_h))], -1)
+            return self.out_head(z).permute(0, 2, 1)
         ids = self.build(ctx, [int(starts[b]) for b, _ in picks], [r for _, r in picks]).to(dev)
         his_mask, pre_mask = ids == self.his_id, ids == self.pre_id
         emb = self.embed(torch.where(his_mask | pre_mask, torch.zeros_like(ids), ids))

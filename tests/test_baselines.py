@@ -170,6 +170,6 @@ def test_every_baseline_runs_through_the_suite_runner(tmp_path, capsys):
     assert main(["run", "--suite", "data-efficiency", "--models", models, "--ratios", "0.4", "--epochs", "1",
                  "--nodes", "8", "--quick", "--executor", "inline", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "st-mlp (teacher: stwa)" in out
+    assert "st-mlp (teacher: stwa, disjoint data)" in out
     rows = pd.read_csv(tmp_path / "data-efficiency" / "trials.csv")
     assert set(rows["model"]) == set(models.split(",")) and (rows["status"] == "ok").all()

@@ -54,7 +54,7 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
            "PYTHONPATH": project + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "flowdistill (teacher: stwa)" in proc.stdout and "0.4 MAE" in proc.stdout
+    assert "flowdistill (teacher: stwa, disjoint data)" in proc.stdout and "0.4 MAE" in proc.stdout
     df = pd.read_csv(tmp_path / "results" / "data-efficiency" / "trials.csv")
     assert len(df) == 2 * ROWS and (df["status"] == "ok").all()
     assert set(df["horizon"].astype(str)) == {"all"} | {str(h) for h in range(1, 13)}
@@ -99,6 +99,6 @@ def test_prefitted_teacher_is_used_by_a_later_run(tmp_path, capsys):
     assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill", "--teacher", "stwa", "--ratios", "0.4",
                  *common]) == 0
     out = capsys.readouterr().out
-    assert "fitting" not in out and "flowdistill (teacher: stwa)" in out
+    assert "fitting" not in out and "flowdistill (teacher: stwa, disjoint data)" in out
     assert main(["teacher", "list", "--out", str(tmp_path)]) == 0
     assert "stwa" in capsys.readouterr().out

@@ -28,7 +28,7 @@ def test_inline_suite_distils_from_a_cached_teacher_and_resume_skips(tmp_path, m
     overall = df[(df["horizon"] == "all") & (df["bucket"] == "all")].set_index("model")
     assert overall.loc["flowdistill", "teacher"] == "stwa" and overall.loc["flowdistill-wo-tb", "teacher"] == ""
     assert list((tmp_path / "teachers" / "NYCTaxi").glob("stwa-r0.4-*.npz"))
-    assert "flowdistill (teacher: stwa)" in ratio_table(df)
+    assert "flowdistill (teacher: stwa, disjoint data)" in ratio_table(df)
     fd = next(s for s in specs if s.model == "flowdistill")
     history = json.loads((path.parent / "history" / f"{fd.trial_id}.json").read_text())["history"]
     assert len(history) == 1 and 0.0 <= history[0]["tbl_active"] <= 1.0 and history[0]["val_mae"] > 0
@@ -117,7 +117,7 @@ def test_suites_and_presets_choose_ratios():
     ablation = build_specs(SUITES["ablation"], "NYCTaxi", "quick")
     assert {s.ratio for s in ablation} == {0.5} and len(ablation) == 5
     quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
-    assert sorted({s.ratio for s in quick}) == [0.1, 0.5] and len(quick) == 2 * 8 * 2
+    assert sorted({s.ratio for s in quick}) == [0.1, 0.5] and len(quick) == 2 * 11 * 2
     assert "st-mlp" not in {s.model for s in quick}
     assert all(s.time_budget_s == 30 and s.max_batches == 20 and s.teacher_budget_s == 60 and s.train_stride == 4
                and s.max_val_windows == 64 for s in quick)

@@ -166,7 +166,7 @@ def test_cli_fits_predicts_imports_and_distils_the_llm_teacher(tmp_path, tiny_lm
     assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill-teacher,flowdistill,flowdistill-wo-tb",
                  "--executor", "inline", *common]) == 0
     out = capsys.readouterr().out
-    assert "flowdistill (teacher: flowdistill-teacher)" in out and "flowdistill-wo-tb" in out
+    assert "flowdistill (teacher: flowdistill-teacher, disjoint data)" in out and "flowdistill-wo-tb" in out
     import pandas as pd
     rows = pd.read_csv(tmp_path / "data-efficiency" / "trials.csv")
     assert set(rows["model"]) == {"flowdistill-teacher", "flowdistill", "flowdistill-wo-tb"}

@@ -1,0 +1,186 @@
+"""Distillation mechanics: the teacher's forecast in the student's loss, the distill suite end to end on
+a slice of real NYCTaxi, its paired test, the converged flag and the errors a user can hit."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import wilcoxon
+
+from bench import suites
+from bench import teacher as teacher_mod
+from bench.cli import main
+from bench.protocol import H_IN, H_OUT, TEACHER_DATA, ProtocolError, split_steps, teacher_split, window_starts
+from bench.results import read_trials, trials_path
+from bench.stats import paired_test
+from bench.train import fit, predict, set_seed
+from bench.trial import TrialSpec, run_trial, setup
+
+
+def test_paired_test_is_scipys_wilcoxon_on_non_overlapping_windows():
+    rng = np.random.default_rng(0)
+    a = rng.random(60) + 1.0
+    b = a + rng.normal(0.3, 0.2, 60)
+    out = paired_test(a, b, every=1)
+    assert out["p"] == pytest.approx(wilcoxon(a, b).pvalue) and out["n"] == 60
+    assert out["mean_diff"] == pytest.approx(np.mean(a - b)) and out["wins"] == pytest.approx(np.mean(a < b))
+    out = paired_test(a, b, every=12)          # windows 0, 12, 24, 36, 48
+    assert out["n"] == 5 and np.isnan(out["p"])                # too few windows for a test
+    c = np.tile(a, 2)                                          # 120 windows -> 10 tested
+    d = c + rng.normal(0.5, 0.3, 120)
+    d[np.arange(0, 120, 12)[3]] = np.nan                       # a window without unmasked truth
+    out = paired_test(c, d)
+    assert out["n"] == 9 and out["p"] == pytest.approx(wilcoxon(c[::12][[0, 1, 2, 4, 5, 6, 7, 8, 9]],
+                                                                (d[::12])[[0, 1, 2, 4, 5, 6, 7, 8, 9]]).pvalue)
+    with pytest.raises(ValueError, match="differ"):
+        paired_test(a, b[:10])
+
+
+def _student(config, teacher_offset=None, epochs=4, seed=0):
+    spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill", ratio=0.1, num_nodes=16, seed=seed,
+                     config={"teacher": "seasonal-naive-week"} | config, max_epochs=epochs)
+    data, split, scaler, parts, cfg, model = setup(spec)
+    truth = torch.cat([b["y"] for b in parts["train"].batches(512)])
+    parts["train"].attach_teacher((truth + teacher_offset).numpy())
+    fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(seed))
+    return predict(model, parts["train"], scaler), truth
+
+
+def test_the_teachers_forecast_reaches_the_student_through_the_teacher_target():
+    # same seed, same data: a teacher that forecasts the truth + 20 pulls the student's forecasts up
+    # against a teacher that forecasts the truth; with the truth as target the offset changes nothing
+    kd = {"tbl_target": "teacher", "tbl_gate": "element", "lambda_tbl": 1.0, "delta": 100.0}
+    exact, truth = _student(kd, 0.0)
+    shifted, _ = _student(kd, 20.0)
+    assert (shifted - truth).mean() > (exact - truth).mean() + 3.0
+    plain = {"tbl_target": "truth", "tbl_gate": "element", "lambda_tbl": 1.0, "delta": 100.0}
+    a, _ = _student(plain, 0.0)
+    b, _ = _student(plain, 20.0)
+    torch.testing.assert_close(a, b)
+
+
+def test_converged_flag_follows_early_stopping():
+    spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill-wo-tb", ratio=0.1, num_nodes=8,
+                     config={"patience": 1, "lr": 0.05})
+    data, split, scaler, parts, cfg, model = setup(spec)
+    per_epoch = len(range(0, len(parts["train"]), cfg.batch_size))
+    stopped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
+    assert stopped.converged and stopped.epochs < cfg.max_epochs and stopped.steps == stopped.epochs * per_epoch
+    spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill-wo-tb", ratio=0.1, num_nodes=8, max_epochs=2)
+    data, split, scaler, parts, cfg, model = setup(spec)
+    capped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
+    assert not capped.converged and capped.epochs == 2 and capped.steps == 2 * per_epoch
+
+
+def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(suites, "DISTILL_VARIANTS", suites.DISTILL_VARIANTS[:2])   # two variants keep it short
+    out = tmp_path / "results"
+    argv = ["run", "--suite", "distill", "--teacher", "seasonal-naive-week", "--ratios", "0.1", "--nodes", "6",
+            "--epochs", "2", "--seeds", "2", "--executor", "inline", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    df = read_trials(trials_path(out, "distill"))
+    overall = df[(df["horizon"] == "all") & (df["bucket"] == "all")]
+    # wo-tb x 2 seeds, 2 variants x 2 seeds
+    assert sorted(overall["model"].value_counts().items()) == [("flowdistill", 4), ("flowdistill-wo-tb", 2)]
+    floor = run_trial(TrialSpec(suite="t", dataset="NYCTaxi", model="seasonal-naive-week", ratio=0.1, num_nodes=6))
+    teacher_mae = floor[0]["mae"]
+    students = overall[overall["model"] == "flowdistill"]
+    assert (students["teacher_data"] == "disjoint").all()
+    assert (students["teacher"] == "seasonal-naive-week").all()
+    assert students["teacher_mae"].to_numpy() == pytest.approx(teacher_mae, abs=1e-3)
+    assert students["gate_open"].between(0, 1).all() and (students["train_mae"] > 0).all()
+    assert (students["teacher_train_mae"] > 0).all() and (students["converged"] == "False").all()
+    assert (overall.loc[overall["model"] == "flowdistill-wo-tb", "teacher_mae"].isna()).all()
+    history = json.loads((out / "distill" / "history" / f"{students['trial_id'].iloc[0]}.json").read_text())
+    assert len(history["window_mae"]) > 200
+    table = suites.distill_frame(df, out / "distill" / "history")
+    assert list(table["model"]) == ["flowdistill-wo-tb", "flowdistill", "flowdistill"]
+    assert table["p"].iloc[1].startswith("p") and table["teacher MAE"].iloc[1] == f"{teacher_mae:.2f}"
+    assert "gap closed" in printed and "element" in printed
+    assert main(argv) == 0                                        # a rerun skips every finished trial
+    assert "resuming: 6 of 6 trials already finished" in capsys.readouterr().out
+
+
+def test_distill_table_says_how_much_of_the_gap_a_student_closes():
+    rows = []
+    for seed, (base, student) in enumerate([(20.0, 14.0), (22.0, 16.0)]):
+        common = {"suite": "distill", "dataset": "NYCTaxi", "ratio": 0.1, "seed": seed, "horizon": "all",
+                  "bucket": "all", "status": "ok", "rmse": 1.0, "trial_id": f"t{seed}"}
+        rows.append(common | {"model": "flowdistill-wo-tb", "teacher": "", "mae": base, "config": "",
+                              "teacher_mae": float("nan"), "gate_open": float("nan")})
+        rows.append(common | {"model": "flowdistill", "teacher": "seasonal-naive-week", "mae": student,
+                              "config": json.dumps({"teacher": "seasonal-naive-week", "tbl_target": "teacher"}),
+                              "teacher_mae": 12.0, "gate_open": 0.5})
+    import pandas as pd
+    table = suites.distill_frame(pd.DataFrame(rows))
+    row = table.iloc[1]
+    # no teacher 21, student 15, teacher 12: (21 - 15) / (21 - 12) = 67 %
+    assert (row["target"], row["gate"], row["MAE"], row["vs no teacher"], row["gap closed"]) == (
+        "teacher", "batch", "15.00 ± 1.41", "-6.00", "67 %")
+
+
+def test_a_teacher_cache_without_the_students_windows_is_refused(tmp_path):
+    spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill", ratio=0.1, num_nodes=4,
+                     config={"teacher": "seasonal-naive-week"}, cache_dir=str(tmp_path))
+    t_spec = teacher_mod.teacher_spec(spec, "seasonal-naive-week")
+    key, path = teacher_mod.locate(t_spec)
+    teacher_mod.save_predictions(path, np.arange(10), np.zeros((10, 12, 4, 2), np.float32), key, {"test_mae": 1.0})
+    data, split, scaler, parts, cfg, model = setup(spec)
+    with pytest.raises(teacher_mod.TeacherCacheError,
+                       match=r"seasonal-naive-week for NYCTaxi at ratio 0.1 lacks 265 of the 265 training windows"):
+        teacher_mod.attach(parts, t_spec)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--suite", "distill", "--set", "tbl_gate=window"], "tbl_gate='window'; use one of batch, element"),
+    (["run", "--suite", "distill", "--set", "tbl_target=both"], "tbl_target='both'; use one of truth, teacher"),
+    (["run", "--suite", "data-efficiency", "--models", "seasonal-naive-week", "--set", "lr=0.1"],
+     "reference forecasters are not trained"),
+    (["run", "--suite", "data-efficiency", "--models", "historical-average", "--epochs", "3"],
+     "historical-average is a reference forecaster: not trained, so no epochs"),
+    (["run", "--suite", "distill", "--models", "bigst"], "bigst' is not one (use flowdistill)"),
+])
+def test_distill_bad_input_names_the_allowed_values(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("total", [2880, 4392, 600])
+def test_no_teacher_data_reaches_validation_or_test_and_disjoint_avoids_the_students_part(total):
+    for ratio in (0.05, 0.1, 0.3, 0.5, 0.7, 0.8):
+        split = split_steps(total, ratio)
+        student = window_starts(split, "train")
+        for option in TEACHER_DATA:
+            t_split = teacher_split(split, option)
+            starts = window_starts(t_split, "train")
+            if option == "same":
+                np.testing.assert_array_equal(starts, student)
+            if not len(starts):
+                continue
+            last_step = starts.max() + H_IN + H_OUT - 1          # the last step any teacher window reads
+            assert starts.min() >= 0 and last_step < split.val_start
+            if option == "disjoint":
+                assert last_step < split.train_start
+            if option == "all":
+                assert starts.min() == 0 and last_step == split.val_start - 1
+    with pytest.raises(ProtocolError, match="teacher_data='mine'; use one of disjoint, same, all"):
+        teacher_split(split, "mine")
+
+
+def test_a_disjoint_teacher_is_fitted_before_the_students_part(tmp_path):
+    spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill", ratio=0.1, num_nodes=4,
+                     config={"teacher": "historical-average"}, cache_dir=str(tmp_path))
+    metas = {}
+    for option in ("disjoint", "same"):
+        t_spec = teacher_mod.teacher_spec(dataclasses.replace(spec, teacher_data=option), "historical-average")
+        teacher_mod.fit_teacher(t_spec)
+        metas[option] = teacher_mod.load_predictions(t_spec)[2]
+    split = split_steps(2880, 0.1)
+    assert metas["disjoint"]["teacher_train_steps"] == [0, split.train_start]
+    assert metas["same"]["teacher_train_steps"] == [split.train_start, split.val_start]
+    assert metas["disjoint"]["teacher_data"] == "disjoint" and metas["disjoint"]["test_mae"] != metas["same"]["test_mae"]
+    late = teacher_mod.teacher_spec(dataclasses.replace(spec, ratio=0.8), "historical-average")
+    with pytest.raises(teacher_mod.TeacherCacheError, match="teacher_data=disjoint leaves teacher historical-average no"):
+        teacher_mod.fit_teacher(late)
