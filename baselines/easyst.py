@@ -22,10 +22,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.metrics import masked_huber
+from bench.metrics import masked_huber, masked_mae
 from bench.registry import ModelInfo, TrainConfig, register
 from models.stid import HorizonHead, ResidualMLP, STIDEmbedding
+from models.distill_losses import TBL_GATES, TBL_TARGETS, teacher_bounded_loss
 from models.vib import gaussian_kl
+
+
+def smooth_l1(pred, target):
+    """SmoothL1 (beta 1) element-wise: EasyST's regression error."""
+    return F.smooth_l1_loss(pred, target, reduction="none", beta=1.0)
 
 
 @dataclass
@@ -51,6 +57,10 @@ class EasySTConfig(TrainConfig):
     max_epochs: int = 200
     patience: int = 20
     teacher: str | None = "stwa"
+    tbl_target: str = "truth"         # the released code; "teacher": regress to the teacher's forecast
+    tbl_gate: str = "batch"           # the released code; "element": the bound per element
+
+    CHOICES = {"tbl_gate": TBL_GATES, "tbl_target": TBL_TARGETS}
 
 
 @register("easyst", "EasyST (CIKM 2024): IB-MLP student with teacher-bounded loss")
@@ -104,15 +114,17 @@ class EasyST(nn.Module):
     def training_loss(self, batch):
         """engine.py reg_loss_1: (1 + lambda) * L_student if L_teacher - L_student < delta else
         L_student (SmoothL1, original units, one decision per batch), all over ln 2, plus
-        2 * info_beta * KL / ln 2."""
+        2 * info_beta * KL / ln 2. The teacher term is `teacher_bounded_loss` with SmoothL1 errors,
+        so `tbl_gate` and `tbl_target` apply as in FlowDistill (defaults: the released code)."""
         z, mu, std = self.encode(batch["x"], batch["tod"], batch["dow"])
         pred = self.info.scaler.inverse(self.head(z))
         student = masked_huber(pred, batch["y"])
-        reg, active = student, 0.0
+        reg, logs = student, {"huber": student.item(), "mae": masked_mae(pred.detach(), batch["y"]).item()}
         if "y_teacher" in batch:
-            teacher = masked_huber(batch["y_teacher"], batch["y"])
-            if teacher - student.detach() < self.cfg.delta:
-                reg, active = (1 + self.cfg.lambda_tbl) * student, 1.0
+            tbl, active, _ = teacher_bounded_loss(pred, batch["y_teacher"], batch["y"], self.cfg.delta,
+                                                  self.cfg.tbl_target, self.cfg.tbl_gate, smooth_l1)
+            reg = student + self.cfg.lambda_tbl * tbl
+            logs |= {"tbl_active": active, "teacher_mae": masked_mae(batch["y_teacher"], batch["y"]).item()}
         kl = gaussian_kl(mu, std ** 2)
         loss = reg / math.log(2) + 2 * self.cfg.info_beta * kl / math.log(2)
-        return loss, {"huber": student.item(), "kl": kl.item(), "tbl_active": active}
+        return loss, logs | {"kl": kl.item()}

@@ -19,7 +19,13 @@ def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def teacher_bounded_loss(pred, teacher, truth, delta: float, target: str = "truth", gate: str = "batch"):
+def absolute_error(pred, target):
+    """|pred - target| element-wise: FlowDistill's L_reg before the masked mean."""
+    return (pred - target).abs()
+
+
+def teacher_bounded_loss(pred, teacher, truth, delta: float, target: str = "truth", gate: str = "batch",
+                         error=absolute_error):
     """Teacher-bounded regression loss, FlowDistill eq. 2 (after Chen et al., NeurIPS 2017).
 
     The gate is open where L_reg(teacher, Y) - L_reg(student, Y) < delta, i.e. unless the student
@@ -36,9 +42,10 @@ def teacher_bounded_loss(pred, teacher, truth, delta: float, target: str = "trut
 
     Args:
         pred, teacher, truth: [B, H_out, N, C] in original units; delta in the same units.
+        error: element-wise error (pred, target) -> tensor, |.| by default (EasyST: SmoothL1).
     Returns:
         (loss 0-d tensor, share of unmasked elements where the gate is open (float, 0..1),
-        the teacher's masked MAE on the batch (float)).
+        the teacher's masked mean error on the batch (float; MAE with the default error)).
     Raises:
         ValueError: an unknown target or gate (names the allowed values).
     """
@@ -46,15 +53,15 @@ def teacher_bounded_loss(pred, teacher, truth, delta: float, target: str = "trut
     check_choice("tbl_gate", gate, TBL_GATES)
     mask = truth != 0
     count = mask.sum().clamp(min=1)
-    teacher_abs = (teacher - truth).abs()
-    student_abs = (pred.detach() - truth).abs()
+    teacher_abs = error(teacher, truth)
+    student_abs = error(pred.detach(), truth)
     teacher_mae = (teacher_abs * mask).sum() / count
     if gate == "batch":
         gap = teacher_mae - (student_abs * mask).sum() / count
         open_ = mask & bool(gap < delta)
     else:
         open_ = mask & (teacher_abs - student_abs < delta)
-    err = (pred - (truth if target == "truth" else teacher)).abs()
+    err = error(pred, truth if target == "truth" else teacher)
     loss = (err * open_).sum() / count
     return loss, float(open_.sum() / count), float(teacher_mae)
 

@@ -184,3 +184,23 @@ def test_a_disjoint_teacher_is_fitted_before_the_students_part(tmp_path):
     late = teacher_mod.teacher_spec(dataclasses.replace(spec, ratio=0.8), "historical-average")
     with pytest.raises(teacher_mod.TeacherCacheError, match="teacher_data=disjoint leaves teacher historical-average no"):
         teacher_mod.fit_teacher(late)
+
+
+def test_easyst_keeps_its_released_loss_by_default_and_takes_the_element_gate():
+    import math
+
+    from bench.metrics import masked_huber
+    from models.vib import gaussian_kl
+    spec = TrialSpec(suite="t", dataset="NYCTaxi", model="easyst", ratio=0.1, num_nodes=6)
+    data, split, scaler, parts, cfg, model = setup(spec)
+    batch = parts["train"].batch(list(range(8)))
+    batch["y_teacher"] = batch["y"] + 0.5                       # a close teacher: the gate opens
+    model.eval()                                               # z = mu: the same forward twice
+    loss, logs = model.training_loss(batch)
+    z, mu, std = model.encode(batch["x"], batch["tod"], batch["dow"])
+    student = masked_huber(scaler.inverse(model.head(z)), batch["y"])
+    expected = (1 + cfg.lambda_tbl) * student / math.log(2) + 2 * cfg.info_beta * gaussian_kl(mu, std ** 2) / math.log(2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and logs["tbl_active"] == 1.0
+    model.cfg.tbl_gate = "element"                             # delta 0.1 on SmoothL1 errors, per element
+    _, logs = model.training_loss(batch)
+    assert 0.0 < logs["tbl_active"] < 1.0
