@@ -19,7 +19,7 @@ import yaml
 
 from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
-from bench.protocol import TEACHER_DATA, ProtocolError, check_ratio
+from bench.protocol import TEACHER_DATA, ProtocolError, check_ratio, split_steps
 from bench.teacher import TeacherCacheError
 from bench.train import TrainingError
 from models.language_model import LanguageModelError
@@ -240,7 +240,9 @@ def _run_suite(args, name: str) -> int:
         what = "is a reference forecaster" if len(args.models) == 1 else "are reference forecasters"
         raise SuiteError(f"--epochs {args.epochs}: {', '.join(args.models)} {what}: not trained, so no epochs; "
                          f"drop --epochs")
-    load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
+    data = load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
+    for ratio in args.ratios or []:                                 # and on a ratio too small for it, before Ray
+        split_steps(data.flow.shape[0], ratio)
     preset = "quick" if args.quick else "full"
     out, data_dir, registry_file = _paths(args)
     if suite.kind == "scalability":

@@ -77,7 +77,8 @@ def load_registry(extra: str | os.PathLike | None = None) -> dict[str, dict]:
     """Built-in entries updated by a user YAML (argument or BENCH_REGISTRY).
 
     Raises:
-        DataError: the YAML file is missing or not a mapping of name -> entry with a `data` path.
+        DataError: the YAML file is missing, malformed (names file and line) or not a mapping of
+            name -> entry with a `data` path.
     """
     entries = yaml.safe_load(BUILTIN_REGISTRY.read_text())
     extra = extra or os.environ.get("BENCH_REGISTRY")
@@ -85,7 +86,13 @@ def load_registry(extra: str | os.PathLike | None = None) -> dict[str, dict]:
         path = Path(extra)
         if not path.is_file():
             raise DataError(f"dataset registry file {path} does not exist; pass an existing YAML file to --registry")
-        user = yaml.safe_load(path.read_text()) or {}
+        try:
+            user = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise DataError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); see README.md, "
+                            f"'Your own dataset'") from exc
         if not isinstance(user, dict):
             raise DataError(f"{path} must map dataset names to entries (see README.md, 'Your own dataset')")
         for name, entry in user.items():

@@ -387,7 +387,7 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     Returns {"pdf": path, "pages": n, "files": [...], "suites": [...]}.
 
     Raises:
-        ReportError: no suite under `results` has finished trials.
+        ReportError: `results` does not exist, or no suite under it has finished trials.
     """
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
@@ -396,6 +396,9 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     unknown = set(suites or []) - set(REPORT_ORDER)
     if unknown:
         raise ReportError(f"unknown suite(s) {', '.join(sorted(unknown))}; known: {', '.join(REPORT_ORDER)}")
+    if not results.is_dir():
+        raise ReportError(f"results folder {results.resolve()} does not exist; run `bench run --suite NAME` first "
+                          f"(its --out) or pass --results DIR")
     sections = collect(results, suites)
     if not sections:
         raise ReportError(f"no finished trials under {results.resolve()}; run `bench run --suite NAME` first "

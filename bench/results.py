@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 from bench.trial import ROW_FIELDS
 
@@ -73,10 +74,14 @@ def write_json(path: Path, obj) -> None:
 def append_rows(path: Path, rows: list[dict], fields: list[str] = ROW_FIELDS) -> None:
     """Append rows (columns `fields`), replacing earlier rows of the same trial_id (a retried
     failure), atomically: the new table goes to a temporary file in the same folder, then
-    os.replace. Earlier rows are copied as written (a column they lack is left empty)."""
+    os.replace. Earlier rows are copied as written (a column they lack is left empty). A file
+    lock (`<path>.lock`, filelock) spans the read and the rename, so two runs writing one results
+    folder at once lose no row."""
     new = pd.DataFrame([{k: r.get(k, "") for k in fields} for r in rows], columns=fields)
-    old = (pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=fields, fill_value="")
-           if path.exists() else pd.DataFrame(columns=fields))
-    old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
-    table = pd.concat([old, new], ignore_index=True) if len(old) else new
-    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        old = (pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=fields, fill_value="")
+               if path.exists() else pd.DataFrame(columns=fields))
+        old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
+        table = pd.concat([old, new], ignore_index=True) if len(old) else new
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

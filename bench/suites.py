@@ -64,7 +64,7 @@ SWEEP_GRID = {
 # the distill suite: each teacher, each way the teacher enters the student's loss (eq. 2's gate per
 # batch or per element; regress to the truth or to the teacher's forecast) and two weights; the
 # strongest pull runs first, so that a run cut short has those rows
-DISTILL_TEACHERS = ("seasonal-naive-week", "flowdistill-teacher")
+DISTILL_TEACHERS = ("seasonal-naive-week", "flowdistill-teacher", "flowdistill-teacher-wo-lm")
 DISTILL_VARIANTS = tuple({"tbl_gate": g, "tbl_target": t, "lambda_tbl": lam}
                          for lam in (1.0, 0.1) for t in ("teacher", "truth") for g in ("element", "batch"))
 DISTILL_BASELINE = "flowdistill-wo-tb"

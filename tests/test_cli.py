@@ -30,6 +30,8 @@ def test_list_commands(capsys):
     (["run", "--suite", "data-efficiency", "--set", "no_such_field=1"], "no model of this run has"),
     (["run", "--suite", "data-efficiency", "--set", "delta=abc"], "config delta='abc' is not of type"),
     (["run", "--suite", "data-efficiency", "--teacher", "gpt-9"], "'gpt-9' is not a registered model"),
+    (["run", "--suite", "data-efficiency", "--ratios", "0.005"], "ratio 0.005 leaves 14 training steps of 2880"),
+    (["report", "--results", "/nonexistent/results"], "results folder /nonexistent/results does not exist"),
 ])
 def test_bad_input_gives_a_clear_error(argv, message, capsys):
     assert main(argv) == 2
@@ -102,3 +104,10 @@ def test_prefitted_teacher_is_used_by_a_later_run(tmp_path, capsys):
     assert "fitting" not in out and "flowdistill (teacher: stwa, disjoint data)" in out
     assert main(["teacher", "list", "--out", str(tmp_path)]) == 0
     assert "stwa" in capsys.readouterr().out
+
+
+def test_malformed_registry_yaml_names_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "city.yaml"
+    bad.write_text("MyCity:\n  data: x.npz\n  channels: [0, 1\n  start: 2024\n")
+    assert main(["list", "datasets", "--registry", str(bad)]) == 2
+    assert f"{bad}:4: not valid YAML" in capsys.readouterr().err

@@ -151,3 +151,25 @@ def test_robustness_suite_prints_horizon_and_bucket_breakdown(tmp_path):
     assert "h1" in header and "h12" in header and "q1" in header and "q4" in header
     row = df[(df["horizon"] == "3") & (df["bucket"] == "all")]["mae"].iloc[0]
     assert f"{row:.2f}" in table.splitlines()[2]
+
+
+def _append_many(path, start, n):
+    from bench.results import append_rows
+    for i in range(start, start + n):
+        append_rows(path, [{"trial_id": f"t{i}", "suite": "race", "mae": i, "status": "ok"}])
+
+
+def test_two_writers_at_once_lose_no_row(tmp_path):
+    import multiprocessing
+
+    from bench.results import read_trials
+    path = tmp_path / "race" / "trials.csv"
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_append_many, args=(path, start, 30)) for start in (0, 30)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(120)
+        assert w.exitcode == 0
+    df = read_trials(path)
+    assert len(df) == 60 and sorted(df["trial_id"]) == sorted(f"t{i}" for i in range(60))
