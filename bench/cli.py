@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import shlex
@@ -21,7 +22,7 @@ from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
 from bench.protocol import TEACHER_DATA, ProtocolError, check_ratio, split_steps
 from bench.teacher import TeacherCacheError
-from bench.train import TrainingError
+from bench.train import DEVICES, DeviceError, TrainingError, resolve_device
 from models.language_model import LanguageModelError
 from bench.report import ReportError
 from bench.search import SearchSpaceError
@@ -104,6 +105,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["ray", "inline"], default="ray",
                      help="ray: Ray Tune trials (default); inline: one by one in this process")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    run.add_argument("--device", choices=DEVICES, default="auto", help="where models, batches and teacher "
+                     "predictions live: auto (CUDA when present, default), cpu or cuda")
+    run.add_argument("--gpus-per-trial", type=float, help="GPU share each Ray trial requests (default: 1 on a "
+                     "machine with CUDA, 0 otherwise; e.g. 0.5 runs two trials per GPU)")
     run.add_argument("--search", action="store_true", help="with --suite sweep: a joint search over --space / "
                      "--space-file with Ray Tune's ASHA scheduler (results in OUT/search/) instead of the grid")
     run.add_argument("--space", action="append", default=[], metavar="KEY=SPEC",
@@ -148,6 +153,8 @@ def parser() -> argparse.ArgumentParser:
                        help="teacher config override, e.g. --set keep_layers=0 --set lm=PATH (repeatable)")
         t.add_argument("--teacher-data", choices=TEACHER_DATA, default="disjoint",
                        help="what the teacher is fitted on (match the student run; see `bench run --help`)")
+        t.add_argument("--device", choices=DEVICES, default="auto", help="where the teacher runs: auto (CUDA when "
+                       "present), cpu or cuda (match the student run)")
         t.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
         t.add_argument("--out", default="results")
         _data_flags(t)
@@ -244,6 +251,7 @@ def _run_suite(args, name: str) -> int:
     for ratio in args.ratios or []:                                 # and on a ratio too small for it, before Ray
         split_steps(data.flow.shape[0], ratio)
     preset = "quick" if args.quick else "full"
+    resolve_device(args.device)                                     # --device cuda without CUDA: a clear error
     out, data_dir, registry_file = _paths(args)
     if suite.kind == "scalability":
         return _run_scalability(args, suite, preset, out, data_dir, registry_file)
@@ -261,7 +269,9 @@ def _run_suite(args, name: str) -> int:
     print(f"suite {table_name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
     start = time.perf_counter()
     try:
-        path = runner.run(specs, str(out), args.executor, args.address, scheduler=scheduler)
+        specs = [dataclasses.replace(s, device=args.device) for s in specs]
+        path = runner.run(specs, str(out), args.executor, args.address, scheduler=scheduler,
+                          gpus_per_trial=args.gpus_per_trial)
     except KeyboardInterrupt:               # Ctrl-C in an inline run: finished trials are on disk
         print(f"\ninterrupted: run the same command again to resume (finished trials in "
               f"{out / table_name} are skipped)", file=sys.stderr)
@@ -297,8 +307,6 @@ def _run_suite(args, name: str) -> int:
 
 def _search_specs(args, suite, preset, out, data_dir, registry_file):
     """One TrialSpec per configuration drawn from the search space (suite "search")."""
-    import dataclasses
-
     from bench import search
     space = search.load_space(args.space, args.space_file)
     models = args.models or list(suite.models)
@@ -373,6 +381,7 @@ def cmd_teacher(args) -> int:
     entry = registry.get(args.teacher)
     settings = dict(args.settings)
     entry.config(**settings)                    # raises ValueError naming a bad key or value
+    resolve_device(args.device)                 # --device cuda without CUDA: a clear error
     load_dataset(args.dataset, args.data_dir, args.registry)
     out, data_dir, registry_file = _paths(args)
     preset = PRESETS["quick" if args.quick else "full"]
@@ -383,6 +392,7 @@ def cmd_teacher(args) -> int:
                   teacher_budget_s=preset.teacher_budget_s, max_train_windows=preset.max_train_windows,
                   max_batches=preset.max_batches, train_stride=preset.train_stride,
                   max_val_windows=preset.max_val_windows, num_nodes=args.nodes, teacher_data=args.teacher_data,
+                  device=args.device,
                   data_dir=data_dir,
                   registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]
     if args.action == "import":
@@ -414,7 +424,7 @@ def main(argv=None) -> int:
     try:
         return commands[args.command](args)
     except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
-            LanguageModelError, TrainingError, ReportError, SearchSpaceError) as exc:
+            LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -58,12 +58,13 @@ def teacher_specs(specs: list[TrialSpec]) -> list[TrialSpec]:
 
 
 def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
-        log=print, scheduler: str | None = None) -> Path:
+        log=print, scheduler: str | None = None, gpus_per_trial: float | None = None) -> Path:
     """Run every spec not yet finished; returns the trials.csv path of the (single) suite.
 
     scheduler "asha" (Ray executor only): trials report their validation MAE every epoch and Ray
     Tune's ASHA scheduler stops the poor ones early; a stopped trial gets one row with status
-    "pruned" and its last validation MAE in the mae column (a rerun does not run it again)."""
+    "pruned" and its last validation MAE in the mae column (a rerun does not run it again).
+    gpus_per_trial: the GPU share each Ray trial requests (None: `default_gpus`)."""
     if scheduler not in (None, "asha"):
         raise ValueError(f"unknown scheduler {scheduler!r}; use asha")
     if executor not in EXECUTORS:
@@ -99,9 +100,9 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
     now = [s for s in todo if s not in later]
     handlers = {"teacher": lambda spec, rows: _teacher_done(spec, rows, log), "model": on_done}
     _execute([("teacher", t) for t in teachers] + [("model", s) for s in now], executor, address, out, suite,
-             handlers, scheduler)
+             handlers, scheduler, gpus_per_trial)
     if later:
-        _execute([("model", s) for s in later], executor, address, out, suite, handlers, scheduler)
+        _execute([("model", s) for s in later], executor, address, out, suite, handlers, scheduler, gpus_per_trial)
     return path
 
 
@@ -131,13 +132,13 @@ def _copy_shared(todo: list[TrialSpec], out: str, suite: str, path: Path, log) -
 
 
 def fit_teachers(teachers: list[TrialSpec], out: str, executor: str = "ray", address: str | None = None,
-                 log=print) -> None:
+                 log=print, gpus_per_trial: float | None = None) -> None:
     """Fit and cache the given teacher specs that are not cached yet (one trial each)."""
     teachers = uncached(teachers)
     if teachers:
         log(f"fitting {len(teachers)} teacher(s): " + ", ".join(f"{t.model}@{t.ratio:g}" for t in teachers))
         _execute([("teacher", t) for t in teachers], executor, address, out, "teachers",
-                 {"teacher": lambda spec, rows: _teacher_done(spec, rows, log)})
+                 {"teacher": lambda spec, rows: _teacher_done(spec, rows, log)}, gpus=gpus_per_trial)
 
 
 def _teacher_done(spec, rows, log) -> None:
@@ -149,7 +150,7 @@ def _teacher_done(spec, rows, log) -> None:
 JOBS = {"teacher": _teacher_job, "model": _model_job}
 
 
-def _execute(items, executor, address, out, name, handlers, scheduler=None) -> None:
+def _execute(items, executor, address, out, name, handlers, scheduler=None, gpus=None) -> None:
     """Run (role, spec) items, role "teacher" or "model" (JOBS); handlers[role](spec, rows) gets
     each item's rows as it ends."""
     if not items:
@@ -161,7 +162,7 @@ def _execute(items, executor, address, out, name, handlers, scheduler=None) -> N
             handlers[role](spec, JOBS[role](spec.to_dict()))
             bar.update()
     else:
-        _execute_ray(items, address, out, name, handlers, bar, scheduler)
+        _execute_ray(items, address, out, name, handlers, bar, scheduler, gpus)
     bar.close()
 
 
@@ -172,7 +173,13 @@ def pruned_rows(spec: TrialSpec, epochs: int, val_mae: float) -> list[dict]:
     return rows
 
 
-def _execute_ray(items, address, out, name, handlers, bar, scheduler=None) -> None:
+def default_gpus(specs) -> float:
+    """The GPU share a Ray trial requests by default: 1 on a machine with CUDA unless every spec
+    asks for the CPU, else 0."""
+    return 1.0 if _cuda() and any(s.device != "cpu" for s in specs) else 0.0
+
+
+def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
@@ -228,7 +235,7 @@ def _execute_ray(items, address, out, name, handlers, bar, scheduler=None) -> No
             handlers[role](spec, rows if role == "model" else [{"_teacher_error": rows[0]["error"]}])
             bar.update()
 
-    gpu = 1 if _cuda() else 0
+    gpu = default_gpus([s for _, s in items]) if gpus is None else gpus
     sched = None
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler

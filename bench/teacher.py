@@ -19,7 +19,7 @@ import torch
 from bench.results import atomic_write
 from bench.protocol import H_IN, H_OUT, Windows, teacher_split
 from bench.metrics import masked_mae, masked_rmse
-from bench.train import predict
+from bench.train import predict, resolve_device
 
 TEACHER_SEED = 0
 CACHE_VERSION = 4
@@ -45,7 +45,7 @@ def cache_key(spec, data_fingerprint: str) -> str:
     machines with `bench teacher import`)."""
     cfg = dataclasses.asdict(spec.model_config())
     ident = {"v": CACHE_VERSION, "data": data_fingerprint, "h_in": H_IN, "h_out": H_OUT,
-             "teacher_config": cfg, "device": "cuda" if torch.cuda.is_available() else "cpu", "teacher_data": spec.teacher_data} | {
+             "teacher_config": cfg, "device": resolve_device(spec.device).type, "teacher_data": spec.teacher_data} | {
                  k: v for k, v in spec.identity().items() if k != "suite"}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -97,7 +97,8 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
         raise TeacherCacheError(f"teacher_data={spec.teacher_data} leaves teacher {spec.model} no training windows of "
                                 f"{spec.dataset} at ratio {spec.ratio:g} (the student's part starts at step "
                                 f"{split.train_start}); use --teacher-data same or all")
-    result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
+    result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches,
+                 device=resolve_device(spec.device))
     fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
               "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + H_IN + H_OUT] if len(own) else [],
               "epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
@@ -149,6 +150,8 @@ def predict_teacher(spec, show: bool = False) -> Path:
 def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted: dict, show: bool) -> Path:
     from bench.trial import peak_memory_mb
     series = (parts["train"].flow, parts["train"].flow_norm)
+    dev = resolve_device(spec.device)
+    model.to(dev)
     full = cached_windows(spec, cfg, data, split, scaler, series)
     for windows in full.values():
         windows.lookback = parts["train"].lookback
@@ -157,7 +160,7 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
     for part, w in full.items():
         t0 = time.perf_counter()
         preds[part] = predict(model, w, scaler, cfg.eval_batch_size,
-                              progress=f"{spec.model} predicts {part}" if show else None)
+                              progress=f"{spec.model} predicts {part}" if show else None, device=dev)
         preds[part + "_s"] = time.perf_counter() - t0
     pred = torch.cat([preds[p] for p in full]).numpy().astype(np.float32)
     quality = {f"{part}_{name}": float(fn(preds[part], full[part].targets()))

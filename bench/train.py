@@ -18,6 +18,37 @@ class TrainingError(RuntimeError):
     """Training diverged (NaN/inf loss); the message gives the epoch and step."""
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceError(RuntimeError):
+    """A device that this machine does not have (e.g. --device cuda without CUDA)."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" (CUDA when present, else CPU), "cpu" or "cuda" as a torch.device: the one place that
+    decides where models, batches and teacher predictions live.
+
+    Raises:
+        DeviceError: "cuda" on a machine without CUDA, or an unknown name (lists the allowed ones).
+    """
+    if name not in DEVICES:
+        raise DeviceError(f"device {name!r}; use one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: this machine has no CUDA device (torch.cuda.is_available() is False); "
+                          "use --device cpu or auto, or install a CUDA build of torch on a GPU machine")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_device(batch: dict, device: torch.device | None) -> dict:
+    """The batch with every tensor on `device` (other values as they are); `batch` when None."""
+    if device is None:
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def set_seed(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch Generator for batch shuffling."""
     random.seed(seed)
@@ -42,16 +73,18 @@ def default_loss(model, batch: dict, scaler: Scaler):
 
 
 @torch.no_grad()
-def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256, progress: str | None = None) -> torch.Tensor:
-    """Predictions in original units for every window: [W, H_out, N, C].
+def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256, progress: str | None = None,
+            device: torch.device | None = None) -> torch.Tensor:
+    """Predictions in original units for every window: [W, H_out, N, C], on the CPU.
 
-    progress: a label to show a tqdm bar over batches (long predictions, e.g. a language-model teacher)."""
+    progress: a label to show a tqdm bar over batches (long predictions, e.g. a language-model teacher);
+    device: where the batches go (the model must already be there), None: where they are."""
     model.eval()
     batches = windows.batches(batch_size)
     if progress:
         from tqdm import tqdm
         batches = tqdm(batches, desc=progress, total=math.ceil(len(windows) / batch_size), unit="batch")
-    out = [scaler.inverse(forward(model, b)) for b in batches]
+    out = [scaler.inverse(forward(model, to_device(b, device))).cpu() for b in batches]
     return torch.cat(out)
 
 
@@ -77,7 +110,7 @@ class FitResult:
     converged: bool = False
 
 
-def calibrate(model, cfg, train, val: Windows, scaler: Scaler) -> FitResult:
+def calibrate(model, cfg, train, val: Windows, scaler: Scaler, device: torch.device | None = None) -> FitResult:
     """The fit of a reference forecaster (`trainable = False`): no optimiser; `model.observe(batch)`
     sees every training batch once when the model defines it (e.g. a historical average)."""
     start = time.perf_counter()
@@ -86,14 +119,15 @@ def calibrate(model, cfg, train, val: Windows, scaler: Scaler) -> FitResult:
     if observe:
         with torch.no_grad():
             for batch in train.batches(cfg.eval_batch_size):
-                observe(batch)
+                observe(to_device(batch, device))
     val = val.subset(cfg.val_windows)
-    val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size), val.targets()))
+    val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size, device=device), val.targets()))
     return FitResult(0, 0, val_mae, time.perf_counter() - start, [{"epoch": 0, "val_mae": val_mae}], 0, True)
 
 
 def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
-        time_budget_s: float | None = None, progress=None, max_batches: int | None = None) -> FitResult:
+        time_budget_s: float | None = None, progress=None, max_batches: int | None = None,
+        device: torch.device | None = None) -> FitResult:
     """Train `model` in place and restore its best validation weights.
 
     Args:
@@ -104,11 +138,14 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         max_batches: at most this many batches per epoch, drawn afresh from a new shuffle each
             epoch (quick presets: more frequent validation on slow models), or None for all.
         progress: optional callable(epoch, logs) called after every epoch.
+        device: the model and every batch go there (`resolve_device`); None: where they are.
     Raises:
         TrainingError: a NaN/inf loss.
     """
+    if device is not None:
+        model.to(device)
     if not getattr(model, "trainable", True):
-        return calibrate(model, cfg, train, val, scaler)
+        return calibrate(model, cfg, train, val, scaler, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_milestones:
         sched = torch.optim.lr_scheduler.MultiStepLR(optim, list(cfg.lr_milestones), gamma=cfg.lr_decay)
@@ -126,6 +163,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         for batch in train.batches(cfg.batch_size, shuffle=True, generator=generator):
             if max_batches and steps >= max_batches:
                 break
+            batch = to_device(batch, device)
             loss, logs = loss_fn(batch) if loss_fn else default_loss(model, batch, scaler)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, step {steps + 1}; "
@@ -140,7 +178,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             for k, v in {"loss": loss.item(), **logs}.items():
                 sums[k] = sums.get(k, 0.0) + v
         sched.step()
-        val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size), val.targets()))
+        val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size, device=device), val.targets()))
         logs = {k: v / max(steps, 1) for k, v in sums.items()} | {"epoch": epoch, "val_mae": val_mae}
         history.append(logs)
         if progress:

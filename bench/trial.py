@@ -20,11 +20,11 @@ from bench import registry
 from bench.data import load_dataset
 from bench.metrics import evaluate, window_mae
 from bench.protocol import H_IN, H_OUT, MixedWindows, Windows, prepare, volume_buckets
-from bench.train import fit, predict, set_seed
+from bench.train import fit, predict, resolve_device, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
-              "work_id", "steps", "best_epoch", "converged", "teacher_data", "teacher_mae", "gate_open", "train_mae",
+              "work_id", "device", "steps", "best_epoch", "converged", "teacher_data", "teacher_mae", "gate_open", "train_mae",
               "teacher_train_mae"]
 # the row fields of a distilled student (empty for other rows): the teacher's own test MAE, the
 # share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
@@ -42,7 +42,9 @@ class TrialSpec:
     training window and `max_val_windows` caps the validation windows early stopping reads
     (model and teacher alike; the test set is never cut). `teacher_data` says what the teacher
     is fitted on (`bench.protocol.teacher_split`: disjoint, same or all); it is part of the
-    identity of teachers and of distilled students only."""
+    identity of teachers and of distilled students only. `device` (auto, cpu, cuda; see
+    `bench.train.resolve_device`) is where the model, its batches and its teacher's predictions
+    live; it is not part of the identity (rows record it)."""
 
     suite: str
     dataset: str
@@ -63,6 +65,7 @@ class TrialSpec:
     train_stride: int | None = None
     max_val_windows: int | None = None
     teacher_data: str = "disjoint"
+    device: str = "auto"
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
@@ -173,10 +176,6 @@ def training_windows(spec: TrialSpec, cfg, model, train: Windows):
     return MixedWindows(train, others)
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def peak_memory_mb() -> float:
     """Peak memory of this process: CUDA allocator peak on GPU, else max RSS (MB)."""
     if torch.cuda.is_available():
@@ -203,14 +202,16 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         base["teacher"] = cfg.teacher or ""
         teacher_meta = teacher_mod.attach(parts, teacher_mod.teacher_spec(spec, cfg.teacher)) if cfg.teacher else None
         gen = set_seed(spec.seed)
+        dev = resolve_device(spec.device)
         train = training_windows(spec, cfg, model, parts["train"])
-        result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches)
+        result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches,
+                     device=dev)
         start = time.perf_counter()
-        pred = predict(model, parts["test"], scaler, cfg.eval_batch_size)
+        pred = predict(model, parts["test"], scaler, cfg.eval_batch_size, device=dev)
         infer_s = time.perf_counter() - start
         extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
                  "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
-                 "status": "ok", "error": "", "steps": result.steps, "best_epoch": result.best_epoch,
+                 "status": "ok", "error": "", "device": dev.type, "steps": result.steps, "best_epoch": result.best_epoch,
                  "converged": result.converged} | distill_fields(result.history, teacher_meta)
         truth = parts["test"].targets()
         rows = [base | m | extra for m in evaluate(pred, truth, volume_buckets(data.flow, split))]

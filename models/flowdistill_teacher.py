@@ -173,7 +173,7 @@ class FlowDistillTeacher(nn.Module):
 
     forward_batch(batch) -> [B, H_out, N, C] z-scored forecasts of the batch's dataset; batch as
     built by bench.protocol.Windows (x [B, H_in, N, C] z-scored, tod/dow [B, H_in], start [B],
-    dataset). Runs on CUDA (bf16 autocast) when present, returns CPU tensors.
+    dataset). Runs where its parameters are (CUDA with bf16 autocast when present), returns CPU tensors.
     """
 
     Config = FlowDistillTeacherConfig
@@ -181,8 +181,8 @@ class FlowDistillTeacher(nn.Module):
     def __init__(self, cfg: FlowDistillTeacherConfig, info: ModelInfo):
         super().__init__()
         self.cfg, self.info = cfg, info
-        self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if self.device_.type == "cuda" else CPU_LAYERS)
+        on_cuda = torch.cuda.is_available()
+        keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if on_cuda else CPU_LAYERS)
         if cfg.use_lm:
             self.tokenizer, decoder, width, self.layers_kept = language_model.load(cfg.lm, cfg.gguf_file, keep)
             self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
@@ -200,7 +200,13 @@ class FlowDistillTeacher(nn.Module):
         self.contexts: dict[str, ModelInfo] = {info.dataset: info}
         self._prefix: dict[tuple[str, int, int], list[int]] = {}
         self._lines: dict[tuple[str, int], list[int]] = {}
-        self.to(self.device_)
+        if on_cuda:
+            self.to("cuda")
+
+    @property
+    def device_(self) -> torch.device:
+        """Where the parameters are (the runner moves the model; inputs follow it)."""
+        return self.st_projector.weight.device
 
     # ------------------------------------------------------------------ data contexts
     def add_dataset(self, name: str, info: ModelInfo) -> None:
