@@ -426,7 +426,9 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
             closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else float("nan")
             test = stats.compare(df, history_dir, g, base) if history_dir is not None and len(base) else {"p": float("nan")}
             data = ", ".join(sorted(set(g["teacher_data"].fillna("").astype(str)) - {""})) if "teacher_data" in g else ""
-            rows.append({"ratio": f"{ratio:g}", "teacher": teacher, "teacher data": data or "-",
+            desc = ", ".join(sorted(set(g["teacher_desc"].fillna("").astype(str)) - {"", teacher})) if "teacher_desc" in g else ""
+            rows.append({"ratio": f"{ratio:g}", "teacher": f"{teacher} ({desc})" if desc else teacher,
+                         "teacher data": data or "-",
                          "teacher MAE": f"{t_mae:.2f}", "gate": gate,
                          "target": target, "lambda_tbl": f"{lam:g}", "model": model, "seeds": len(g),
                          "MAE": _cell(g["mae"]), "gate open": f"{g['gate_open'].mean():.2f}",

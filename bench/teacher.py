@@ -166,7 +166,8 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
     quality = {f"{part}_{name}": float(fn(preds[part], full[part].targets()))
                for part in ("val", "test") for name, fn in (("mae", masked_mae), ("rmse", masked_rmse))}
     predict_s = sum(preds[p + "_s"] for p in full)
-    meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, **fitted,
+    meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model,
+            "description": getattr(model, "description", spec.model), **fitted,
             "infer_s": preds["test_s"], "predict_s": predict_s, "windows": len(starts),
             "num_nodes": data.num_nodes, "region_windows_per_s": len(starts) * data.num_nodes / max(predict_s, 1e-9),
             "params": sum(p.numel() for p in model.parameters()),
@@ -209,7 +210,7 @@ def import_predictions(spec, file: str | Path) -> Path:
     test = slice(len(starts) - len(windows["test"]), None)
     truth = windows["test"].targets()
     meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, "imported": str(file.resolve()),
-            "teacher_data": spec.teacher_data,
+            "teacher_data": spec.teacher_data, "description": f"imported from {file.name}",
             "epochs": 0, "best_val_mae": float("nan"), "train_s": 0.0, "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0,
             "test_mae": float(masked_mae(torch.as_tensor(pred[test]), truth)),
             "test_rmse": float(masked_rmse(torch.as_tensor(pred[test]), truth))}

@@ -24,12 +24,13 @@ from bench.train import fit, predict, resolve_device, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
-              "work_id", "device", "steps", "best_epoch", "converged", "teacher_data", "teacher_mae", "gate_open", "train_mae",
-              "teacher_train_mae"]
-# the row fields of a distilled student (empty for other rows): the teacher's own test MAE, the
+              "work_id", "device", "steps", "best_epoch", "converged", "teacher_desc", "teacher_data",
+              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
+# the row fields of a distilled student (empty for other rows): what the teacher was (e.g. the LM,
+# blocks kept, LoRA rank) and what it was fitted on, the teacher's own test MAE, the
 # share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
 # training MAE of the student and of the teacher on the same batches
-DISTILL_FIELDS = ("teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
+DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ def distill_fields(history: list[dict], teacher_meta: dict | None) -> dict:
     if teacher_meta is None:
         return {k: "" for k in DISTILL_FIELDS} | {"train_mae": round(last["mae"], 4) if "mae" in last else ""}
     shares = [h["tbl_active"] for h in history if "tbl_active" in h]
-    return {"teacher_data": teacher_meta.get("teacher_data", ""),
+    return {"teacher_desc": teacher_meta.get("description", ""), "teacher_data": teacher_meta.get("teacher_data", ""),
             "teacher_mae": round(float(teacher_meta.get("test_mae", float("nan"))), 4),
             "gate_open": round(float(np.mean(shares)), 4) if shares else "",
             "train_mae": round(last["mae"], 4) if "mae" in last else "",

@@ -188,8 +188,13 @@ class FlowDistillTeacher(nn.Module):
             self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
             self.embed = decoder.get_input_embeddings()
             self.his_id, self.pre_id = self.tokenizer.convert_tokens_to_ids(list(language_model.SPECIAL_TOKENS))
+            source, gguf = language_model.resolve(cfg.lm, cfg.gguf_file)
+            name = gguf.removesuffix(".gguf") if gguf else source.rstrip("/").split("/")[-1]
+            self.description = (f"{name}, {self.layers_kept}/{getattr(decoder, 'blocks_total', '?')} blocks, "
+                                f"LoRA r{cfg.lora_r}")
         else:
             width, self.layers_kept = cfg.st_hidden, 0
+            self.description = f"no LM: temporal encoder (hidden {cfg.st_hidden}) + heads"
         c = info.num_channels
         self.encoder = GatedTemporalEncoder(c, cfg.st_hidden, cfg.st_layers)
         self.st_projector = nn.Linear(cfg.st_hidden, width)

@@ -91,6 +91,7 @@ def load(lm: str = DEFAULT_LM, gguf_file: str | None = None, keep_layers: int | 
     decoder = model.get_decoder()
     owner, name = block_list(decoder)
     blocks = getattr(owner, name)
+    decoder.blocks_total = len(blocks)          # before any are dropped: "k/30 blocks" in the teacher's label
     if keep_layers and keep_layers < len(blocks):
         setattr(owner, name, nn.ModuleList(list(blocks)[:keep_layers]))
         for key in ("num_hidden_layers", "n_layer"):

@@ -108,6 +108,27 @@ def test_lora_trains_adapters_and_leaves_base_weights_frozen(taxi, tiny_lm):
     assert any(not torch.equal(p, lora[n]) for n, p in model.lm.named_parameters() if n in lora)
 
 
+def test_teacher_says_what_it_is_and_learns_without_its_lm(taxi, tiny_lm):
+    model, _ = build_teacher(taxi.slice_nodes(6), tiny_lm, keep_layers=1)
+    assert model.description.endswith(", 1/2 blocks, LoRA r8")
+    data = taxi.slice_nodes(8)
+    split, scaler, parts = prepare(data, 0.1)
+    entry = registry.get("flowdistill-teacher-wo-lm")
+    torch.manual_seed(0)
+    model = entry.cls(entry.config(), registry.ModelInfo.of(data, scaler, H_IN, H_OUT))
+    assert not hasattr(model, "lm") and model.description.startswith("no LM")
+    batch = parts["train"].batch(torch.arange(0, 64, 8))
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, _ = model.training_loss(batch)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
 def test_tiny_lm_teacher_learns_on_a_real_slice(taxi, tiny_lm):
     model, parts = build_teacher(taxi.slice_nodes(8), tiny_lm)
     batch = parts["train"].batch(torch.arange(0, 64, 8))
