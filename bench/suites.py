@@ -68,6 +68,7 @@ DISTILL_TEACHERS = ("seasonal-naive-week", "flowdistill-teacher", "flowdistill-t
 DISTILL_VARIANTS = tuple({"tbl_gate": g, "tbl_target": t, "lambda_tbl": lam}
                          for lam in (1.0, 0.1) for t in ("teacher", "truth") for g in ("element", "batch"))
 DISTILL_BASELINE = "flowdistill-wo-tb"
+DISTILL_QUICK_TEACHERS = ("seasonal-naive-week",)     # the quick preset: the teacher that costs nothing to fit
 
 SUITES = {
     "data-efficiency": Suite(
@@ -96,8 +97,8 @@ SUITES = {
     "distill": Suite(
         "distill", "Does the teacher transfer? Each teacher (" + ", ".join(DISTILL_TEACHERS) + ") x eq. 2's gate "
         "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb, 3 seeds, "
-        "with a paired Wilcoxon test over test windows (--teacher NAME: one teacher)", ("flowdistill",),
-        (0.1, 0.3), (0.1,), kind="distill", seeds=3),
+        "with a paired Wilcoxon test over test windows (--teacher NAME: one teacher; quick: seasonal-naive-week)",
+        ("flowdistill",), (0.1, 0.3), (0.1,), kind="distill", seeds=3),
 }
 SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "scalability", "ablation", "distill")
 
@@ -185,7 +186,8 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
     models = models or (suite.quick_models if p.quick and suite.quick_models else suite.models)
     seeds = seeds or suite.seeds
     if suite.kind == "distill":
-        plan = distill_plan(models, teacher, settings)
+        teachers = (teacher,) if teacher else (DISTILL_QUICK_TEACHERS if p.quick else DISTILL_TEACHERS)
+        plan = distill_plan(models, teachers, settings)
     else:
         t_config: dict[str, dict] = {}
         config = model_overrides(models, teacher, settings, t_config)
@@ -205,17 +207,16 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
     return list(specs.values())
 
 
-def distill_plan(students, teacher: str | None = None, settings: dict | None = None) -> list[tuple]:
+def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = None) -> list[tuple]:
     """The distill suite's trials per ratio as (model, config, teacher_config, seeds): the
     student without teacher (DISTILL_BASELINE) and each student with each teacher and each
     DISTILL_VARIANTS entry (every student row records its teacher's test MAE)
     (keys equal to the student's defaults left out, so that the default variant shares its trial
-    with other suites). `teacher` narrows DISTILL_TEACHERS to one; `settings` as in model_overrides.
+    with other suites). `teachers`: registered model names; `settings` as in model_overrides.
 
     Raises:
         SuiteError: a student without the fields the variants set, or an unknown teacher.
     """
-    teachers = (teacher,) if teacher else DISTILL_TEACHERS
     for m in students:
         default = registry.get(m).config()
         if not default.teacher or any(not hasattr(default, k) for k in DISTILL_VARIANTS[0]):
