@@ -40,7 +40,8 @@ def evaluate(pred: torch.Tensor, truth: torch.Tensor, buckets=None) -> list[dict
         buckets: optional [N] int bucket of each region (0 = lowest volume), see
             `bench.protocol.volume_buckets`.
     Returns:
-        rows {"horizon", "bucket", "mae", "rmse", "mape" (percent)}: first horizon "all" and bucket
+        rows {"horizon", "bucket", "mae", "rmse", "mape" (percent), "mae_unmasked", "rmse_unmasked"
+        (every entry, zeros included: the paper's eq. 13)}: first horizon "all" and bucket
         "all", then horizons 1..H_out (bucket "all"), then buckets "q1".. (horizon "all").
     """
     if pred.shape != truth.shape:
@@ -56,7 +57,8 @@ def evaluate(pred: torch.Tensor, truth: torch.Tensor, buckets=None) -> list[dict
 
 def _row(horizon, bucket, pred, truth) -> dict:
     return {"horizon": horizon, "bucket": bucket, "mae": float(masked_mae(pred, truth)),
-            "rmse": float(masked_rmse(pred, truth)), "mape": float(masked_mape(pred, truth))}
+            "rmse": float(masked_rmse(pred, truth)), "mape": float(masked_mape(pred, truth)),
+            "mae_unmasked": float((pred - truth).abs().mean()), "rmse_unmasked": float((pred - truth).pow(2).mean().sqrt())}
 
 
 def masked_huber(pred: torch.Tensor, truth: torch.Tensor, beta: float = 1.0, null_value: float = 0.0) -> torch.Tensor:

@@ -52,6 +52,20 @@ def _units(dataset: str) -> str:
         return "flow per interval"
 
 
+def _palette(labels) -> dict:
+    """One colour per registered model, the same in every figure (a row label "model (teacher: ...)"
+    takes its model's colour)."""
+    import seaborn as sns
+    from bench import registry
+    names = registry.names()
+    colours = sns.color_palette("tab20", 20) + sns.color_palette("Dark2", 8)
+    out = {}
+    for label in labels:
+        model = str(label).split(" (")[0]
+        out[label] = colours[names.index(model) % len(colours)] if model in names else "0.5"
+    return out
+
+
 def _style():
     import matplotlib
     matplotlib.use("Agg")
@@ -73,7 +87,7 @@ def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
     for ax, metric in zip(axes, ("mae", "rmse")):
         if not ok.empty:
             sns.lineplot(data=ok, x="training ratio (%)", y=metric, hue="model", marker="o", errorbar="sd",
-                         err_style="bars", ax=ax)
+                         err_style="bars", ax=ax, palette=_palette(ok["model"].unique()))
         for (name, g), style in zip(floors.groupby("model"), ("--", ":", "-.")):     # the floors: no training
             mean = g.groupby("training ratio (%)")[metric].mean()
             ax.plot(mean.index, mean.values, ls=style, c="0.35", lw=1.2, label=f"floor: {name}")
@@ -101,12 +115,12 @@ def _robustness_figure(df: pd.DataFrame):
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     for col, metric in enumerate(("mae", "rmse")):
         sns.lineplot(data=horizon, x="step", y=metric, hue="model", marker="o", errorbar="sd", err_style="bars",
-                     ax=axes[0, col], legend=col == 1)
+                     ax=axes[0, col], legend=col == 1, palette=_palette(horizon["model"].unique()))
         axes[0, col].set_xlabel("horizon step (x 30 min)" if "30 min" in units else "horizon step")
         axes[0, col].set_ylabel(f"test {metric.upper()} ({units})")
         sns.barplot(data=bucket.sort_values("bucket"), x="bucket", y=metric, hue="model", errorbar="sd",
-                    ax=axes[1, col], legend=False)
-        axes[1, col].set_xlabel("volume bucket (q1 lowest .. q4 highest mean flow)")
+                    ax=axes[1, col], legend=False, palette=_palette(bucket["model"].unique()))
+        axes[1, col].set_xlabel("volume bucket: regions by mean flow over the training steps (q1 lowest .. q4 highest)")
         axes[1, col].set_ylabel(f"test {metric.upper()} ({units})")
     axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.suptitle("Robustness: error per horizon step (Fig. 5) and per volume bucket (Fig. 6)")
@@ -142,7 +156,7 @@ def _scalability_figure(df: pd.DataFrame):
     mem = ok[ok["measure"] == "memory"]
     lat = ok[ok["measure"] == "latency"].copy()
     sns.lineplot(data=mem, x="x", y="value", hue="model", marker="o", errorbar="sd", err_style="bars", ax=axes[0],
-                 legend=False)
+                 legend=False, palette=_palette(mem["model"].unique()))
     axes[0].set_xscale("log", base=2)
     if not mem.empty:
         ticks = sorted(set(mem["x"].astype(int)))
@@ -153,7 +167,7 @@ def _scalability_figure(df: pd.DataFrame):
     if not lat.empty:
         lat["test windows"] = lat["windows"]
     sns.lineplot(data=lat, x="test windows" if not lat.empty else "x", y="value", hue="model", marker="o",
-                 errorbar="sd", err_style="bars", ax=axes[1])
+                 errorbar="sd", err_style="bars", ax=axes[1], palette=_palette(lat["model"].unique()))
     axes[1].set_xlabel("test size (windows: base test set x1..x5)")
     axes[1].set_ylabel("inference latency (s)")
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -169,7 +183,8 @@ def _ablation_figure(df: pd.DataFrame):
     units = _units(ok["dataset"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("mae", "rmse")):
-        sns.barplot(data=ok, x="model", y=metric, errorbar="sd", ax=ax, color="#4c72b0")
+        sns.barplot(data=ok, x="model", y=metric, hue="model", errorbar="sd", ax=ax, legend=False,
+                    palette=_palette(ok["model"].unique()))
         ax.set_ylabel(f"test {metric.upper()} ({units})")
         ax.set_xlabel("")
         ax.tick_params(axis="x", rotation=30)
@@ -256,7 +271,12 @@ def collect(results: str | Path, suites=None) -> list[Section]:
                 continue
             sec = Section(name, title)
             if name in ("data-efficiency", "data-scalability"):
-                sec.tables.append(("MAE / RMSE per training ratio", S.ratio_frame(df)))
+                sec.tables.append(("MAE / RMSE per training ratio (masked: truth 0 left out; grey rows of the "
+                                   "figure: floors)", S.ratio_frame(df)))
+                unmasked = S.ratio_frame(df, unmasked=True)
+                if not unmasked.empty:
+                    sec.tables.append(("MAE / RMSE over every cell, zeros included (the paper's eq. 13)", unmasked))
+                sec.tables.append(("masked MAE / RMSE at horizon steps 3, 6 and 12", S.horizon_frame(df)))
                 sec.figures.append(("figure", _ratio_figure(df, title, reference=name == "data-scalability")))
             elif name == "robustness":
                 sec.tables += [("overall", S.ratio_frame(df)), ("MAE per horizon step and volume bucket",
@@ -332,14 +352,26 @@ def environment(results: Path) -> list[str]:
                                 cwd=Path(__file__).parent, timeout=10).stdout.strip() or "?"
     except Exception:
         commit = "?"
+    spans = []
+    for d in sorted(datasets):
+        try:
+            from bench.data import load_dataset
+            data = load_dataset(d)
+            days = data.flow.shape[0] / data.steps_per_day
+            spans.append(f"{d}: {days:.0f} days ({data.flow.shape[0]} steps of {data.meta['interval_min']} min), so "
+                         f"ratio 0.1 = {0.1 * days:.0f} days of training")
+        except Exception:
+            pass
     return [
         f"generated {datetime.datetime.now().isoformat(timespec='seconds')} from {results.resolve()}",
+        "span: " + ("; ".join(spans) or "?") + ". The paper's NYC-Taxi and Chicago-Taxi span 01/01/21 - 12/31/21 "
+        "(its Table 2: 365 days), so a ratio there means about 6 times more days than on a 60-day series.",
         f"dataset(s): {', '.join(sorted(datasets)) or '?'} "
         f"({'; '.join(f'{d}: {_units(d)}' for d in sorted(datasets))})",
         f"protocol: chronological split; validation {VAL_FRAC:.0%} and test {TEST_FRAC:.0%} of the steps at the end, "
         f"training ratio = share of steps right before validation; H_in = {H_IN} -> H_out = {H_OUT}; "
         "z-score fitted on the training part only; masked MAE / RMSE / MAPE (truth = 0 left out) on the "
-        "test windows in original units; volume buckets: quartiles of the test regions' mean flow.",
+        "test windows in original units; volume buckets: quartiles of the regions' mean flow over the training steps.",
         "spread: mean ± one standard deviation over seeds where a run used --seeds N > 1 (the paper reports single runs).",
         f"hardware: {cpu}, {os.cpu_count()} logical cores, {mem} memory, GPU: {gpu}",
         f"software: Python {platform.python_version()} on {platform.platform()}; {', '.join(versions)}",

@@ -12,7 +12,7 @@ from filelock import FileLock
 from bench.trial import ROW_FIELDS
 
 
-NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "steps",
+NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "mae_unmasked", "rmse_unmasked", "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "steps",
                   "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
 
 

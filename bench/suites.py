@@ -291,33 +291,53 @@ def frame_text(table: pd.DataFrame, tablefmt: str = "github") -> str:
     return tabulate(table, headers="keys", tablefmt=tablefmt, disable_numparse=True, showindex=False)
 
 
-def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill") -> pd.DataFrame:
+def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool = False) -> pd.DataFrame:
     """Table 3 as a frame: column model, then "<ratio> MAE" and "<ratio> RMSE" cells ("mean" or
     "mean ± std" over seeds). With several ratios, a last column "matches <reference>@<r0>": the
     smallest ratio at which the row's mean MAE is at most the reference's mean MAE at the smallest
-    ratio r0 ("not reached" otherwise; RQ2)."""
+    ratio r0 ("not reached" otherwise; RQ2). unmasked: the metrics over every cell, zeros included
+    (the paper's eq. 13), instead of the masked ones."""
     ok = ok_overall(df)
-    if ok.empty:
+    mae, rmse = ("mae_unmasked", "rmse_unmasked") if unmasked else ("mae", "rmse")
+    if ok.empty or ok[mae].isna().all():
         return pd.DataFrame()
     ok["row"] = row_label(ok)
     cells = {}
     for (row, ratio), g in ok.groupby(["row", "ratio"]):
-        cells.setdefault(row, {})[f"{ratio:g} MAE"] = _cell(g["mae"])
-        cells[row][f"{ratio:g} RMSE"] = _cell(g["rmse"])
+        cells.setdefault(row, {})[f"{ratio:g} MAE"] = _cell(g[mae])
+        cells[row][f"{ratio:g} RMSE"] = _cell(g[rmse])
     table = pd.DataFrame.from_dict(cells, orient="index").fillna("")
     cols = sorted(table.columns, key=lambda c: (float(c.split()[0]), c.split()[1] != "MAE"))
     table = table[cols]
     r0 = ok["ratio"].min()
     ref = ok[(ok["model"] == reference) & (ok["ratio"] == r0)]
     if ok["ratio"].nunique() > 1 and not ref.empty:
-        target = ref["mae"].mean()
-        means = ok.groupby(["row", "ratio"])["mae"].mean()
+        target = ref[mae].mean()
+        means = ok.groupby(["row", "ratio"])[mae].mean()
         match = {}
         for row in table.index:
             hits = [r for (name, r), v in means.items() if name == row and v <= target]
             match[row] = f"{min(hits):g}" if hits else "not reached"
         table[f"matches {reference}@{r0:g}"] = pd.Series(match)
     return table.rename_axis("model").reset_index()
+
+
+def horizon_frame(df: pd.DataFrame, steps=(3, 6, 12)) -> pd.DataFrame:
+    """The horizon columns the field's papers print: one row per model (and teacher) and ratio,
+    masked MAE and RMSE at horizon steps 3, 6 and 12 (mean ± std over seeds)."""
+    ok = df[(df["status"] == "ok") & (df["bucket"].astype(str) == "all")].copy()
+    ok = ok[ok["horizon"].astype(str).isin([str(h) for h in steps])]
+    if ok.empty:
+        return pd.DataFrame()
+    ok["row"] = row_label(ok)
+    rows = []
+    for (row, ratio), g in ok.groupby(["row", "ratio"]):
+        out = {"model": row, "ratio": f"{ratio:g}"}
+        for h in steps:
+            at = g[g["horizon"].astype(str) == str(h)]
+            out[f"h{h} MAE"], out[f"h{h} RMSE"] = (_cell(at["mae"]), _cell(at["rmse"])) if len(at) else ("", "")
+        rows.append(out)
+    return pd.DataFrame(rows)
 
 
 def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill") -> pd.DataFrame:

@@ -23,6 +23,7 @@ from bench.protocol import H_IN, H_OUT, MixedWindows, Windows, prepare, volume_b
 from bench.train import fit, predict, resolve_device, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
+              "mae_unmasked", "rmse_unmasked",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
               "work_id", "device", "steps", "best_epoch", "converged", "teacher_desc", "teacher_data",
               "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]

@@ -36,3 +36,11 @@ def test_evaluate_per_volume_bucket():
     by_bucket = {r["bucket"]: r["mae"] for r in rows if r["bucket"] != "all"}
     assert by_bucket == {"q1": 0.0, "q2": 2.0}
     assert all(r["horizon"] == "all" for r in rows if r["bucket"] != "all")
+
+
+def test_evaluate_gives_unmasked_metrics_as_eq_13():
+    truth = torch.tensor([0.0, 2.0, 4.0, 10.0]).view(1, 1, 4, 1)
+    pred = torch.tensor([5.0, 3.0, 2.0, 10.0]).view(1, 1, 4, 1)
+    row = evaluate(pred, truth)[0]
+    assert math.isclose(row["mae"], 1.0) and math.isclose(row["mae_unmasked"], (5 + 1 + 2 + 0) / 4)
+    assert math.isclose(row["rmse_unmasked"], math.sqrt((25 + 1 + 4) / 4), rel_tol=1e-6)
