@@ -141,11 +141,44 @@ def _read_npz(path: Path, key: str, name: str) -> np.ndarray:
                         f"the file is truncated or not an npz archive") from exc
 
 
+def _read_series(path: Path, entry: dict, name: str) -> np.ndarray:
+    """The raw series of a registry entry: npz (`data_key`) or CSV with a header row of node ids
+    and one row per step (T-GCN style); `missing_value` entries become 0 (masked by every metric
+    and loss)."""
+    if path.suffix == ".csv":
+        import pandas as pd
+        try:
+            raw = pd.read_csv(path).to_numpy(dtype=np.float64)
+        except Exception as exc:
+            raise DataError(f"dataset {name}: cannot read {path} as CSV ({type(exc).__name__}: {exc})") from exc
+    else:
+        raw = _read_npz(path, entry.get("data_key", "data"), name)
+    if entry.get("missing_value") is not None:
+        raw = np.where(raw == entry["missing_value"], 0, raw)
+    return raw
+
+
+def knn_adjacency(lat: np.ndarray, lon: np.ndarray, k: int) -> np.ndarray:
+    """Binary symmetric adjacency linking each node to its k nearest nodes (equirectangular
+    distance on lat/lon in degrees): [N, N] float32, zero diagonal."""
+    x = np.radians(lon) * np.cos(np.radians(np.mean(lat)))
+    y = np.radians(lat)
+    dist = np.hypot(x[:, None] - x[None], y[:, None] - y[None])
+    np.fill_diagonal(dist, np.inf)
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    adj = np.zeros(dist.shape, dtype=np.float32)
+    rows = np.repeat(np.arange(len(lat)), nearest.shape[1])
+    adj[rows, nearest.ravel()] = 1.0
+    return np.maximum(adj, adj.T)
+
+
 def _read_adjacency(path: Path, entry: dict, name: str, num_nodes: int) -> np.ndarray:
     if path.suffix == ".npz":
         adj = _read_npz(path, entry.get("adjacency_key", "adj_mx"), name)
     elif path.suffix == ".npy":
         adj = np.load(path)
+    elif path.suffix == ".csv" and entry.get("adjacency_format") == "matrix":   # N x N, no header (T-GCN)
+        adj = np.loadtxt(path, delimiter=",", ndmin=2)
     elif path.suffix == ".csv":  # distance.csv: from,to,cost (ASTGCN / LargeST style)
         edges = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
         adj = np.zeros((num_nodes, num_nodes))
@@ -219,13 +252,19 @@ def _load(name: str, root: str, registry: str) -> Dataset:
                         f"(add your own with --registry FILE)")
     entry, root_path = entries[name], Path(root)
     _check_files(name, entry, root_path)
-    raw = _read_npz(root_path / entry["data"], entry.get("data_key", "data"), name)
+    raw = _read_series(root_path / entry["data"], entry, name)
     if raw.ndim == 3 and entry.get("channels") is not None:
         raw = raw[..., list(entry["channels"])]
     flow = validate_flow(raw, name)
     flow.setflags(write=False)
-    adj = (_read_adjacency(root_path / entry["adjacency"], entry, name, flow.shape[1])
-           if entry.get("adjacency") else np.eye(flow.shape[1], dtype=np.float32))
+    if entry.get("adjacency"):
+        adj = _read_adjacency(root_path / entry["adjacency"], entry, name, flow.shape[1])
+    elif entry.get("adjacency_knn"):                # k nearest sensors from `lat`/`lon` arrays of the data npz
+        lat = _read_npz(root_path / entry["data"], "lat", name)
+        lon = _read_npz(root_path / entry["data"], "lon", name)
+        adj = knn_adjacency(lat, lon, int(entry["adjacency_knn"]))
+    else:
+        adj = np.eye(flow.shape[1], dtype=np.float32)
     interval = int(entry.get("interval_min", 60))
     tod, dow = time_features(str(entry.get("start", "2000-01-03T00:00")), interval, flow.shape[0])
     meta = {k: entry.get(k) for k in ("city", "kind", "units", "start", "source")}

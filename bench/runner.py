@@ -158,7 +158,7 @@ def _execute(items, executor, address, out, name, handlers, scheduler=None, gpus
     bar = tqdm(total=len(items), desc=name, unit="trial", file=sys.stderr)
     if executor == "inline":
         for role, spec in items:
-            bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
+            bar.set_postfix_str(f"running: {spec.model} r={spec.ratio:g} s={spec.seed}")
             handlers[role](spec, JOBS[role](spec.to_dict()))
             bar.update()
     else:
@@ -207,9 +207,20 @@ def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=
             final["val_mae"] = best["val_mae"]
         tune.report(final)
 
-    written, last = set(), {}
+    written, last, running = set(), {}, {}
+
+    def show_running() -> None:                         # the bar names the trials running now
+        bar.set_postfix_str("running: " + ", ".join(running.values()) if running else "")
+
+    def label(spec) -> str:
+        return f"{spec.model} r={spec.ratio:g} s={spec.seed}"
 
     class WriteRows(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            spec = TrialSpec(**trial.config["item"]["spec"])
+            running[spec.trial_id] = label(spec)
+            show_running()
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             role, spec = by_id[result["trial_key"]]
             if not result["rows_json"]:                 # an epoch report
@@ -217,11 +228,13 @@ def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=
                 return
             written.add(spec.trial_id)
             handlers[role](spec, json.loads(result["rows_json"]))
-            bar.set_postfix_str(f"{spec.model} r={spec.ratio:g} s={spec.seed}")
+            running.pop(spec.trial_id, None)
+            show_running()
             bar.update()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             role, spec = by_id[TrialSpec(**trial.config["item"]["spec"]).trial_id]
+            running.pop(spec.trial_id, None)
             if spec.trial_id not in written:            # stopped by the scheduler
                 written.add(spec.trial_id)
                 handlers[role](spec, pruned_rows(spec, *last.get(spec.trial_id, (0, float("nan")))))
@@ -231,6 +244,7 @@ def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=
             # the worker died before reporting (killed, out of memory, import error)
             role, spec = by_id[TrialSpec(**trial.config["item"]["spec"]).trial_id]
             written.add(spec.trial_id)
+            running.pop(spec.trial_id, None)
             rows = error_rows(spec, f"Ray trial failed: {trial.error_file or 'worker died'}")
             handlers[role](spec, rows if role == "model" else [{"_teacher_error": rows[0]["error"]}])
             bar.update()
