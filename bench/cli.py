@@ -93,8 +93,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each "
                      "model's own, e.g. stwa for flowdistill)")
     run.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
-                     help="config override for every model that has KEY, e.g. --set delta=3 --set "
-                     "tbl_target=teacher (repeatable; VALUE is read as YAML)")
+                     help="config override for every model that has KEY, e.g. --set tbl_target=teacher, or for "
+                     "one model and its variants: --set flowdistill.delta=3 (a bare KEY whose meaning differs "
+                     "between models, like delta in flowdistill and easyst, is refused; repeatable; VALUE is "
+                     "read as YAML)")
     run.add_argument("--teacher-data", choices=TEACHER_DATA, default="disjoint",
                      help="what teachers are fitted on: disjoint (default, FlowDistill section 2.2: every step "
                      "before the student's training part, plus the other datasets a teacher names), same (the "

@@ -125,43 +125,95 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
+# fields declared by more than one model that mean the same in each (else a bare --set is refused)
+SAME_MEANING = ("tbl_gate", "tbl_target", "lambda_tbl")
+
+
+def _fields(name: str) -> set[str]:
+    """The config fields `--set` may change for a model (a reference forecaster has no training ones)."""
+    fields = {f.name for f in dataclasses.fields(registry.get(name).config())}
+    return fields - set(registry.TRAINING_FIELDS) if not registry.trains(name) else fields
+
+
+def _declared_by(name: str, key: str) -> type:
+    """The Config class that first declares `key` for a model (TrainConfig for the shared training
+    fields, even where a model's Config gives them its own default)."""
+    return next(c for c in reversed(registry.get(name).cls.Config.__mro__) if key in getattr(c, "__annotations__", {}))
+
+
+def _settings_for(name: str, settings: dict) -> dict:
+    """The settings that reach model `name`: bare keys it has, and keys scoped to it ("model.key":
+    the model named, or any model registered on the same class, i.e. its variants)."""
+    out = {}
+    for key, value in settings.items():
+        scope, _, field = key.rpartition(".")
+        if scope and registry.get(scope).cls is not registry.get(name).cls:
+            continue
+        if field in _fields(name):
+            out[field] = value
+    return out
+
+
+def _check_meanings(names, settings: dict) -> None:
+    """A bare key that reaches fields declared by different models (FlowDistill's delta, a gate
+    threshold in MAE units, against EasyST's, in SmoothL1 units) is ambiguous.
+
+    Raises:
+        SuiteError: naming the models and the scoped form.
+    """
+    for key in (k for k in settings if "." not in k and k not in SAME_MEANING):
+        owners = {}
+        for name in names:
+            if key in _fields(name):
+                owners.setdefault(_declared_by(name, key), name)
+        if len(owners) > 1:
+            named = ", ".join(f"{m} ({c.__name__})" for c, m in owners.items())
+            example = next(iter(owners.values()))
+            raise SuiteError(f"--set {key}: fields of different meaning in {named}; scope it to one model, "
+                             f"e.g. --set {example}.{key}={settings[key]}")
+
+
 def model_overrides(models, teacher: str | None = None, settings: dict | None = None,
                     teacher_configs: dict | None = None) -> dict[str, dict]:
     """Config overrides per model: `teacher` replaces the teacher of every model that has one;
     each `settings` key goes to every model whose Config has that field, and to its teacher's
-    (collected per model in `teacher_configs` when a dict is given).
+    (collected per model in `teacher_configs` when a dict is given). A key "model.field" goes to
+    that model (and its variants, or to it as a teacher) only.
 
     Raises:
-        SuiteError: the teacher is not registered, or a setting fits none of the models.
+        SuiteError: the teacher is not registered, a setting fits none of the models, or a bare
+            key reaches fields of different meaning in different models (see `_check_meanings`).
     """
     settings = settings or {}
     if teacher is not None and teacher not in registry.names():
         raise SuiteError(f"--teacher {teacher!r} is not a registered model; see `bench list models`")
-    out, used = {}, set()
+    for key in settings:
+        if "." in key:
+            registry.get(key.rpartition(".")[0])     # raises UnknownModelError listing the registered names
+    out, used, reached = {}, set(), []
     for m in models:
         cfg = registry.get(m).config()
-        fields = {f.name for f in dataclasses.fields(cfg)}
-        if not registry.trains(m):                 # a reference forecaster has no training settings
-            fields -= set(registry.TRAINING_FIELDS)
-        out[m] = {k: v for k, v in settings.items() if k in fields}
-        used |= set(out[m])
+        out[m] = _settings_for(m, settings)
+        used |= {k for k in settings if k.rpartition(".")[2] in out[m] and
+                 (not k.rpartition(".")[0] or registry.get(k.rpartition(".")[0]).cls is registry.get(m).cls)}
+        reached.append(m)
         if teacher is not None and cfg.teacher:
             out[m]["teacher"] = teacher
         registry.get(m).config(**out[m])          # raises ValueError naming a value of the wrong type
         t_name = out[m].get("teacher", cfg.teacher)
         if t_name:
-            t_fields = {f.name for f in dataclasses.fields(registry.get(t_name).config())}
-            if not registry.trains(t_name):
-                t_fields -= set(registry.TRAINING_FIELDS)
-            t_cfg = {k: v for k, v in settings.items() if k in t_fields and k != "teacher"}
+            t_cfg = {k: v for k, v in _settings_for(t_name, settings).items() if k != "teacher"}
             registry.get(t_name).config(**t_cfg)
-            used |= set(t_cfg)
+            used |= {k for k in settings if k.rpartition(".")[2] in t_cfg and
+                     (not k.rpartition(".")[0] or registry.get(k.rpartition(".")[0]).cls is registry.get(t_name).cls)}
+            reached.append(t_name)
             if teacher_configs is not None:
                 teacher_configs[m] = t_cfg
+    _check_meanings(dict.fromkeys(reached), settings)
     unused = set(settings) - used
     if unused:
         hint = (" (reference forecasters are not trained: they have no training settings)"
-                if unused & set(registry.TRAINING_FIELDS) else "")
+                if {k.rpartition(".")[2] for k in unused} & set(registry.TRAINING_FIELDS) else "")
         raise SuiteError(f"--set {', '.join(sorted(unused))}: no model of this run has such a config field{hint}")
     return out
 

@@ -173,3 +173,25 @@ def test_two_writers_at_once_lose_no_row(tmp_path):
         assert w.exitcode == 0
     df = read_trials(path)
     assert len(df) == 60 and sorted(df["trial_id"]) == sorted(f"t{i}" for i in range(60))
+
+
+def test_set_scoped_by_model_and_ambiguous_bare_keys_refused():
+    from bench.suites import SuiteError, model_overrides
+    # a bare key of one meaning reaches every model that has it, variants included
+    assert model_overrides(["flowdistill", "flowdistill-wo-tb"], settings={"delta": 3}) == {
+        "flowdistill": {"delta": 3}, "flowdistill-wo-tb": {"delta": 3}}
+    # FlowDistill's delta (gate threshold in MAE units) and EasyST's (SmoothL1 units) differ: scope them
+    with pytest.raises(SuiteError, match=r"--set delta: fields of different meaning in flowdistill "
+                                         r"\(FlowDistillConfig\), easyst \(EasySTConfig\).*--set flowdistill.delta=3"):
+        model_overrides(["flowdistill", "easyst"], settings={"delta": 3})
+    out = model_overrides(["flowdistill", "flowdistill-kd", "easyst"],
+                          settings={"flowdistill.delta": 3, "easyst.delta": 0.5, "tbl_gate": "element"})
+    assert out == {"flowdistill": {"delta": 3, "tbl_gate": "element"}, "flowdistill-kd": {"delta": 3, "tbl_gate": "element"},
+                   "easyst": {"delta": 0.5, "tbl_gate": "element"}}
+    # training fields mean the same everywhere, and a scoped key reaches a teacher
+    teachers = {}
+    assert model_overrides(["easyst"], settings={"lr": 0.01, "stwa.patience": 3}, teacher_configs=teachers) == {
+        "easyst": {"lr": 0.01}}
+    assert teachers == {"easyst": {"lr": 0.01, "patience": 3}}
+    with pytest.raises(SuiteError, match="--set flowdistill.delta: no model of this run"):
+        model_overrides(["easyst"], settings={"flowdistill.delta": 3})
