@@ -64,8 +64,9 @@ def test_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path):
 
 
 def test_teacher_and_settings_become_config_overrides(tmp_path):
+    # delta means different things in flowdistill and in easyst (the teacher here): scoped
     specs = specs_for(tmp_path, ["flowdistill", "flowdistill-wo-tb", "stwa"], teacher="easyst",
-                      settings={"delta": 3.0, "hidden": 8})
+                      settings={"flowdistill.delta": 3.0, "hidden": 8})
     config = {s.model: s.config for s in specs}
     assert config["flowdistill"] == {"delta": 3.0, "teacher": "easyst"}
     assert config["flowdistill-wo-tb"] == {"delta": 3.0}          # no teacher to replace
