@@ -31,6 +31,9 @@ RQ = {"data-efficiency": "RQ1: data efficiency (Fig. 3-4)", "data-scalability": 
       "distill": "Distillation: does the teacher's forecast reach the student?"}
 
 
+ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next
+
+
 class ReportError(RuntimeError):
     """No results to report; the message says where it looked."""
 
@@ -455,12 +458,16 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
                 (out.parent / f"{stem}.md").write_text(
                     f"# {sec.title}: {name}\n\n" + S.frame_text(table) + "\n")
                 files += [out.parent / f"{stem}.csv", out.parent / f"{stem}.md"]
-                fig = _table_figure(f"{sec.title}: {name}", table)
-                if sec.commands:
-                    fig.text(0.03, 0.02, "command: " + sec.commands[-1], fontsize=7, family="monospace")
-                pdf.savefig(fig)
-                plt.close(fig)
-                pages += 1
+                chunks = [table.iloc[i:i + ROWS_PER_PAGE] for i in range(0, max(len(table), 1), ROWS_PER_PAGE)]
+                for k, chunk in enumerate(chunks):           # a long table goes on over pages, never cut
+                    part = f" (rows {k * ROWS_PER_PAGE + 1}-{k * ROWS_PER_PAGE + len(chunk)} of {len(table)})" \
+                        if len(chunks) > 1 else ""
+                    fig = _table_figure(f"{sec.title}: {name}{part}", chunk)
+                    if sec.commands:
+                        fig.text(0.03, 0.02, "command: " + sec.commands[-1], fontsize=7, family="monospace")
+                    pdf.savefig(fig)
+                    plt.close(fig)
+                    pages += 1
             for name, fig in sec.figures:
                 fig.savefig(out.parent / f"{sec.suite}.png", dpi=130, bbox_inches="tight")
                 files.append(out.parent / f"{sec.suite}.png")

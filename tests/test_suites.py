@@ -204,3 +204,18 @@ def test_an_empty_phase_starts_no_ray_run(tmp_path):
     import ray
     runner._execute([], "ray", None, str(tmp_path), "sweep", {})
     assert not ray.is_initialized()
+
+
+def test_a_long_table_continues_over_pages(tmp_path):
+    from pypdf import PdfReader
+
+    from bench import report
+    rows = [{"suite": "ablation", "dataset": "NYCTaxi", "model": f"m{i:02d}", "teacher": "", "ratio": 0.5, "seed": 0,
+             "horizon": "all", "bucket": "all", "mae": 10 + i, "rmse": 20 + i, "status": "ok", "trial_id": f"t{i}",
+             "config": ""} for i in range(40)]
+    (tmp_path / "ablation").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "ablation" / "trials.csv", index=False)
+    out = report.build(tmp_path, tmp_path / "rep" / "flowbench.pdf")
+    text = "\n".join(p.extract_text() for p in PdfReader(out["pdf"]).pages)
+    assert f"rows 1-{report.ROWS_PER_PAGE} of 40" in text and f"rows {report.ROWS_PER_PAGE + 1}-40 of 40" in text
+    assert all(f"m{i:02d}" in text for i in range(40))
