@@ -463,6 +463,9 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
                     part = f" (rows {k * ROWS_PER_PAGE + 1}-{k * ROWS_PER_PAGE + len(chunk)} of {len(table)})" \
                         if len(chunks) > 1 else ""
                     fig = _table_figure(f"{sec.title}: {name}{part}", chunk)
+                    if chunk.astype(str).apply(lambda c: c.str.contains(S.NOT_CONVERGED)).to_numpy().any():
+                        fig.text(0.03, 0.045, f"{S.NOT_CONVERGED}: a trial of this cell did not converge (its epoch "
+                                 "budget ran out before early stopping fired)", fontsize=8)
                     if sec.commands:
                         fig.text(0.03, 0.02, "command: " + sec.commands[-1], fontsize=7, family="monospace")
                     pdf.savefig(fig)

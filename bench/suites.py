@@ -319,8 +319,15 @@ def ok_overall(df: pd.DataFrame) -> pd.DataFrame:
     return df[overall & (df["status"] == "ok")].copy()
 
 
-def _cell(values: pd.Series) -> str:
-    return f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std():.2f}"
+NOT_CONVERGED = "†"      # marks a cell with a trial whose early stopping had not fired when its budget ran out
+
+
+def _cell(values: pd.Series, rows: pd.DataFrame | None = None) -> str:
+    """"mean" or "mean ± std" over seeds, with NOT_CONVERGED when one of `rows` did not converge."""
+    text = f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std():.2f}"
+    if rows is not None and "converged" in rows and (rows["converged"].astype(str) == "False").any():
+        text += f" {NOT_CONVERGED}"
+    return text
 
 
 def row_label(df: pd.DataFrame) -> pd.Series:
@@ -356,7 +363,7 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
     ok["row"] = row_label(ok)
     cells = {}
     for (row, ratio), g in ok.groupby(["row", "ratio"]):
-        cells.setdefault(row, {})[f"{ratio:g} MAE"] = _cell(g[mae])
+        cells.setdefault(row, {})[f"{ratio:g} MAE"] = _cell(g[mae], g)
         cells[row][f"{ratio:g} RMSE"] = _cell(g[rmse])
     table = pd.DataFrame.from_dict(cells, orient="index").fillna("")
     cols = sorted(table.columns, key=lambda c: (float(c.split()[0]), c.split()[1] != "MAE"))
@@ -402,7 +409,7 @@ def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill") -> pd.DataF
     for (model, ratio), g in ok.groupby(["model", "ratio"], sort=False):
         ref = ok[(ok["model"] == reference) & (ok["ratio"] == ratio)]["mae"].mean()
         change = (g["mae"].mean() / ref - 1) * 100 if ref == ref else float("nan")
-        rows.append({"model": model, "ratio": f"{ratio:g}", "MAE": _cell(g["mae"]), "RMSE": _cell(g["rmse"]),
+        rows.append({"model": model, "ratio": f"{ratio:g}", "MAE": _cell(g["mae"], g), "RMSE": _cell(g["rmse"]),
                      f"MAE vs {reference}": f"{change:+.1f} %" if change == change else ""})
     return pd.DataFrame(rows)
 
@@ -486,7 +493,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         if len(base):
             rows.append({"ratio": f"{ratio:g}", "teacher": "(none)", "teacher data": "", "teacher MAE": "", "gate": "",
                          "target": "",
-                         "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": _cell(base["mae"]),
+                         "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": _cell(base["mae"], base),
                          "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
         students = at[at["teacher"].fillna("") != ""].copy()
         if students.empty:
@@ -504,7 +511,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "teacher data": data or "-",
                          "teacher MAE": f"{t_mae:.2f}", "gate": gate,
                          "target": target, "lambda_tbl": f"{lam:g}", "model": model, "seeds": len(g),
-                         "MAE": _cell(g["mae"]), "gate open": f"{g['gate_open'].mean():.2f}",
+                         "MAE": _cell(g["mae"], g), "gate open": f"{g['gate_open'].mean():.2f}",
                          "vs no teacher": f"{mae - base_mae:+.2f}" if base_mae == base_mae else "",
                          "gap closed": f"{closed:.0f} %" if closed == closed else "", "p": stats.p_label(test["p"])})
     return pd.DataFrame(rows)

@@ -219,3 +219,13 @@ def test_a_long_table_continues_over_pages(tmp_path):
     text = "\n".join(p.extract_text() for p in PdfReader(out["pdf"]).pages)
     assert f"rows 1-{report.ROWS_PER_PAGE} of 40" in text and f"rows {report.ROWS_PER_PAGE + 1}-40 of 40" in text
     assert all(f"m{i:02d}" in text for i in range(40))
+
+
+def test_tables_mark_rows_that_did_not_converge():
+    base = {"suite": "s", "dataset": "NYCTaxi", "teacher": "", "horizon": "all", "bucket": "all", "status": "ok",
+            "rmse": 1.0, "config": ""}
+    df = pd.DataFrame([base | {"model": "a", "ratio": 0.1, "seed": 0, "mae": 3.0, "converged": "True"},
+                       base | {"model": "a", "ratio": 0.1, "seed": 1, "mae": 5.0, "converged": "False"},
+                       base | {"model": "b", "ratio": 0.1, "seed": 0, "mae": 2.0, "converged": "True"}])
+    table = ratio_frame(df).set_index("model")
+    assert table.loc["a", "0.1 MAE"] == "4.00 ± 1.41 †" and table.loc["b", "0.1 MAE"] == "2.00"
