@@ -447,7 +447,7 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     cover += ["", "commands (each suite's own pages give the time of its last run):"] + [f"  {c}" for c in commands]
     tmp = out.with_name(f".{out.name}.tmp")
     with PdfPages(tmp) as pdf:
-        for fig in [_text_figure("FlowBench report: FlowDistill (arXiv 2504.02094) reproduced", cover)]:
+        for fig in [_text_figure("FlowBench report: FlowDistill (arXiv 2504.02094) under one protocol", cover)]:
             pdf.savefig(fig)
             plt.close(fig)
             pages += 1
