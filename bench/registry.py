@@ -106,7 +106,7 @@ TRAINING_FIELDS = ("lr", "weight_decay", "batch_size", "lr_decay", "lr_step", "l
 
 def trains(name: str) -> bool:
     """False for a registered reference forecaster (class attribute `trainable = False`)."""
-    return getattr(get(name).cls, "trainable", True)
+    return get(name).trains
 
 
 def lookback(model, h_in: int) -> int:
@@ -121,6 +121,11 @@ class ModelEntry:
     overrides: dict
     description: str
 
+    @property
+    def trains(self) -> bool:
+        """False for a reference forecaster (class attribute `trainable = False`)."""
+        return getattr(self.cls, "trainable", True)
+
     def config(self, **changes: Any) -> TrainConfig:
         """The model's Config with registry overrides, then `changes`.
 
@@ -130,7 +135,7 @@ class ModelEntry:
         """
         hints = typing.get_type_hints(self.cls.Config)
         unknown = set(changes) - set(hints)
-        if not getattr(self.cls, "trainable", True):
+        if not self.trains:
             untrained = sorted(set(changes) & set(TRAINING_FIELDS))
             if untrained:
                 raise ValueError(f"model {self.name} is a reference forecaster: it is not trained, so it has no "

@@ -60,7 +60,7 @@ def paired_test(a: np.ndarray, b: np.ndarray, every: int = H_OUT) -> dict:
     return out
 
 
-def compare(df: pd.DataFrame, history_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict:
+def compare(history_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict:
     """`paired_test` of the trials in rows_a against those in rows_b (overall rows of finished
     trials, any number of seeds each); p NaN when a history file is missing."""
     a = load_window_mae(history_dir, rows_a["trial_id"].astype(str))

@@ -141,17 +141,22 @@ def _declared_by(name: str, key: str) -> type:
     return next(c for c in reversed(registry.get(name).cls.Config.__mro__) if key in getattr(c, "__annotations__", {}))
 
 
-def _settings_for(name: str, settings: dict) -> dict:
-    """The settings that reach model `name`: bare keys it has, and keys scoped to it ("model.key":
+def _keys_for(name: str, settings: dict) -> list[str]:
+    """The `--set` keys that reach model `name`: bare keys it has, and keys scoped to it ("model.key":
     the model named, or any model registered on the same class, i.e. its variants)."""
-    out = {}
-    for key, value in settings.items():
+    out = []
+    for key in settings:
         scope, _, field = key.rpartition(".")
         if scope and registry.get(scope).cls is not registry.get(name).cls:
             continue
         if field in _fields(name):
-            out[field] = value
+            out.append(key)
     return out
+
+
+def _settings_for(name: str, settings: dict) -> dict:
+    """{field: value} of the settings that reach model `name` (`_keys_for`)."""
+    return {key.rpartition(".")[2]: settings[key] for key in _keys_for(name, settings)}
 
 
 def _check_meanings(names, settings: dict) -> None:
@@ -194,18 +199,17 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
     for m in models:
         cfg = registry.get(m).config()
         out[m] = _settings_for(m, settings)
-        used |= {k for k in settings if k.rpartition(".")[2] in out[m] and
-                 (not k.rpartition(".")[0] or registry.get(k.rpartition(".")[0]).cls is registry.get(m).cls)}
+        used |= set(_keys_for(m, settings))
         reached.append(m)
         if teacher is not None and cfg.teacher:
             out[m]["teacher"] = teacher
         registry.get(m).config(**out[m])          # raises ValueError naming a value of the wrong type
         t_name = out[m].get("teacher", cfg.teacher)
         if t_name:
-            t_cfg = {k: v for k, v in _settings_for(t_name, settings).items() if k != "teacher"}
+            t_keys = [k for k in _keys_for(t_name, settings) if k.rpartition(".")[2] != "teacher"]
+            t_cfg = _settings_for(t_name, {k: settings[k] for k in t_keys})
             registry.get(t_name).config(**t_cfg)
-            used |= {k for k in settings if k.rpartition(".")[2] in t_cfg and
-                     (not k.rpartition(".")[0] or registry.get(k.rpartition(".")[0]).cls is registry.get(t_name).cls)}
+            used |= set(t_keys)
             reached.append(t_name)
             if teacher_configs is not None:
                 teacher_configs[m] = t_cfg
@@ -504,7 +508,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
             t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
             mae = g["mae"].mean()
             closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else float("nan")
-            test = stats.compare(df, history_dir, g, base) if history_dir is not None and len(base) else {"p": float("nan")}
+            test = stats.compare(history_dir, g, base) if history_dir is not None and len(base) else {"p": float("nan")}
             data = ", ".join(sorted(set(g["teacher_data"].fillna("").astype(str)) - {""})) if "teacher_data" in g else ""
             desc = ", ".join(sorted(set(g["teacher_desc"].fillna("").astype(str)) - {"", teacher})) if "teacher_desc" in g else ""
             rows.append({"ratio": f"{ratio:g}", "teacher": f"{teacher} ({desc})" if desc else teacher,

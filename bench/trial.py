@@ -108,7 +108,7 @@ class TrialSpec:
     def model_config(self):
         changes = dict(self.config)
         entry = registry.get(self.model)
-        if self.max_epochs is not None and getattr(entry.cls, "trainable", True):
+        if self.max_epochs is not None and entry.trains:
             changes["max_epochs"] = min(self.max_epochs, entry.config(**self.config).max_epochs)
         if self.max_val_windows is not None:
             own = entry.config(**self.config).val_windows
@@ -233,14 +233,14 @@ def distill_fields(history: list[dict], teacher_meta: dict | None) -> dict:
     """DISTILL_FIELDS of a trial from its per-epoch logs and its teacher cache's meta (None: no
     teacher, every field empty but train_mae). gate_open is the mean over epochs of the per-epoch share."""
     last = history[-1] if history else {}
+    train_mae = {"train_mae": round(last["mae"], 4) if "mae" in last else ""}
     if teacher_meta is None:
-        return {k: "" for k in DISTILL_FIELDS} | {"train_mae": round(last["mae"], 4) if "mae" in last else ""}
+        return {k: "" for k in DISTILL_FIELDS} | train_mae
     shares = [h["tbl_active"] for h in history if "tbl_active" in h]
     return {"teacher_desc": teacher_meta.get("description", ""), "teacher_data": teacher_meta.get("teacher_data", ""),
             "teacher_mae": round(float(teacher_meta.get("test_mae", float("nan"))), 4),
             "gate_open": round(float(np.mean(shares)), 4) if shares else "",
-            "train_mae": round(last["mae"], 4) if "mae" in last else "",
-            "teacher_train_mae": round(last["teacher_mae"], 4) if "teacher_mae" in last else ""}
+            "teacher_train_mae": round(last["teacher_mae"], 4) if "teacher_mae" in last else ""} | train_mae
 
 
 def error_rows(spec: TrialSpec, error: str, teacher: str = "") -> list[dict]:
