@@ -20,14 +20,15 @@ import yaml
 
 from bench import registry
 from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
-from bench.protocol import TEACHER_DATA, ProtocolError, check_ratio, split_steps
+from bench.protocol import TEACHER_DATA, ProtocolError, check_ratio, split_for
 from bench.teacher import TeacherCacheError
 from bench.train import DEVICES, DeviceError, TrainingError, resolve_device
 from models.language_model import LanguageModelError
 from bench.report import ReportError
 from bench.search import SearchSpaceError
-from bench.suites import (PRESETS, SUITE_ORDER, SUITES, SuiteError, ablation_frame, breakdown_table, build_specs,
-                          distill_frame, frame_text, get_suite, ratio_table, sweep_frame)
+from bench.suites import (ALL_SUITES, PRESETS, SDKD_COST_MODELS, SUITE_ORDER, SUITES, SuiteError, ablation_frame,
+                          breakdown_table, build_specs, distill_frame, frame_text, get_suite, ratio_table, sdkd_frame,
+                          sweep_frame)
 from tabulate import tabulate
 
 
@@ -82,9 +83,10 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite of trials and print its table",
                          description="Run every (model, ratio, seed) trial of a suite, teachers first. "
                          "Rows go to OUT/SUITE/trials.csv as each trial ends; a rerun skips finished trials.")
-    run.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITE_ORDER)}, or all (each in that "
-                     "order, then `bench report`)")
-    run.add_argument("--dataset", default=DEFAULT_DATASET, help=f"registered dataset (default {DEFAULT_DATASET})")
+    run.add_argument("--suite", required=True, help=f"one of: {', '.join(ALL_SUITES)}, or all ({', '.join(SUITE_ORDER)} "
+                     "in that order, then `bench report`)")
+    run.add_argument("--dataset", help=f"registered dataset (default: the suite's, else {DEFAULT_DATASET}; "
+                     "sdkd: NavierStokes and NYCTaxi)")
     run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
     run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
     run.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 per trial (default: the suite's, 1; "
@@ -97,10 +99,11 @@ def parser() -> argparse.ArgumentParser:
                      "one model and its variants: --set flowdistill.delta=3 (a bare KEY whose meaning differs "
                      "between models, like delta in flowdistill and easyst, is refused; repeatable; VALUE is "
                      "read as YAML)")
-    run.add_argument("--teacher-data", choices=TEACHER_DATA, default="disjoint",
+    run.add_argument("--teacher-data", choices=TEACHER_DATA,
                      help="what teachers are fitted on: disjoint (default, FlowDistill section 2.2: every step "
                      "before the student's training part, plus the other datasets a teacher names), same (the "
-                     "student's part), all (every step before validation); never validation or test")
+                     "student's part; the sdkd suite's default), all (every step before validation); never "
+                     "validation or test")
     run.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
     run.add_argument("--quick", action="store_true", help=f"quick preset: {PRESETS['quick'].description}")
     run.add_argument("--out", default="results", help="results folder (default results/)")
@@ -167,6 +170,28 @@ def parser() -> argparse.ArgumentParser:
     tfit.add_argument("--address")
     tls = tsub.add_parser("list", help="list cached teacher predictions")
     tls.add_argument("--out", default="results")
+
+    dat = sub.add_parser("data", help="make datasets that are generated rather than downloaded",
+                         description="Generated datasets are written into the data root, where the registry "
+                         "finds them.")
+    dsub = dat.add_subparsers(dest="action", required=True)
+    mk = dsub.add_parser("make", help="generate a dataset into the data root",
+                         description="navier-stokes: FNO's 2-D Navier-Stokes (vorticity on the unit torus, "
+                         "viscosity 1e-5, forcing 0.1(sin 2pi(x+y) + cos 2pi(x+y)), Gaussian random initial "
+                         "field), our pseudo-spectral Crank-Nicolson solver, 20 frames of 64 x 64 per sample, "
+                         "one per time unit. Default: the registry's NavierStokes (small: about 8 minutes on 2 "
+                         "CPU cores); --full: NavierStokes1200, FNO's own 1,200 samples at 256 x 256 and "
+                         "dt 1e-4 (a GPU machine's job).")
+    mk.add_argument("name", choices=["navier-stokes"])
+    mk.add_argument("--samples", type=_positive_int, help="samples to generate (default 120; --full: 1200)")
+    mk.add_argument("--seed", type=int, default=0, help="seed of the initial fields (default 0)")
+    mk.add_argument("--resolution", type=_positive_int, help="solver grid (default 128; --full: 256); a "
+                    "multiple of 64")
+    mk.add_argument("--dt", type=float, help="solver time step (default 2.5e-3; --full: 1e-4)")
+    mk.add_argument("--batch-size", type=_positive_int, default=40, help="samples solved at once (default 40)")
+    mk.add_argument("--full", action="store_true", help="FNO's settings: 1200 samples, 256 x 256, dt 1e-4")
+    mk.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _data_flags(mk)
 
     lst = sub.add_parser("list", help="list registered models, datasets or suites")
     lst.add_argument("what", choices=["models", "datasets", "suites"])
@@ -249,9 +274,13 @@ def _run_suite(args, name: str) -> int:
         what = "is a reference forecaster" if len(args.models) == 1 else "are reference forecasters"
         raise SuiteError(f"--epochs {args.epochs}: {', '.join(args.models)} {what}: not trained, so no epochs; "
                          f"drop --epochs")
-    data = load_dataset(args.dataset, args.data_dir, args.registry)      # fail early on missing/corrupt data
-    for ratio in args.ratios or []:                                 # and on a ratio too small for it, before Ray
-        split_steps(data.flow.shape[0], ratio)
+    datasets = [args.dataset] if args.dataset else list(suite.datasets or (DEFAULT_DATASET,))
+    args = argparse.Namespace(**{**vars(args), "dataset": datasets[0],
+                                 "teacher_data": args.teacher_data or suite.teacher_data or "disjoint"})
+    for dataset in datasets:
+        data = load_dataset(dataset, args.data_dir, args.registry)  # fail early on missing/corrupt data
+        for ratio in args.ratios or []:                             # and on a ratio too small for it, before Ray
+            split_for(data, ratio)
     preset = "quick" if args.quick else "full"
     resolve_device(args.device)                                     # --device cuda without CUDA: a clear error
     out, data_dir, registry_file = _paths(args)
@@ -262,13 +291,14 @@ def _run_suite(args, name: str) -> int:
         specs = _search_specs(args, suite, preset, out, data_dir, registry_file)
         scheduler = "asha" if args.executor == "ray" else None
     else:
-        specs = build_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
-                            args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
-                            registry_file=registry_file,
-                            cache_dir=str(out / "teachers"), num_nodes=args.nodes)
+        specs = [s for dataset in datasets
+                 for s in build_specs(suite, dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
+                                      args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
+                                      registry_file=registry_file,
+                                      cache_dir=str(out / "teachers"), num_nodes=args.nodes)]
     table_name = specs[0].suite
     _log_command(out, table_name, args.argv)
-    print(f"suite {table_name} on {args.dataset}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
+    print(f"suite {table_name} on {', '.join(datasets)}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
     start = time.perf_counter()
     try:
         specs = [dataclasses.replace(s, device=args.device) for s in specs]
@@ -280,8 +310,17 @@ def _run_suite(args, name: str) -> int:
         return 130
     df = read_trials(path)
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
-    print(f"\n{table_name} on {args.dataset} (masked MAE / RMSE on the test set, original units)")
-    if suite.kind == "sweep" and not args.search:
+    print(f"\n{table_name} on {', '.join(datasets)} (masked MAE / RMSE on the test set, original units)")
+    if suite.kind == "sdkd":
+        from bench import scalability
+        cost = scalability.run(scalability.build_points_for(datasets, [m for m in SDKD_COST_MODELS
+                                                                       if m in {s.model for s in specs}],
+                                                            preset, num_nodes=args.nodes, data_dir=data_dir,
+                                                            registry_file=registry_file), out, name="sdkd-cost")
+        print(frame_text(sdkd_frame(df, path.parent / "history")))
+        print("\nparameters, inference latency and peak memory, measured side by side (one process each)")
+        print(frame_text(scalability.cost_frame(scalability.read_points(cost))))
+    elif suite.kind == "sweep" and not args.search:
         print(frame_text(sweep_frame(df)))
     elif args.search:
         from bench.report import search_frame
@@ -412,6 +451,31 @@ def cmd_teacher(args) -> int:
     return cmd_teacher(argparse.Namespace(action="list", out=args.out))
 
 
+def cmd_data(args) -> int:
+    """`bench data make navier-stokes`: solve, then write navier_stokes/ns_V1e-05_N{S}_T20[_s{seed}].npz
+    into the data root (the file the registry's NavierStokes / NavierStokes1200 entries read)."""
+    import numpy as np
+
+    from bench import navier_stokes as ns
+    settings = dict(ns.FULL if args.full else ns.DEFAULT)
+    for key, value in (("num_samples", args.samples), ("resolution", args.resolution), ("dt", args.dt)):
+        if value is not None:
+            settings[key] = value
+    name = f"ns_V{settings['nu']:.0e}_N{settings['num_samples']}_T{settings['frames']}"
+    path = data_root(args.data_dir) / "navier_stokes" / (name + (f"_s{args.seed}" if args.seed else "") + ".npz")
+    if path.exists() and not args.force:
+        print(f"{path} exists; --force to overwrite it")
+        return 0
+    print(f"solving {settings['num_samples']} samples at {settings['resolution']}^2, dt {settings['dt']:g}, "
+          f"seed {args.seed} -> {path}", file=sys.stderr)
+    start = time.perf_counter()
+    u = ns.generate(seed=args.seed, batch_size=args.batch_size, **settings)
+    ns.write(path, u, {**settings, "seed": args.seed, "solve_s": round(time.perf_counter() - start, 1)})
+    print(f"wrote {path}: u {tuple(u.shape)} (samples, frames, H, W), |w| <= {np.abs(u).max():.2f}, "
+          f"{time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def _epoch_printer(spec):
     def show(epoch, logs):
         print(f"{spec.model} ratio={spec.ratio:g} epoch {epoch}: loss {logs.get('loss', float('nan')):.3f} "
@@ -422,11 +486,11 @@ def _epoch_printer(spec):
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report}
+    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data}
     try:
         return commands[args.command](args)
     except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
-            LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError) as exc:
+            LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError, FloatingPointError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -58,10 +58,27 @@ class Dataset:
     def steps_per_day(self) -> int:
         return 24 * 60 // int(self.meta["interval_min"])
 
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(H, W) of a dataset whose regions are the cells of a city grid (or an image), regions in
+        row-major order (region n is row n // W, column n % W).
+
+        Raises:
+            DataError: the registry entry has no `grid` field (names the field and the fix).
+        """
+        grid = self.meta.get("grid")
+        if not grid:
+            raise DataError(f"dataset {self.name} has no grid shape: a grid model needs `grid: [H, W]` "
+                            f"(rows, columns; regions in row-major order) in its registry entry")
+        return int(grid[0]), int(grid[1])
+
     def slice_nodes(self, n: int) -> "Dataset":
-        """The first `n` regions only (for tests and smoke runs); adjacency is cut to match."""
+        """The first `n` regions only (for tests and smoke runs); adjacency is cut to match. A grid
+        keeps its first n // W rows when n is a multiple of its width W, else it loses its grid."""
+        grid = self.meta.get("grid")
+        kept = [n // grid[1], grid[1]] if grid and n % grid[1] == 0 else None
         return Dataset(self.name, self.flow[:, :n], self.tod, self.dow,
-                       self.adjacency[:n, :n], dict(self.meta, num_nodes=n))
+                       self.adjacency[:n, :n], dict(self.meta, num_nodes=n, grid=kept))
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
@@ -215,11 +232,40 @@ def time_features(start: str, interval_min: int, steps: int) -> tuple[np.ndarray
     return (slots % per_day).astype(np.int64), ((t0.weekday() + slots // per_day) % 7).astype(np.int64)
 
 
-def validate_flow(flow: np.ndarray, name: str) -> np.ndarray:
-    """Check a flow series and return it as [T, N, C] float32.
+def check_grid(grid, num_nodes: int, name: str) -> list[int] | None:
+    """The registry's `grid: [H, W]` as a list of two ints (None when absent).
 
     Raises:
-        DataError: wrong number of axes, NaN or inf, or negative flows.
+        DataError: not two positive ints, or H * W differs from the number of regions.
+    """
+    if grid is None:
+        return None
+    if not (isinstance(grid, (list, tuple)) and len(grid) == 2 and all(isinstance(g, int) and g > 0 for g in grid)):
+        raise DataError(f"dataset {name}: grid {grid!r} must be [H, W], two positive ints (rows, columns)")
+    if grid[0] * grid[1] != num_nodes:
+        raise DataError(f"dataset {name}: grid {list(grid)} holds {grid[0] * grid[1]} cells but the series has "
+                        f"{num_nodes} regions; fix `grid` in the registry entry (H * W must equal the region count)")
+    return [int(grid[0]), int(grid[1])]
+
+
+def _samples_as_series(raw: np.ndarray, name: str) -> tuple[np.ndarray, list[int], int]:
+    """Samples [S, T, H, W] or [S, T, H, W, C] as one series [S * T, H * W, C] (samples one after
+    another, regions row-major), with the grid [H, W] and the sample length T."""
+    if raw.ndim == 4:
+        raw = raw[..., None]
+    if raw.ndim != 5:
+        raise DataError(f"dataset {name}: layout `samples` needs [S, T, H, W] or [S, T, H, W, C]; got {raw.shape}")
+    s, t, h, w, c = raw.shape
+    return raw.reshape(s * t, h * w, c), [h, w], t
+
+
+def validate_flow(flow: np.ndarray, name: str, signed: bool = False) -> np.ndarray:
+    """Check a flow series and return it as [T, N, C] float32.
+
+    signed: negative values are allowed (fields such as vorticity; registry `signed: true`).
+
+    Raises:
+        DataError: wrong number of axes, NaN or inf, or negative flows (unless signed).
     """
     if flow.ndim == 2:
         flow = flow[:, :, None]
@@ -228,7 +274,7 @@ def validate_flow(flow: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(flow).all():
         bad = int((~np.isfinite(flow)).sum())
         raise DataError(f"dataset {name}: flow series holds {bad} NaN/inf values; clean or impute them first")
-    if (flow < 0).any():
+    if not signed and (flow < 0).any():
         raise DataError(f"dataset {name}: flow series holds {int((flow < 0).sum())} negative values; "
                         f"flows are counts (mark missing values as 0, which the masked metrics skip)")
     return flow.astype(np.float32)
@@ -253,10 +299,19 @@ def _load(name: str, root: str, registry: str) -> Dataset:
     entry, root_path = entries[name], Path(root)
     _check_files(name, entry, root_path)
     raw = _read_series(root_path / entry["data"], entry, name)
+    grid, sample_len = entry.get("grid"), None
+    if entry.get("layout", "series") == "samples":
+        raw, grid, sample_len = _samples_as_series(raw, name)
+    elif entry.get("layout", "series") != "series":
+        raise DataError(f"dataset {name}: layout {entry['layout']!r}; use `series` or `samples`")
     if raw.ndim == 3 and entry.get("channels") is not None:
         raw = raw[..., list(entry["channels"])]
-    flow = validate_flow(raw, name)
+    flow = validate_flow(raw, name, signed=bool(entry.get("signed")))
     flow.setflags(write=False)
+    grid = check_grid(grid, flow.shape[1], name)
+    h_in, h_out = int(entry.get("h_in", 12)), int(entry.get("h_out", 12))
+    if sample_len and h_in + h_out > sample_len:
+        raise DataError(f"dataset {name}: h_in + h_out = {h_in + h_out} exceeds the {sample_len} frames of a sample")
     if entry.get("adjacency"):
         adj = _read_adjacency(root_path / entry["adjacency"], entry, name, flow.shape[1])
     elif entry.get("adjacency_knn"):                # k nearest sensors from `lat`/`lon` arrays of the data npz
@@ -268,6 +323,9 @@ def _load(name: str, root: str, registry: str) -> Dataset:
     interval = int(entry.get("interval_min", 60))
     tod, dow = time_features(str(entry.get("start", "2000-01-03T00:00")), interval, flow.shape[0])
     meta = {k: entry.get(k) for k in ("city", "kind", "units", "start", "source")}
+    if sample_len:                                  # simulated samples: no calendar
+        tod, dow = np.zeros_like(tod), np.zeros_like(dow)
     meta.update(interval_min=interval, num_nodes=flow.shape[1],
-                channel_names=entry.get("channel_names") or [f"ch{i}" for i in range(flow.shape[2])])
+                channel_names=entry.get("channel_names") or [f"ch{i}" for i in range(flow.shape[2])],
+                grid=grid, sample_len=sample_len, h_in=h_in, h_out=h_out, signed=bool(entry.get("signed")))
     return Dataset(name, flow, tod, dow, adj, meta)

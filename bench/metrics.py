@@ -74,3 +74,69 @@ def window_mae(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0)
     mask = _mask(truth, null_value)
     err = ((pred - truth).abs() * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
     return [float(v) for v in err]
+
+
+# Frequency bands of grid fields (SDKD, Li et al., ICCV 2025; ../shared/paper/sdkd-summary.md 4.1, 9.3):
+# rfft2 over (H, W), "ortho" norm; low band = radial frequency <= k_c x Nyquist, high band = the rest.
+BAND_CUTOFF = 0.25
+
+
+def low_band(h: int, w: int, k_c: float, device=None) -> torch.Tensor:
+    """Bool mask [h, w // 2 + 1] of the rfft2 coefficients whose radial frequency
+    sqrt(f_y^2 + f_x^2) / 0.5 (1 = Nyquist) is at most `k_c`.
+
+    Raises:
+        ValueError: k_c not in (0, sqrt 2).
+    """
+    if not 0.0 < k_c < 2 ** 0.5:
+        raise ValueError(f"k_c={k_c}: the cut-off is a fraction of the Nyquist frequency, in (0, 1.41); e.g. 0.25")
+    fy = torch.fft.fftfreq(h, device=device)[:, None]
+    fx = torch.fft.rfftfreq(w, device=device)[None, :]
+    return torch.sqrt(fy ** 2 + fx ** 2) / 0.5 <= k_c + 1e-9
+
+
+def _rfft_weights(w: int, device=None) -> torch.Tensor:
+    """[w // 2 + 1] multiplicity of each rfft column in the full spectrum (1 for the zero and, for
+    even w, the Nyquist column; 2 for the others, which stand for a conjugate pair)."""
+    weights = torch.full((w // 2 + 1,), 2.0, device=device)
+    weights[0] = 1.0
+    if w % 2 == 0:
+        weights[-1] = 1.0
+    return weights
+
+
+def band_errors(a: torch.Tensor, b: torch.Tensor, k_c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared difference of two fields split into (low band, high band).
+
+    a, b: [..., H, W] (any leading axes: batch, frames, channels). Returns two 0-d tensors whose
+    sum equals ((a - b) ** 2).mean() (Plancherel), up to float rounding.
+    """
+    diff = a - b
+    h, w = diff.shape[-2:]
+    spec = torch.fft.rfft2(diff, norm="ortho")
+    energy = spec.real ** 2 + spec.imag ** 2
+    energy = energy * _rfft_weights(w, diff.device)
+    low = low_band(h, w, k_c, diff.device)
+    n = diff.numel()
+    return energy[..., low].sum() / n, energy[..., ~low].sum() / n
+
+
+def grid_metrics(pred: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int], k_c: float = BAND_CUTOFF) -> dict:
+    """Image metrics of forecasts on a grid (SDKD's tables): pred, truth [W, H_out, N, C] in original
+    units, N = H * W row-major.
+
+    Returns {"mse": unmasked mean squared error, "ssim": structural similarity (torchmetrics;
+    Gaussian window of 11 cells, sigma 1.5, or on a grid narrower than 11 the largest odd size k that
+    fits with sigma 1.5 k / 11; NaN when k < 3; data range = truth's max - min)
+    averaged over windows, steps and channels, "err_low" / "err_high": the MSE's share in the low
+    and the high frequency band (`band_errors`, they sum to "mse")}.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+    h, w = grid
+    frames = lambda t: t.permute(0, 1, 3, 2).reshape(-1, 1, h, w).double()   # [W * H_out * C, 1, H, W]
+    p, t = frames(pred), frames(truth)
+    kernel = min(11, min(h, w) - (1 - min(h, w) % 2))          # odd, at most the grid's short side
+    data_range = float(t.max() - t.min()) or 1.0
+    low, high = band_errors(p.squeeze(1), t.squeeze(1), k_c)
+    value = float("nan") if kernel < 3 else float(ssim(p, t, data_range=data_range, sigma=1.5 * kernel / 11))
+    return {"mse": float((p - t).pow(2).mean()), "ssim": value, "err_low": float(low), "err_high": float(high)}

@@ -70,6 +70,36 @@ def split_steps(total: int, ratio: float) -> Split:
     return Split(train_start, val_start, test_start, total)
 
 
+def horizons(data: Dataset) -> tuple[int, int]:
+    """(H_in, H_out) of a dataset: its registry's `h_in` / `h_out` (e.g. 10 -> 10 frames for
+    Navier-Stokes), default 12 -> 12."""
+    return int(data.meta.get("h_in") or H_IN), int(data.meta.get("h_out") or H_OUT)
+
+
+def split_for(data: Dataset, ratio: float) -> Split:
+    """The split of a dataset: `split_steps` on its steps, or, for a dataset of independent
+    samples (registry `layout: samples`, `sample_len` frames each), the same fractions on whole
+    samples (test = last 10 % of samples, validation the 10 % before, training the `ratio`
+    share right before validation), returned in steps so that every part starts on a sample.
+
+    Raises:
+        ProtocolError: bad ratio, or fewer than one training sample.
+    """
+    total, length = data.flow.shape[0], data.meta.get("sample_len")
+    if not length:
+        return split_steps(total, ratio)
+    ratio = check_ratio(ratio)
+    samples = total // length
+    n_test, n_val = int(round(samples * TEST_FRAC)), int(round(samples * VAL_FRAC))
+    test_start = samples - n_test
+    val_start = test_start - n_val
+    train_start = max(0, val_start - int(round(samples * ratio)))
+    if val_start <= train_start or n_test < 1 or n_val < 1:
+        raise ProtocolError(f"ratio {ratio} leaves {val_start - train_start} training samples of {samples} "
+                            f"({n_val} validation, {n_test} test); raise the ratio or generate more samples")
+    return Split(train_start * length, val_start * length, test_start * length, samples * length)
+
+
 TEACHER_DATA = ("disjoint", "same", "all")
 
 
@@ -93,8 +123,17 @@ def teacher_split(split: Split, teacher_data: str) -> Split:
     return Split(0, end, split.test_start, split.total)
 
 
-def window_starts(split: Split, part: str, h_in: int = H_IN, h_out: int = H_OUT) -> np.ndarray:
-    """Start steps of the windows of one part ("train", "val" or "test"), ascending int64."""
+def window_starts(split: Split, part: str, h_in: int = H_IN, h_out: int = H_OUT,
+                  sample_len: int | None = None) -> np.ndarray:
+    """Start steps of the windows of one part ("train", "val" or "test"), ascending int64.
+    sample_len: the series is made of independent samples of that many steps: one window per
+    sample of the part, starting at the sample's first step."""
+    if sample_len:
+        bounds = {"train": (split.train_start, split.val_start), "val": (split.val_start, split.test_start),
+                  "test": (split.test_start, split.total)}
+        if part not in bounds:
+            raise ProtocolError(f"unknown part {part!r}; use train, val or test")
+        return np.arange(*bounds[part], sample_len, dtype=np.int64)
     if part == "train":
         lo, hi = split.train_start, split.val_start - h_in - h_out
     elif part == "val":
@@ -152,13 +191,16 @@ class Windows:
     """
 
     def __init__(self, data: Dataset, split: Split, part: str, scaler: Scaler,
-                 h_in: int = H_IN, h_out: int = H_OUT, max_windows: int | None = None, seed: int = 0,
+                 h_in: int | None = None, h_out: int | None = None, max_windows: int | None = None, seed: int = 0,
                  series: tuple[torch.Tensor, torch.Tensor] | None = None, stride: int | None = None):
-        """`series`: (flow, normalised flow) [T, N, C] tensors to share with the other parts of
-        the same split (see `prepare`); built here when None. `stride`: keep every stride-th
-        window (the quick preset's training windows; the span of time covered does not change)."""
+        """`h_in`, `h_out`: default the dataset's (`horizons`). `series`: (flow, normalised flow)
+        [T, N, C] tensors to share with the other parts of the same split (see `prepare`); built
+        here when None. `stride`: keep every stride-th window (the quick preset's training
+        windows; the span of time covered does not change)."""
+        h_in = h_in or horizons(data)[0]
+        h_out = h_out or horizons(data)[1]
         self.data, self.part, self.h_in, self.h_out = data, part, h_in, h_out
-        starts = window_starts(split, part, h_in, h_out)
+        starts = window_starts(split, part, h_in, h_out, data.meta.get("sample_len"))
         if stride and stride > 1:
             starts = starts[::stride]
         if max_windows is not None and len(starts) > max_windows:
@@ -169,19 +211,24 @@ class Windows:
         self.tod = torch.from_numpy(data.tod)
         self.dow = torch.from_numpy(data.dow)
         self.teacher: torch.Tensor | None = None
+        self.teacher_latent: torch.Tensor | None = None
         self.lookback = h_in
         self._targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def attach_teacher(self, predictions: np.ndarray) -> None:
-        """Teacher predictions [len(self), H_out, N, C] in original units, aligned with self.starts."""
+    def attach_teacher(self, predictions: np.ndarray, latents: np.ndarray | None = None) -> None:
+        """Teacher predictions [len(self), H_out, N, C] in original units, aligned with self.starts,
+        and optionally the teacher's latents [len(self), ...] (batches then carry `z_teacher`)."""
         expected = (len(self), self.h_out, self.data.num_nodes, self.data.num_channels)
         if tuple(predictions.shape) != expected:
             raise ProtocolError(f"teacher predictions have shape {tuple(predictions.shape)}, the {self.part} "
                                 f"windows need {expected}")
+        if latents is not None and len(latents) != len(self):
+            raise ProtocolError(f"teacher latents cover {len(latents)} windows, the {self.part} windows are {len(self)}")
         self.teacher = torch.as_tensor(predictions, dtype=torch.float32)
+        self.teacher_latent = None if latents is None else torch.as_tensor(latents)
 
     def batch(self, positions) -> dict[str, torch.Tensor]:
         positions = torch.as_tensor(positions, dtype=torch.int64)
@@ -193,6 +240,8 @@ class Windows:
                "index": positions, "start": s, "dataset": self.data.name}
         if self.teacher is not None:
             out["y_teacher"] = self.teacher[positions]
+        if self.teacher_latent is not None:
+            out["z_teacher"] = self.teacher_latent[positions].float()
         if self.lookback > self.h_in:
             t_hist = s[:, None] + self.h_in - self.lookback + torch.arange(self.lookback)
             history = self.flow[t_hist.clamp(min=0)]
@@ -208,6 +257,7 @@ class Windows:
         keep = np.linspace(0, len(self) - 1, n).round().astype(np.int64)
         out.starts = self.starts[keep]
         out.teacher = None if self.teacher is None else self.teacher[keep]
+        out.teacher_latent = None if self.teacher_latent is None else self.teacher_latent[keep]
         out._targets = None
         return out
 
@@ -250,7 +300,7 @@ def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, s
         (split, scaler, {"train": Windows, "val": Windows, "test": Windows}); the three window
         sets share one raw and one normalised copy of the series.
     """
-    split = split_steps(data.flow.shape[0], ratio)
+    split = split_for(data, ratio)
     scaler = Scaler.fit(data.flow, split)
     series = series_tensors(data, scaler)
     parts = {part: Windows(data, split, part, scaler, max_windows=max_train_windows if part == "train" else None,

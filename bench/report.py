@@ -23,12 +23,13 @@ from bench.results import read_trials, trials_path
 from bench.scalability import read_points, scalability_frame
 
 # suites in the order the paper presents them, then the joint search
-REPORT_ORDER = S.SUITE_ORDER + ("search",)
+REPORT_ORDER = S.SUITE_ORDER + ("search", "sdkd")
 RQ = {"data-efficiency": "RQ1: data efficiency (Fig. 3-4)", "data-scalability": "RQ2: data-efficient scalability (Table 3)",
       "robustness": "RQ3: robustness by horizon and volume (Fig. 5-6)", "sweep": "RQ4: hyperparameters (Fig. 7-9)",
       "scalability": "RQ5: memory and latency (Fig. 10)", "ablation": "RQ6: ablation (Table 4)",
       "search": "RQ4+: joint hyperparameter search (Ray Tune, ASHA)",
-      "distill": "Distillation: does the teacher's forecast reach the student?"}
+      "distill": "Distillation: does the teacher's forecast reach the student?",
+      "sdkd": "SDKD: frequency-aligned distillation on grids (ICCV 2025)"}
 
 
 ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next
@@ -249,6 +250,27 @@ def _distill_figure(df: pd.DataFrame):
     return fig
 
 
+def _sdkd_figure(df: pd.DataFrame):
+    """Per dataset: each model's test MSE split into its low- and high-frequency band (stacked,
+    mean over seeds): the notes' Fig. 2 analysis."""
+    import matplotlib.pyplot as plt
+    ok = S.ok_overall(df)
+    groups = list(ok.groupby(["dataset", "ratio"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.6), squeeze=False)
+    for ax, ((dataset, ratio), at) in zip(axes[0], groups):
+        bands = at.groupby("model", sort=False)[["err_low", "err_high"]].agg(
+            lambda v: pd.to_numeric(v, errors="coerce").mean())
+        ax.bar(bands.index, bands["err_low"], label="low band", color="#4c72b0")
+        ax.bar(bands.index, bands["err_high"], bottom=bands["err_low"], label="high band", color="#dd8452")
+        ax.set_ylabel("test MSE (unmasked)")
+        ax.set_title(f"{dataset}, ratio {ratio:g}")
+        ax.tick_params(axis="x", rotation=40)
+        ax.legend(fontsize=7)
+    fig.suptitle("Error per frequency band (cut-off 0.25 x Nyquist)")
+    fig.tight_layout()
+    return fig
+
+
 def _commands(results: Path, suite: str) -> list[str]:
     log = results / suite / "commands.log"
     return [line.strip() for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
@@ -295,6 +317,18 @@ def collect(results: str | Path, suites=None) -> list[Section]:
                 sec.tables.append(("each student variant against flowdistill-wo-tb (paired Wilcoxon over "
                                    "non-overlapping test windows)", S.distill_frame(df, results / name / "history")))
                 sec.figures.append(("figure", _distill_figure(df)))
+            elif name == "sdkd":
+                cost = read_points(results / "sdkd-cost" / "trials.csv")
+                history = results / name / "history"
+                sec.tables.append(("teacher and students: masked MAE, unmasked MSE (mean ± std over seeds), SSIM, the "
+                                   "MSE per frequency band, share of the teacher's accuracy kept, and the change "
+                                   "against the same student without KD (paired Wilcoxon)", S.sdkd_frame(df, history)))
+                if (cost["status"] == "ok").any():
+                    from bench.scalability import cost_frame
+                    sec.tables.append(("parameters, latency and peak memory (one forward pass), side by side",
+                                       cost_frame(cost)))
+                sec.tables.append(("SDKD's claims (reported by the notes) against this run", S.sdkd_claims(df, cost, history)))
+                sec.figures.append(("figure", _sdkd_figure(df)))
             elif name == "search":
                 sec.tables.append(("sampled configurations, best validation MAE first", search_frame(df)))
                 sec.figures.append(("figure", _search_figure(df)))

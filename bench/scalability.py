@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 FIELDS = ["suite", "dataset", "model", "measure", "x", "seed", "value", "unit", "windows", "device", "threads",
-          "status", "error", "trial_id"]
+          "status", "error", "trial_id", "params"]
 UNITS = {"memory": "MB", "latency": "s"}
 
 
@@ -82,6 +82,46 @@ def build_points(dataset: str, models, preset: str = "full", seeds: int = 1, **p
                for s in range(seeds)])
 
 
+# the sdkd suite's side-by-side cost: memory of one forward pass on a batch of COST_BATCH windows, and
+# the latency of predicting every test window in batches of COST_BATCH (SDKD's students are meant
+# to run at least 2x faster than its teacher)
+COST_BATCH = 16
+
+
+def build_points_for(datasets, models, preset: str = "full", **paths) -> list[Point]:
+    """The cost points of teacher and students (`SDKD_COST_MODELS`) on each dataset: memory at
+    batch COST_BATCH and latency over the whole test part (x1), 3 seeds under the full preset
+    and 1 under quick."""
+    seeds = 1 if preset == "quick" else 3
+    return [Point(d, m, measure, COST_BATCH if measure == "memory" else 1, s, base_windows=None,
+                  latency_batch=COST_BATCH, **paths)
+            for d in datasets for m in models for measure in ("memory", "latency") for s in range(seeds)]
+
+
+def cost_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Parameters, latency (ms per test window) and peak memory (MB, one forward pass on a batch of
+    COST_BATCH) per dataset and model, mean ± std over seeds, with each model's ratio to the
+    first model of its dataset (the teacher): parameter share, speed-up, memory share."""
+    ok = df[df["status"] == "ok"] if len(df) else df
+    if ok.empty:
+        return pd.DataFrame()
+    rows = []
+    for dataset, at in ok.groupby("dataset", sort=False):
+        ref = None
+        for model, g in at.groupby("model", sort=False):
+            lat = g[g["measure"] == "latency"]
+            ms = (lat["value"] / lat["windows"] * 1000) if len(lat) else pd.Series(dtype=float)
+            mem = g[g["measure"] == "memory"]["value"]
+            params = int(pd.to_numeric(g["params"], errors="coerce").max()) if "params" in g else 0
+            cell = lambda v, f: "" if v.empty else (f"{v.mean():{f}}" if len(v) == 1 else f"{v.mean():{f}} ± {v.std():.2g}")
+            ref = ref or {"params": params, "ms": ms.mean(), "mem": mem.mean()}
+            rows.append({"dataset": dataset, "model": model, "params": params, "ms / window": cell(ms, ".3g"),
+                         "peak MB": cell(mem, ".3g"), "params vs first": f"{params / ref['params']:.0%}",
+                         "speed-up": f"{ref['ms'] / ms.mean():.2f}x" if len(ms) else "",
+                         "memory vs first": f"{mem.mean() / ref['mem']:.0%}" if len(mem) and ref["mem"] else ""})
+    return pd.DataFrame(rows)
+
+
 def _rss() -> int:
     import psutil
     return psutil.Process().memory_info().rss
@@ -93,7 +133,7 @@ def measure(point: Point) -> dict:
 
     from bench import registry
     from bench.data import load_dataset
-    from bench.protocol import H_IN, H_OUT, prepare
+    from bench.protocol import horizons, prepare
     from bench.train import forward, set_seed
 
     cuda = torch.cuda.is_available()
@@ -115,7 +155,7 @@ def measure(point: Point) -> dict:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
     model = registry.get(point.model).cls(registry.get(point.model).config(),
-                                          registry.ModelInfo.of(data, scaler, H_IN, H_OUT)).to(dev).eval()
+                                          registry.ModelInfo.of(data, scaler, *horizons(data))).to(dev).eval()
     with torch.no_grad():
         if point.measure == "memory":
             peak, done = [base], threading.Event()
@@ -146,7 +186,8 @@ def measure(point: Point) -> dict:
         else:
             raise ValueError(f"unknown measure {point.measure!r}; use memory or latency")
     return {"value": float(value), "unit": UNITS[point.measure], "windows": int(windows),
-            "device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads()}
+            "device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(),
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def run_point(point: Point, timeout_s: float = 1800) -> dict:
@@ -173,18 +214,18 @@ def read_points(path: Path) -> pd.DataFrame:
     return df
 
 
-def run(points: list[Point], out: str | Path, log=print) -> Path:
-    """Measure every point not yet finished under OUT/scalability/, one after another; returns the
+def run(points: list[Point], out: str | Path, log=print, name: str = "scalability") -> Path:
+    """Measure every point not yet finished under OUT/NAME/, one after another; returns the
     table's path. Each row is appended atomically as its point ends."""
     from tqdm.auto import tqdm
 
     from bench.results import append_rows
-    path = Path(out) / "scalability" / "trials.csv"
+    path = Path(out) / name / "trials.csv"
     done = set(read_points(path).query("status == 'ok'")["trial_id"].astype(str))
     todo = [p for p in points if p.trial_id not in done]
     if len(todo) < len(points):
         log(f"resuming: {len(points) - len(todo)} of {len(points)} points already measured in {path}")
-    bar = tqdm(todo, desc="scalability", unit="point", file=sys.stderr)
+    bar = tqdm(todo, desc=name, unit="point", file=sys.stderr)
     for point in bar:
         bar.set_postfix_str(f"{point.model} {point.measure} x={point.x}")
         row = run_point(point)

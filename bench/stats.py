@@ -60,14 +60,19 @@ def paired_test(a: np.ndarray, b: np.ndarray, every: int = H_OUT) -> dict:
     return out
 
 
-def compare(history_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict:
+def compare(history_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame, every: int | None = None) -> dict:
     """`paired_test` of the trials in rows_a against those in rows_b (overall rows of finished
-    trials, any number of seeds each); p NaN when a history file is missing."""
+    trials, any number of seeds each); p NaN when a history file is missing. every: test every
+    n-th window; None: as the trials' history files say (`window_every`: H_out on a series, 1 on
+    a dataset of independent samples, whose windows never overlap), else H_out."""
+    if every is None:
+        first = Path(history_dir) / f"{rows_a['trial_id'].astype(str).iloc[0]}.json" if len(rows_a) else None
+        every = json.loads(first.read_text()).get("window_every", H_OUT) if first and first.exists() else H_OUT
     a = load_window_mae(history_dir, rows_a["trial_id"].astype(str))
     b = load_window_mae(history_dir, rows_b["trial_id"].astype(str))
     if a is None or b is None or a.shape != b.shape:
         return {"p": float("nan"), "n": 0, "mean_diff": float("nan"), "wins": float("nan")}
-    return paired_test(a, b)
+    return paired_test(a, b, every)
 
 
 def p_label(p: float) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.results import atomic_write
-from bench.protocol import H_IN, H_OUT, Windows, teacher_split
+from bench.protocol import Windows, horizons, teacher_split
 from bench.metrics import masked_mae, masked_rmse
 from bench.train import predict, resolve_device
 
@@ -44,7 +44,7 @@ def cache_key(spec, data_fingerprint: str) -> str:
     kind (a teacher fitted on CUDA differs from one fitted on CPU; move predictions between
     machines with `bench teacher import`)."""
     cfg = dataclasses.asdict(spec.model_config())
-    ident = {"v": CACHE_VERSION, "data": data_fingerprint, "h_in": H_IN, "h_out": H_OUT,
+    ident = {"v": CACHE_VERSION, "data": data_fingerprint,
              "teacher_config": cfg, "device": resolve_device(spec.device).type, "teacher_data": spec.teacher_data} | {
                  k: v for k, v in spec.identity().items() if k != "suite"}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
@@ -100,7 +100,7 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches,
                  device=resolve_device(spec.device))
     fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
-              "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + H_IN + H_OUT] if len(own) else [],
+              "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + sum(horizons(data))] if len(own) else [],
               "epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
               "history": result.history, "steps": result.steps, "best_epoch": result.best_epoch,
               "converged": result.converged}
@@ -163,6 +163,7 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
                               progress=f"{spec.model} predicts {part}" if show else None, device=dev)
         preds[part + "_s"] = time.perf_counter() - t0
     pred = torch.cat([preds[p] for p in full]).numpy().astype(np.float32)
+    latent = predict_latent(model, full["train"], cfg.eval_batch_size, dev) if hasattr(model, "latent") else None
     quality = {f"{part}_{name}": float(fn(preds[part], full[part].targets()))
                for part in ("val", "test") for name, fn in (("mae", masked_mae), ("rmse", masked_rmse))}
     predict_s = sum(preds[p + "_s"] for p in full)
@@ -173,8 +174,18 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
             "params": sum(p.numel() for p in model.parameters()),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "peak_mem_mb": peak_memory_mb()} | quality
-    save_predictions(path, starts, pred, key, meta)
+    save_predictions(path, starts, pred, key, meta, latent)
     return path
+
+
+@torch.no_grad()
+def predict_latent(model, windows: Windows, batch_size: int, device) -> np.ndarray:
+    """`model.latent(batch)` of every window, float16 on the CPU: [W, ...] (a teacher's latents
+    for students that distil from its latent space, e.g. SDKD's latent mode)."""
+    from bench.train import to_device
+    model.eval()
+    out = [model.latent(to_device(b, device)).cpu().half() for b in windows.batches(batch_size)]
+    return torch.cat(out).numpy()
 
 
 def import_predictions(spec, file: str | Path) -> Path:
@@ -198,7 +209,7 @@ def import_predictions(spec, file: str | Path) -> Path:
         given = z["starts"] if "starts" in z else None
     data, split, windows = _all_windows(spec)
     starts = np.concatenate([w.starts for w in windows.values()])
-    expected = (len(starts), H_OUT, data.num_nodes, data.num_channels)
+    expected = (len(starts), horizons(data)[1], data.num_nodes, data.num_channels)
     if pred.shape != expected:
         raise TeacherCacheError(f"{file}: pred has shape {pred.shape}; {spec.dataset} at ratio {spec.ratio} needs "
                                 f"{expected} (train, val and test windows in time order, H_out, regions, channels)")
@@ -233,18 +244,20 @@ def _all_windows(spec) -> tuple:
     """(data, split, {"train", "val", "test": Windows}) of the spec's dataset (first num_nodes
     regions) and ratio: the windows its teacher cache covers (`cached_windows`)."""
     from bench.data import load_dataset
-    from bench.protocol import Scaler, split_steps
+    from bench.protocol import Scaler, split_for
     data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
     if spec.num_nodes:
         data = data.slice_nodes(spec.num_nodes)
-    split = split_steps(data.flow.shape[0], spec.ratio)
+    split = split_for(data, spec.ratio)
     return data, split, cached_windows(spec, spec.model_config(), data, split, Scaler.fit(data.flow, split))
 
 
-def save_predictions(path: Path, starts, pred, key: str, meta: dict) -> None:
-    """Write a teacher cache atomically (temporary file, then rename)."""
+def save_predictions(path: Path, starts, pred, key: str, meta: dict, latent=None) -> None:
+    """Write a teacher cache atomically (temporary file, then rename); `latent` [W_train, ...]:
+    the teacher's latents of the first W_train windows (its training windows), when it has them."""
+    extra = {} if latent is None else {"latent": latent}
     atomic_write(path, lambda tmp: np.savez(tmp, starts=starts, pred=pred, key=np.array(key),
-                                              meta=np.array(json.dumps(meta))))
+                                              meta=np.array(json.dumps(meta)), **extra))
 
 
 def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -263,7 +276,10 @@ def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
         if str(z["key"]) != key:
             raise TeacherCacheError(f"teacher cache {path} was made for other data, ratio or config "
                                     f"(key {str(z['key'])[:12]} != {key[:12]}); delete it and rerun")
-        return z["starts"], z["pred"], json.loads(str(z["meta"]))
+        meta = json.loads(str(z["meta"]))
+        if "latent" in z.files:
+            meta["_latent"] = z["latent"]
+        return z["starts"], z["pred"], meta
 
 
 def attach(parts: dict[str, Windows], spec) -> dict:
@@ -277,7 +293,10 @@ def attach(parts: dict[str, Windows], spec) -> dict:
                                 f"{int((~covered).sum())} of the {len(w)} training windows the student needs (it holds "
                                 f"{len(starts)} windows); refit the teacher with the student's flags (--quick, "
                                 f"--nodes) or import predictions of every window")
-    w.attach_teacher(pred[pos])
+    latent = meta.pop("_latent", None)
+    if latent is not None and pos.max(initial=0) >= len(latent):
+        latent = None                       # latents cover the teacher's training windows only
+    w.attach_teacher(pred[pos], None if latent is None else latent[pos])
     return meta
 
 
@@ -286,7 +305,7 @@ def rows_from_cache(spec) -> list[dict] | None:
     config, teacher seed, data, ratio and caps): its test predictions are already on disk, so
     the trial is not trained twice (only a teacher with teacher_data "same" is such a fit). None
     when the trial is not such a fit or nothing is cached."""
-    from bench.metrics import evaluate, window_mae
+    from bench.metrics import evaluate, grid_metrics, window_mae
     from bench.protocol import volume_buckets
     if spec.seed != TEACHER_SEED:
         return None
@@ -306,6 +325,9 @@ def rows_from_cache(spec) -> list[dict] | None:
              "converged": meta.get("converged", "")}
     pred_test = torch.as_tensor(pred[pos])
     rows = [m | extra for m in evaluate(pred_test, test.targets(), volume_buckets(data.flow, split))]
+    if data.meta.get("grid"):
+        rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred_test, test.targets(), data.grid).items()}
     rows[0]["history"] = meta.get("history", [])
     rows[0]["window_mae"] = window_mae(pred_test, test.targets())
+    rows[0]["window_every"] = 1 if data.meta.get("sample_len") else test.h_out
     return rows

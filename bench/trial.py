@@ -18,19 +18,21 @@ import torch
 
 from bench import registry
 from bench.data import load_dataset
-from bench.metrics import evaluate, window_mae
-from bench.protocol import H_IN, H_OUT, MixedWindows, Windows, prepare, volume_buckets
+from bench.metrics import evaluate, grid_metrics, window_mae
+from bench.protocol import MixedWindows, Windows, horizons, prepare, volume_buckets
 from bench.train import fit, predict, resolve_device, set_seed
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
               "mae_unmasked", "rmse_unmasked",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
               "work_id", "device", "steps", "best_epoch", "converged", "teacher_desc", "teacher_data",
-              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
+              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "mse", "ssim", "err_low", "err_high"]
 # the row fields of a distilled student (empty for other rows): what the teacher was (e.g. the LM,
 # blocks kept, LoRA rank) and what it was fitted on, the teacher's own test MAE, the
 # share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
-# training MAE of the student and of the teacher on the same batches
+# training MAE of the student and of the teacher on the same batches.
+# mse, ssim, err_low, err_high: image metrics of a dataset with a grid, overall row only
+# (`bench.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares)
 DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 
 
@@ -127,11 +129,11 @@ def setup(spec: TrialSpec):
     split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed,
                                    train_stride=spec.train_stride)
     cfg = spec.model_config()
-    info = registry.ModelInfo.of(data, scaler, H_IN, H_OUT)
+    info = registry.ModelInfo.of(data, scaler, *horizons(data))
     set_seed(spec.seed)
     model = registry.get(spec.model).cls(cfg, info)
     for windows in parts.values():
-        windows.lookback = registry.lookback(model, H_IN)
+        windows.lookback = registry.lookback(model, info.h_in)
     return data, split, scaler, parts, cfg, model
 
 
@@ -173,7 +175,7 @@ def training_windows(spec: TrialSpec, cfg, model, train: Windows):
         if spec.num_nodes:
             data = data.slice_nodes(min(spec.num_nodes, data.num_nodes))
         _, scaler, parts = prepare(data, 0.8, spec.max_train_windows, seed=spec.seed, train_stride=spec.train_stride)
-        model.add_dataset(name, registry.ModelInfo.of(data, scaler, H_IN, H_OUT))
+        model.add_dataset(name, registry.ModelInfo.of(data, scaler, *horizons(data)))
         others.append(parts["train"])
     return MixedWindows(train, others)
 
@@ -217,8 +219,11 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
                  "converged": result.converged} | distill_fields(result.history, teacher_meta)
         truth = parts["test"].targets()
         rows = [base | m | extra for m in evaluate(pred, truth, volume_buckets(data.flow, split))]
+        if data.meta.get("grid"):
+            rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred, truth, data.grid).items()}
         rows[0]["history"] = result.history
         rows[0]["window_mae"] = window_mae(pred, truth)
+        rows[0]["window_every"] = 1 if data.meta.get("sample_len") else parts["test"].h_out   # non-overlapping
         if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
             for r in rows:
                 r.update(status="error", error="non-finite test metric")
