@@ -188,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
     mk.add_argument("--resolution", type=_positive_int, help="solver grid (default 128; --full: 256); a "
                     "multiple of 64")
     mk.add_argument("--dt", type=float, help="solver time step (default 2.5e-3; --full: 1e-4)")
-    mk.add_argument("--batch-size", type=_positive_int, default=40, help="samples solved at once (default 40)")
+    mk.add_argument("--batch-size", type=_positive_int, default=20, help="samples solved at once (default 20)")
     mk.add_argument("--full", action="store_true", help="FNO's settings: 1200 samples, 256 x 256, dt 1e-4")
     mk.add_argument("--force", action="store_true", help="overwrite an existing file")
     _data_flags(mk)
@@ -313,10 +313,9 @@ def _run_suite(args, name: str) -> int:
     print(f"\n{table_name} on {', '.join(datasets)} (masked MAE / RMSE on the test set, original units)")
     if suite.kind == "sdkd":
         from bench import scalability
-        cost = scalability.run(scalability.build_points_for(datasets, [m for m in SDKD_COST_MODELS
-                                                                       if m in {s.model for s in specs}],
-                                                            preset, num_nodes=args.nodes, data_dir=data_dir,
-                                                            registry_file=registry_file), out, name="sdkd-cost")
+        cost = scalability.run(scalability.build_points_for(datasets, SDKD_COST_MODELS, preset, num_nodes=args.nodes,
+                                                            data_dir=data_dir, registry_file=registry_file),
+                               out, name="sdkd-cost")
         print(frame_text(sdkd_frame(df, path.parent / "history")))
         print("\nparameters, inference latency and peak memory, measured side by side (one process each)")
         print(frame_text(scalability.cost_frame(scalability.read_points(cost))))

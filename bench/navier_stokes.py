@@ -1,7 +1,7 @@
 """Regenerate the FNO Navier-Stokes benchmark (NavierStokes_V1e-5_N1200_T20) with our own solver.
 
-Source: Li et al., "Fourier Neural Operator for Parametric PDEs", ICLR 2021, section 5.3 and
-appendix A.3 (2-D Navier-Stokes); SDKD notes ../shared/paper/sdkd-summary.md section 8 (SDKD's NS
+Source: Li et al., "Fourier Neural Operator for Parametric PDEs", ICLR 2021, section 5.3 and the
+appendix on the Navier-Stokes data; SDKD notes ../shared/paper/sdkd-summary.md section 8 (SDKD's NS
 file is that FNO file, shape (1200, 64, 64, 20), raw values, frames 0-9 in, 10-19 out).
 
 Equation (vorticity form, unit torus [0, 1)^2, periodic; array axis -2 is x, axis -1 is y):
@@ -9,15 +9,23 @@ Equation (vorticity form, unit torus [0, 1)^2, periodic; array axis -2 is x, axi
     f(x, y) = 0.1 (sin(2 pi (x + y)) + cos(2 pi (x + y))),
     w0 ~ N(0, 7^{3/2} (-Laplacian + 49 I)^{-2.5}), with FNO's normalisation of that Gaussian field
     (the factor 7^{3/2} scales the square root of the spectrum; pointwise variance
-    2 * 7^3 * sum_{k != 0} (4 pi^2 |k|^2 + 49)^{-2.5}, about 0.27^2).
+    2 * 7^3 * sum_{k != 0} (4 pi^2 |k|^2 + 49)^{-2.5}, about 0.26^2).
 Solver: pseudo-spectral, 2/3-rule dealiasing of the nonlinear term, Crank-Nicolson for diffusion.
 The nonlinear term is explicit: Heun (2nd order, the default) or forward Euler (`heun=False`, FNO's
-own scheme). Heun's explicit part is stable for much larger steps, which is what lets the default
-run on a laptop CPU: at resolution 128 and Heun, dt = 2.5e-3 keeps |w| within the FNO range.
-Frames are recorded at t = 1, ..., T (w0 itself is not recorded) and subsampled to save_size.
+own scheme). Frames are recorded at t = 1, ..., T (w0 is not recorded) and subsampled to save_size.
 
-Default dataset (DEFAULT) is a small one that runs in about 8 minutes on 2 CPU cores; FULL is FNO's
-setting (1200 samples, 256^2, dt = 1e-4), far out of reach on CPU.
+DEFAULT, the small dataset: 120 samples (a tenth of FNO's 1200; split 100/20 like FNO's 1000/200)
+solved at 128^2 with Heun, dt = 2.5e-3, float32, batches of 20: measured 6 min 17 s wall on 2 idle
+CPU cores (torch.set_num_threads(2), 0.36 ms per sample and step), peak RSS 0.35 GiB; all frames
+finite, |w| <= 3.84, std 0.28 (t=1) to 1.75 (t=20). Checked on two draws: 128^2 frames differ from a
+256^2 solve (dt 1e-3) by 0.1-0.8 % at t = 1..15 and 4 % at t = 20 (chaotic growth); dt = 5e-3 gives
+the same frames as 2.5e-3, while dt = 6.25e-3 blows up near t = 19 (explicit stability limit; it
+falls as |w| grows), so the default keeps a x2.5 margin. At 256^2, Heun blows up at dt = 2.5e-3, not
+at 1e-3. FNO's Euler scheme at dt = 1e-4 matches Heun at 2.5e-3 to < 0.1 % (128^2, t = 1..5).
+Threads: 2 threads are 2x faster than 1 on idle cores but 15-40x SLOWER than 1 while other jobs keep
+the cores busy (measured; OpenMP over-subscription), hence generate(threads=...).
+FULL is FNO's setting (1200 samples, 256^2, dt = 1e-4, forward Euler): about 90 h on 2 idle CPU
+cores (1.3 ms per sample and step measured), a job for a GPU.
 """
 from __future__ import annotations
 
@@ -32,7 +40,7 @@ import torch
 
 GENERATOR_VERSION = "flowbench-ns-1"
 DEFAULT = dict(num_samples=120, resolution=128, dt=2.5e-3, nu=1e-5, frames=20, save_size=64)
-FULL = dict(num_samples=1200, resolution=256, dt=1e-4, nu=1e-5, frames=20, save_size=64)
+FULL = dict(num_samples=1200, resolution=256, dt=1e-4, nu=1e-5, frames=20, save_size=64, heun=False)
 _FIELDS_PER_SAMPLE = 40   # float64 N x N work arrays per sample: measured peak ~19 (+ frames), x2 margin
 
 
@@ -65,12 +73,13 @@ def _wavenumbers(n: int):
 
 def grf(num: int, n: int, generator: torch.Generator | None = None, alpha: float = 2.5,
         tau: float = 7.0) -> torch.Tensor:
-    """Samples of the periodic Gaussian random field N(0, tau^{alpha-1} (-Laplacian + tau^2 I)^{-alpha}).
+    """Periodic zero-mean Gaussian random fields on the n x n grid of the unit torus: [num, n, n] float64.
 
-    FNO's GaussianRF (alpha = 2.5, tau = 7): sqrt-spectrum sqrt(2) tau^{alpha-1} (4 pi^2 |k|^2 +
-    tau^2)^{-alpha/2}, mode k = 0 removed, so every sample has zero mean. Drawn as filtered real white
-    noise from `generator`, sample by sample (reproducible per seed). Returns [num, n, n] float64. Source: Li et al. 2021,
-    section 5.3 (initial condition mu).
+    FNO's GaussianRF (alpha = 2.5, tau = 7), written N(0, 7^{3/2} (-Laplacian + 49 I)^{-2.5}) in the
+    paper: Fourier amplitude sqrt(2) tau^{alpha-1} (4 pi^2 |k|^2 + tau^2)^{-alpha/2}, mode k = 0 removed
+    (every sample has zero mean). Drawn as filtered real white noise from `generator`, one sample after
+    the other (reproducible per seed). Raises ValueError if num or n is not positive.
+    Source: Li et al. 2021, section 5.3 (initial condition w0 ~ mu).
     """
     _check_positive(num=num, n=n)
     kx, ky = _wavenumbers(n)
@@ -94,7 +103,7 @@ def solve(w0: torch.Tensor, forcing: torch.Tensor | float, nu: float, t_final: f
     (a tqdm bar), advanced once per step.
     Returns [B, N, N, frames] in dtype, frames = t_final / record_every (w0 not included).
     Raises ValueError for non-positive dt/t_final/record_every, negative nu, or a non-integer ratio.
-    Source: Li et al. 2021, appendix A.3 (pseudo-spectral, Crank-Nicolson).
+    Source: Li et al. 2021, section 5.3 and the appendix on the NS data (pseudo-spectral, Crank-Nicolson).
     """
     _check_positive(dt=dt, t_final=t_final, record_every=record_every)
     if nu < 0:
@@ -143,8 +152,9 @@ def estimate_bytes(batch: int, resolution: int, num_samples: int = 0, frames: in
                    save_size: int = 64) -> int:
     """Peak memory (bytes) of generate(): solver work arrays for one batch plus the output arrays.
 
-    batch x resolution^2 float64 work fields (Heun step) + batch x resolution^2 x frames float64
-    recorded frames + num_samples x frames x save_size^2 float32 result.
+    batch x resolution^2 x 40 float64 work fields (a Heun step; measured peak ~19, float32 needs half)
+    + batch x resolution^2 x frames recorded frames + num_samples x frames x save_size^2 float32 result.
+    An upper bound; the Python and torch runtime itself is not counted.
     """
     work = batch * resolution ** 2 * 8 * (_FIELDS_PER_SAMPLE + frames)
     return int(work + num_samples * frames * save_size ** 2 * 4)
@@ -153,16 +163,17 @@ def estimate_bytes(batch: int, resolution: int, num_samples: int = 0, frames: in
 def generate(num_samples: int = DEFAULT["num_samples"], seed: int = 0, resolution: int = DEFAULT["resolution"],
              dt: float = DEFAULT["dt"], nu: float = DEFAULT["nu"], frames: int = DEFAULT["frames"],
              save_size: int = DEFAULT["save_size"], batch_size: int = 20, heun: bool = True,
-             dtype: torch.dtype = torch.float32, progress: bool = True) -> np.ndarray:
+             dtype: torch.dtype = torch.float32, threads: int | None = None, progress: bool = True) -> np.ndarray:
     """Generate the NS dataset: returns u [num_samples, frames, save_size, save_size] float32.
 
     Sample i's w0 is drawn at `resolution` from a torch.Generator seeded with `seed` (batches in
     order), solved to t = frames with step dt, recorded at t = 1..frames, subsampled every
     resolution // save_size points (FNO). dt in time units, must divide 1; nu: viscosity; dtype: solver
-    precision (see solve). A tqdm bar counts solver steps over all batches (on stderr).
+    precision (see solve). threads: torch intra-op threads while solving (None: leave as set); use 1 on
+    a machine busy with other jobs. A tqdm bar counts solver steps over all batches (on stderr).
     Raises ValueError (bad parameter; the message names it and the fix), SolverSizeError before
     any solving when estimate_bytes() exceeds psutil.virtual_memory().available, and
-    FloatingPointError if a batch blows up or leaves |w| < 50 (dt above the stability limit).
+    FloatingPointError if a batch blows up (non-finite or |w| >= 50: dt above the stability limit).
     Source: Li et al. 2021, section 5.3; FULL holds FNO's own settings.
     """
     import psutil
@@ -180,12 +191,14 @@ def generate(num_samples: int = DEFAULT["num_samples"], seed: int = 0, resolutio
         raise SolverSizeError(f"generate() needs about {need / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB "
                               f"is available; lower batch_size (now {batch}) or resolution (now {resolution}), "
                               f"or num_samples if the result alone is too large")
-    gen = torch.Generator().manual_seed(seed)
+    gen, threads_before = torch.Generator().manual_seed(seed), torch.get_num_threads()
     sub, steps = resolution // save_size, round(1.0 / dt)
     f = forcing(resolution)
     result = np.empty((num_samples, frames, save_size, save_size), np.float32)
-    with tqdm(total=steps * frames * math.ceil(num_samples / batch), desc="navier-stokes", unit="step",
-              disable=not progress, mininterval=2.0) as bar:
+    bar = tqdm(total=steps * frames * math.ceil(num_samples / batch), desc="navier-stokes", unit="step",
+               disable=not progress, mininterval=2.0)
+    try:
+        torch.set_num_threads(threads or threads_before)
         for start in range(0, num_samples, batch):
             w0 = grf(min(batch, num_samples - start), resolution, gen)
             w = solve(w0, f, nu, float(frames), dt, 1.0, heun=heun, dtype=dtype, bar=bar)[:, ::sub, ::sub]
@@ -193,6 +206,9 @@ def generate(num_samples: int = DEFAULT["num_samples"], seed: int = 0, resolutio
                 raise FloatingPointError(f"solution blew up: dt={dt} is above the stability limit at resolution "
                                          f"{resolution}; lower dt (halve it)")
             result[start:start + len(w0)] = w.permute(0, 3, 1, 2).numpy()
+    finally:
+        bar.close()
+        torch.set_num_threads(threads_before)
     return result
 
 
@@ -213,6 +229,7 @@ def write(path: str | os.PathLike, samples: np.ndarray, meta: dict) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, u=samples, meta=np.array(json.dumps(meta)))
+        os.chmod(tmp, 0o644)                       # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -227,9 +244,8 @@ if __name__ == "__main__":
     ap.add_argument("--full", action="store_true", help="FNO's full setting (1200 samples, 256^2, dt 1e-4)")
     ap.add_argument("--num-samples", type=int)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads; 1 if other jobs share the cores")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     cfg = dict(FULL if args.full else DEFAULT, **({"num_samples": args.num_samples} if args.num_samples else {}))
-    u = generate(seed=args.seed, **cfg)
+    u = generate(seed=args.seed, threads=args.threads, **cfg)
     print(write(args.out, u, {**cfg, "seed": args.seed, "threads": args.threads}))

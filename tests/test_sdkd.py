@@ -220,9 +220,12 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
     kd = table[table["model"] == "sdkd-unet-kd"].iloc[0]
     assert kd["MSE vs no KD"].endswith("%") and kd["p"].startswith("p=")  # 6 test samples, each its own window
     assert list(table["model"])[0] == "sdkd-teacher" and table["of teacher"].iloc[0] == ""
-    assert "speed-up" in printed and "sdkd-resnet" not in printed       # cost of the models in the run only
+    assert "speed-up" in printed                                        # teacher and both students, side by side
     cost = pd.read_csv(out / "sdkd-cost" / "trials.csv")
-    assert set(cost["model"]) == {"sdkd-teacher", "sdkd-unet"} and (cost["status"] == "ok").all()
+    assert set(cost["model"]) == {"sdkd-teacher", "sdkd-unet", "sdkd-resnet"} and (cost["status"] == "ok").all()
+    from bench.scalability import cost_frame
+    frame = cost_frame(cost)
+    assert frame["model"].iloc[0] == "sdkd-teacher" and frame["params vs teacher"].iloc[0] == "100%"
     pdf = build(out, tmp_path / "r.pdf")
     text = "".join(page.extract_text() for page in PdfReader(pdf["pdf"]).pages)
     assert "SDKD" in text and "81.3" in text and "high band" in text
@@ -230,17 +233,17 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
 
 def test_bench_data_make_navier_stokes_writes_what_the_registry_reads(tmp_path, capsys):
     from bench.cli import main
-    argv = ["data", "make", "navier-stokes", "--samples", "20", "--resolution", "64", "--dt", "0.01",
+    argv = ["data", "make", "navier-stokes", "--samples", "4", "--resolution", "64", "--dt", "0.01",
             "--data-dir", str(tmp_path)]
     assert main(argv) == 0
-    path = tmp_path / "navier_stokes" / "ns_V1e-05_N20_T20.npz"
+    path = tmp_path / "navier_stokes" / "ns_V1e-05_N4_T20.npz"
     with np.load(path) as z:
-        assert z["u"].shape == (20, 20, 64, 64) and np.isfinite(z["u"]).all()
+        assert z["u"].shape == (4, 20, 64, 64) and np.isfinite(z["u"]).all()
     reg = tmp_path / "reg.yaml"
-    reg.write_text("NS20:\n  layout: samples\n  data: navier_stokes/ns_V1e-05_N20_T20.npz\n  data_key: u\n"
+    reg.write_text("NS4:\n  layout: samples\n  data: navier_stokes/ns_V1e-05_N4_T20.npz\n  data_key: u\n"
                    "  signed: true\n  h_in: 10\n  h_out: 10\n")
-    data = load_dataset("NS20", tmp_path, reg)
-    assert data.grid == (64, 64) and data.flow.shape == (400, 4096, 1)
+    data = load_dataset("NS4", tmp_path, reg)
+    assert data.grid == (64, 64) and data.flow.shape == (80, 4096, 1)
     assert main(argv) == 0 and "exists" in capsys.readouterr().out            # never overwritten silently
     assert main(["data", "make", "navier-stokes", "--resolution", "65536", "--data-dir", str(tmp_path)]) == 2
     assert "GiB" in capsys.readouterr().err
@@ -249,3 +252,13 @@ def test_bench_data_make_navier_stokes_writes_what_the_registry_reads(tmp_path, 
 def test_navier_stokes_missing_says_how_to_make_it(tmp_path):
     with pytest.raises(DataError, match="bench data make navier-stokes"):
         load_dataset("NavierStokes", tmp_path)
+
+
+def test_persistence_repeats_the_last_input_step(taxi):
+    rows = run_trial(TrialSpec(suite="t", dataset="NYCTaxi", model="persistence", ratio=0.1))
+    _, scaler, parts = prepare(taxi, 0.1)
+    test = parts["test"]
+    truth = test.targets()
+    last = torch.cat([b["x"][:, -1:] for b in test.batches(512)])
+    expected = masked_mae(scaler.inverse(last).expand_as(truth), truth)
+    assert rows[0]["mae"] == pytest.approx(float(expected), rel=1e-5) and rows[0]["epochs"] == 0
