@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.registry import ModelInfo, register
 from models.grid import fold, from_frames, grid_shape, to_frames, unfold
-from models.sdkd_student import SDKDStudentConfig, check_student, student_loss
+from models.sdkd_student import GridStudent, SDKDStudentConfig, check_student, latent_adapter
 
 
 @dataclass
@@ -46,7 +46,7 @@ class ResBlock(nn.Module):
           kd="output", teacher="sdkd-teacher")
 @register("sdkd-resnet-sdkd", "SDKD's ResNet student with frequency-aligned KD on the forecast",
           kd="sdkd", teacher="sdkd-teacher")
-class SDKDResNet(nn.Module):
+class SDKDResNet(GridStudent):
     """forward: x [B, H_in, N, C] z-scored (N = H * W of the dataset's `grid`) -> [B, H_out, N, C].
 
     Raises:
@@ -65,15 +65,9 @@ class SDKDResNet(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(c_in, w, 3, 1, 1), nn.BatchNorm2d(w), nn.ReLU())
         self.blocks = nn.Sequential(*[ResBlock(a, b, cfg.dropout) for a, b in zip([w] + widths[:-1], widths)])
         self.head = nn.Conv2d(2 * w, c_out, 1)
-        self.adapter = nn.Conv2d(2 * w, cfg.teacher_width, 1) if cfg.kd == "sdkd" and cfg.sdkd_on == "latent" else None
+        self.adapter = latent_adapter(cfg, 2 * w, cfg.teacher_width)
 
     def _run(self, x):
         latent = self.blocks(self.stem(fold(to_frames(x, self.grid))))
         return from_frames(unfold(self.head(latent), self.info.h_out)), latent
 
-    def forward(self, x, tod=None, dow=None):
-        return self._run(x)[0]
-
-    def training_loss(self, batch):
-        pred, latent = self._run(batch["x"])
-        return student_loss(pred, latent, self.adapter, batch, self.info.scaler, self.cfg, self.grid)

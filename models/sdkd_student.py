@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from bench.metrics import masked_mae
 from bench.protocol import Scaler
@@ -107,3 +108,21 @@ def student_loss(pred: torch.Tensor, feature: torch.Tensor, adapter, batch: dict
         logs |= bands
     logs["kd"] = kd.item()
     return loss + cfg.lambda_kd * kd, logs
+
+
+class GridStudent(nn.Module):
+    """What the U-Net and the ResNet student share: `forward` and `training_loss` over their own
+    `_run(x) -> (prediction [B, H_out, N, C] z-scored, latent [B, c, h, w])`, with `self.cfg`,
+    `self.info`, `self.grid` and `self.adapter` (None unless SDKD runs on the latent)."""
+
+    def forward(self, x, tod=None, dow=None):
+        return self._run(x)[0]
+
+    def training_loss(self, batch):
+        pred, latent = self._run(batch["x"])
+        return student_loss(pred, latent, self.adapter, batch, self.info.scaler, self.cfg, self.grid)
+
+
+def latent_adapter(cfg: SDKDStudentConfig, width: int, teacher_width: int) -> nn.Module | None:
+    """The 1x1 conv from the student's latent width to the teacher's, in latent mode only."""
+    return nn.Conv2d(width, teacher_width, 1) if cfg.kd == "sdkd" and cfg.sdkd_on == "latent" else None

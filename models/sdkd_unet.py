@@ -14,7 +14,7 @@ from torch import nn
 
 from bench.registry import ModelInfo, register
 from models.grid import fold, from_frames, grid_shape, to_frames, unfold
-from models.sdkd_student import SDKDStudentConfig, check_student, student_loss
+from models.sdkd_student import GridStudent, SDKDStudentConfig, check_student, latent_adapter
 
 
 @dataclass
@@ -41,7 +41,7 @@ def up(c_in: int, c_out: int) -> nn.Sequential:
           kd="sdkd", teacher="sdkd-teacher")
 @register("sdkd-unet-sdkd-latent", "SDKD's U-Net student with frequency-aligned KD on the teacher's latent",
           kd="sdkd", sdkd_on="latent", teacher="sdkd-teacher")
-class SDKDUNet(nn.Module):
+class SDKDUNet(GridStudent):
     """forward: x [B, H_in, N, C] z-scored (N = H * W of the dataset's `grid`) -> [B, H_out, N, C].
 
     Raises:
@@ -60,7 +60,7 @@ class SDKDUNet(nn.Module):
         self.up2, self.dec2 = up(2 * w, 2 * w), down(4 * w, 2 * w, 1)
         self.up1, self.dec1 = up(2 * w, w), down(2 * w, w, 1)
         self.head = nn.Conv2d(w, c_out, 1)
-        self.adapter = nn.Conv2d(2 * w, cfg.teacher_width, 1) if cfg.kd == "sdkd" and cfg.sdkd_on == "latent" else None
+        self.adapter = latent_adapter(cfg, 2 * w, cfg.teacher_width)
 
     def _run(self, x):
         e1 = self.enc1(fold(to_frames(x, self.grid)))
@@ -70,9 +70,3 @@ class SDKDUNet(nn.Module):
         d1 = self.dec1(torch.cat([self.up1(d2)[..., :e1.shape[-2], :e1.shape[-1]], e1], dim=1))
         return from_frames(unfold(self.head(d1), self.info.h_out)), latent
 
-    def forward(self, x, tod=None, dow=None):
-        return self._run(x)[0]
-
-    def training_loss(self, batch):
-        pred, latent = self._run(batch["x"])
-        return student_loss(pred, latent, self.adapter, batch, self.info.scaler, self.cfg, self.grid)
