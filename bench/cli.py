@@ -221,8 +221,10 @@ def cmd_list(args) -> int:
         print(f"data root: {root}")
         for name, entry in load_registry(args.registry).items():
             present = (root / entry["data"]).is_file()
-            print(f"{name:12s} {entry.get('city', '')}, {entry.get('interval_min', '?')} min, "
-                  f"{'present' if present else 'MISSING ' + str(root / entry['data'])}")
+            what = (f"{entry.get('kind', '')} samples, {entry.get('h_in', 12)} -> {entry.get('h_out', 12)} frames"
+                    if entry.get("layout") == "samples" else f"{entry.get('city', '')}, {entry.get('interval_min', '?')} min")
+            grid = f", grid {entry['grid'][0]} x {entry['grid'][1]}" if entry.get("grid") else ""
+            print(f"{name:12s} {what}{grid}, {'present' if present else 'MISSING ' + str(root / entry['data'])}")
     return 0
 
 

@@ -17,9 +17,11 @@ def test_list_commands(capsys):
     out = capsys.readouterr().out
     assert "flowdistill " in out and "flowdistill-wo-tb" in out and "stwa" in out and "easyst" in out
     assert main(["list", "datasets"]) == 0
-    assert "NYCTaxi" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "NYCTaxi" in out and "grid 10 x 20" in out and "NavierStokes vorticity samples, 10 -> 10 frames" in out
     assert main(["list", "suites"]) == 0
-    assert "data-efficiency" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "data-efficiency" in out and "sdkd" in out
 
 
 @pytest.mark.parametrize("argv, message", [
