@@ -305,8 +305,7 @@ def rows_from_cache(spec) -> list[dict] | None:
     config, teacher seed, data, ratio and caps): its test predictions are already on disk, so
     the trial is not trained twice (only a teacher with teacher_data "same" is such a fit). None
     when the trial is not such a fit or nothing is cached."""
-    from bench.metrics import evaluate, grid_metrics, window_mae
-    from bench.protocol import volume_buckets
+    from bench.trial import score
     if spec.seed != TEACHER_SEED:
         return None
     # a teacher fitted on the student's part only ("same") is exactly this trial
@@ -323,11 +322,6 @@ def rows_from_cache(spec) -> list[dict] | None:
              "peak_mem_mb": round(meta.get("peak_mem_mb", 0.0), 1), "status": "ok", "error": "",
              "steps": meta.get("steps", ""), "best_epoch": meta.get("best_epoch", ""),
              "converged": meta.get("converged", "")}
-    pred_test = torch.as_tensor(pred[pos])
-    rows = [m | extra for m in evaluate(pred_test, test.targets(), volume_buckets(data.flow, split))]
-    if data.meta.get("grid"):
-        rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred_test, test.targets(), data.grid).items()}
+    rows = [row | extra for row in score(torch.as_tensor(pred[pos]), test, data, split)]
     rows[0]["history"] = meta.get("history", [])
-    rows[0]["window_mae"] = window_mae(pred_test, test.targets())
-    rows[0]["window_every"] = 1 if data.meta.get("sample_len") else test.h_out
     return rows

@@ -217,13 +217,8 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
                  "params": sum(p.numel() for p in model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
                  "status": "ok", "error": "", "device": dev.type, "steps": result.steps, "best_epoch": result.best_epoch,
                  "converged": result.converged} | distill_fields(result.history, teacher_meta)
-        truth = parts["test"].targets()
-        rows = [base | m | extra for m in evaluate(pred, truth, volume_buckets(data.flow, split))]
-        if data.meta.get("grid"):
-            rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred, truth, data.grid).items()}
+        rows = [base | row | extra for row in score(pred, parts["test"], data, split)]
         rows[0]["history"] = result.history
-        rows[0]["window_mae"] = window_mae(pred, truth)
-        rows[0]["window_every"] = 1 if data.meta.get("sample_len") else parts["test"].h_out   # non-overlapping
         if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
             for r in rows:
                 r.update(status="error", error="non-finite test metric")
@@ -232,6 +227,21 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         rows = error_rows(spec, f"{type(exc).__name__}: {exc}", base["teacher"])
         rows[0]["traceback"] = traceback.format_exc()[-2000:]
         return rows
+
+
+def score(pred: torch.Tensor, test: Windows, data, split) -> list[dict]:
+    """The metric rows of test predictions pred [W, H_out, N, C] (original units) of the `test`
+    windows: `evaluate` per horizon and volume bucket, the grid metrics (`grid_metrics`) on the
+    overall row of a dataset with a grid, and on that row `window_mae` and `window_every` (every
+    n-th window is non-overlapping: H_out on a series, 1 on independent samples) for the paired
+    tests of `bench.stats`."""
+    truth = test.targets()
+    rows = evaluate(pred, truth, volume_buckets(data.flow, split))
+    if data.meta.get("grid"):
+        rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred, truth, data.grid).items()}
+    rows[0]["window_mae"] = window_mae(pred, truth)
+    rows[0]["window_every"] = 1 if data.meta.get("sample_len") else test.h_out
+    return rows
 
 
 def distill_fields(history: list[dict], teacher_meta: dict | None) -> dict:
