@@ -261,12 +261,18 @@ def save_predictions(path: Path, starts, pred, key: str, meta: dict, latent=None
 
 
 def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Read the cached predictions of the teacher `spec`, checking the key.
+    """Read the cached predictions of the teacher `spec`, checking the key: (starts, pred, meta).
 
     Raises:
         TeacherCacheError: no cache (run the teacher first), or a cache made for other data,
             ratio or config.
     """
+    return _read_cache(spec)[:3]
+
+
+def _read_cache(spec, latent: bool = False) -> tuple:
+    """(starts, pred, meta, latent) of the teacher `spec`'s cache, key checked (`load_predictions`);
+    latent: also read its latents (None when not asked for or the cache has none)."""
     key, path = locate(spec)
     if not path.exists():
         raise TeacherCacheError(f"no cached predictions of teacher {spec.model} for {spec.dataset} at ratio "
@@ -276,15 +282,14 @@ def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
         if str(z["key"]) != key:
             raise TeacherCacheError(f"teacher cache {path} was made for other data, ratio or config "
                                     f"(key {str(z['key'])[:12]} != {key[:12]}); delete it and rerun")
-        meta = json.loads(str(z["meta"]))
-        if "latent" in z.files:
-            meta["_latent"] = z["latent"]
-        return z["starts"], z["pred"], meta
+        lat = z["latent"] if latent and "latent" in z.files else None
+        return z["starts"], z["pred"], json.loads(str(z["meta"])), lat
 
 
 def attach(parts: dict[str, Windows], spec) -> dict:
-    """Attach cached teacher predictions to the training windows of a student trial."""
-    starts, pred, meta = load_predictions(spec)
+    """Attach cached teacher predictions (and latents, when cached) to the training windows of a
+    student trial; returns the cache's meta."""
+    starts, pred, meta, latent = _read_cache(spec, latent=True)
     w = parts["train"]
     pos = np.searchsorted(starts, w.starts)
     covered = (pos < len(starts)) & (starts[np.minimum(pos, len(starts) - 1)] == w.starts)
@@ -293,7 +298,6 @@ def attach(parts: dict[str, Windows], spec) -> dict:
                                 f"{int((~covered).sum())} of the {len(w)} training windows the student needs (it holds "
                                 f"{len(starts)} windows); refit the teacher with the student's flags (--quick, "
                                 f"--nodes) or import predictions of every window")
-    latent = meta.pop("_latent", None)
     if latent is not None and pos.max(initial=0) >= len(latent):
         latent = None                       # latents cover the teacher's training windows only
     w.attach_teacher(pred[pos], None if latent is None else latent[pos])
