@@ -17,21 +17,23 @@ import pandas as pd
 from bench.protocol import H_OUT
 
 
-def load_window_mae(history_dir: Path, trial_ids) -> np.ndarray | None:
-    """Per-window test MAE of the given trials, averaged over them (seeds): [W], or None when a
-    history file or its `window_mae` is missing."""
-    runs = []
+def load_window_mae(history_dir: Path, trial_ids) -> tuple[np.ndarray, int] | None:
+    """Per-window test MAE of the given trials, averaged over them (seeds): ([W], every), where
+    `every` is the first file's `window_every` (the step between non-overlapping windows; H_out
+    when not recorded), or None when a history file or its `window_mae` is missing."""
+    runs, every = [], None
     for tid in trial_ids:
         path = Path(history_dir) / f"{tid}.json"
         if not path.exists():
             return None
-        errors = json.loads(path.read_text()).get("window_mae")
-        if errors is None:
+        history = json.loads(path.read_text())
+        if history.get("window_mae") is None:
             return None
-        runs.append(np.asarray(errors, dtype=np.float64))
+        runs.append(np.asarray(history["window_mae"], dtype=np.float64))
+        every = every or history.get("window_every", H_OUT)
     if not runs or len({len(r) for r in runs}) != 1:
         return None
-    return np.mean(runs, axis=0)
+    return np.mean(runs, axis=0), every
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, every: int = H_OUT) -> dict:
@@ -65,14 +67,11 @@ def compare(history_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame, every
     trials, any number of seeds each); p NaN when a history file is missing. every: test every
     n-th window; None: as the trials' history files say (`window_every`: H_out on a series, 1 on
     a dataset of independent samples, whose windows never overlap), else H_out."""
-    if every is None:
-        first = Path(history_dir) / f"{rows_a['trial_id'].astype(str).iloc[0]}.json" if len(rows_a) else None
-        every = json.loads(first.read_text()).get("window_every", H_OUT) if first and first.exists() else H_OUT
     a = load_window_mae(history_dir, rows_a["trial_id"].astype(str))
     b = load_window_mae(history_dir, rows_b["trial_id"].astype(str))
-    if a is None or b is None or a.shape != b.shape:
+    if a is None or b is None or a[0].shape != b[0].shape:
         return {"p": float("nan"), "n": 0, "mean_diff": float("nan"), "wins": float("nan")}
-    return paired_test(a, b, every)
+    return paired_test(a[0], b[0], every or a[1])
 
 
 def p_label(p: float) -> str:
