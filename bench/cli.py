@@ -27,8 +27,8 @@ from models.language_model import LanguageModelError
 from bench.report import ReportError
 from bench.search import SearchSpaceError
 from bench.suites import (ALL_SUITES, PRESETS, SDKD_COST_MODELS, SUITE_ORDER, SUITES, SuiteError, ablation_frame,
-                          breakdown_table, build_specs, distill_frame, frame_text, get_suite, ratio_table, sdkd_frame,
-                          sweep_frame)
+                          breakdown_table, build_specs, cost_frame, distill_frame, frame_text, get_suite, ratio_table,
+                          sdkd_frame, sweep_frame)
 from tabulate import tabulate
 
 
@@ -320,7 +320,7 @@ def _run_suite(args, name: str) -> int:
                                out, name="sdkd-cost")
         print(frame_text(sdkd_frame(df, path.parent / "history")))
         print("\nparameters, inference latency and peak memory, measured side by side (one process each)")
-        print(frame_text(scalability.cost_frame(scalability.read_points(cost))))
+        print(frame_text(cost_frame(scalability.read_points(cost))))
     elif suite.kind == "sweep" and not args.search:
         print(frame_text(sweep_frame(df)))
     elif args.search:

@@ -326,9 +326,8 @@ def collect(results: str | Path, suites=None) -> list[Section]:
                                    "MSE per frequency band, share of the teacher's accuracy kept, and the change "
                                    "against the same student without KD (paired Wilcoxon)", S.sdkd_frame(df, history)))
                 if (cost["status"] == "ok").any():
-                    from bench.scalability import cost_frame
                     sec.tables.append(("parameters, latency and peak memory (one forward pass), side by side",
-                                       cost_frame(cost)))
+                                       S.cost_frame(cost)))
                 sec.tables.append(("SDKD's claims (reported by the notes) against this run", S.sdkd_claims(df, cost, history)))
                 sec.figures.append(("figure", _sdkd_figure(df)))
             elif name == "search":

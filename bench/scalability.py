@@ -98,31 +98,6 @@ def build_points_for(datasets, models, preset: str = "full", **paths) -> list[Po
             for d in datasets for m in models for measure in ("memory", "latency") for s in range(seeds)]
 
 
-def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFrame:
-    """Parameters, latency (ms per test window) and peak memory (MB, one forward pass on a batch of
-    COST_BATCH) per dataset and model, mean ± std over seeds, with each model's ratio to the
-    `reference` model (else the first of its dataset): parameter share, speed-up, memory share."""
-    ok = df[df["status"] == "ok"] if len(df) else df
-    if ok.empty:
-        return pd.DataFrame()
-    rows = []
-    for dataset, at in ok.groupby("dataset", sort=False):
-        ref = None
-        groups = sorted(at.groupby("model", sort=False), key=lambda kv: kv[0] != reference)   # reference first
-        for model, g in groups:
-            lat = g[g["measure"] == "latency"]
-            ms = (lat["value"] / lat["windows"] * 1000) if len(lat) else pd.Series(dtype=float)
-            mem = g[g["measure"] == "memory"]["value"]
-            params = int(pd.to_numeric(g["params"], errors="coerce").max()) if "params" in g else 0
-            cell = lambda v, f: "" if v.empty else (f"{v.mean():{f}}" if len(v) == 1 else f"{v.mean():{f}} ± {v.std():.2g}")
-            ref = ref or {"params": params, "ms": ms.mean(), "mem": mem.mean()}
-            rows.append({"dataset": dataset, "model": model, "params": params, "ms / window": cell(ms, ".3g"),
-                         "peak MB": cell(mem, ".3g"), "params vs teacher": f"{params / ref['params']:.0%}",
-                         "speed-up": f"{ref['ms'] / ms.mean():.2f}x" if len(ms) else "",
-                         "memory vs teacher": f"{mem.mean() / ref['mem']:.0%}" if len(mem) and ref["mem"] else ""})
-    return pd.DataFrame(rows)
-
-
 def _rss() -> int:
     import psutil
     return psutil.Process().memory_info().rss

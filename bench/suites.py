@@ -584,6 +584,34 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFrame:
+    """The sdkd suite's cost table from its cost points (`bench.scalability.build_points_for`):
+    parameters, latency (ms per test window) and peak memory (MB, one forward pass on a batch of
+    `bench.scalability.COST_BATCH`) per dataset and model, mean ± std over seeds, with each
+    model's ratio to the `reference` model (else the first of its dataset): parameter share,
+    speed-up, memory share."""
+    ok = df[df["status"] == "ok"] if len(df) else df
+    if ok.empty:
+        return pd.DataFrame()
+    rows = []
+    for dataset, at in ok.groupby("dataset", sort=False):
+        ref = None
+        groups = sorted(at.groupby("model", sort=False), key=lambda kv: kv[0] != reference)   # reference first
+        for model, g in groups:
+            lat = g[g["measure"] == "latency"]
+            ms = (lat["value"] / lat["windows"] * 1000) if len(lat) else pd.Series(dtype=float)
+            mem = g[g["measure"] == "memory"]["value"]
+            params = int(pd.to_numeric(g["params"], errors="coerce").max()) if "params" in g else 0
+            ref = ref or {"params": params, "ms": ms.mean(), "mem": mem.mean()}
+            rows.append({"dataset": dataset, "model": model, "params": params,
+                         "ms / window": _cell(ms, None, ".3g") if len(ms) else "",
+                         "peak MB": _cell(mem, None, ".3g") if len(mem) else "",
+                         "params vs teacher": f"{params / ref['params']:.0%}",
+                         "speed-up": f"{ref['ms'] / ms.mean():.2f}x" if len(ms) else "",
+                         "memory vs teacher": f"{mem.mean() / ref['mem']:.0%}" if len(mem) and ref["mem"] else ""})
+    return pd.DataFrame(rows)
+
+
 def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=None) -> pd.DataFrame:
     """SDKD's claims (notes ../shared/paper/sdkd-summary.md sections 6-7, reported, not checked
     against the PDF) beside what this run measured, per dataset and ratio, for the U-Net student
@@ -592,7 +620,6 @@ def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=
     over the student without KD (the NS ablation); inference >= 2x faster than the teacher. The
     headline 81.3 % lower MSE is quoted, not targeted: no reachable table traces it."""
     from bench import stats
-    from bench.scalability import cost_frame
     ok = ok_overall(df)
     rows = []
     costs = cost_frame(cost) if cost is not None and len(cost) else pd.DataFrame()

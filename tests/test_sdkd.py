@@ -223,8 +223,7 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
     assert "speed-up" in printed                                        # teacher and both students, side by side
     cost = pd.read_csv(out / "sdkd-cost" / "trials.csv")
     assert set(cost["model"]) == {"sdkd-teacher", "sdkd-unet", "sdkd-resnet"} and (cost["status"] == "ok").all()
-    from bench.scalability import cost_frame
-    frame = cost_frame(cost)
+    frame = suites.cost_frame(cost)
     assert frame["model"].iloc[0] == "sdkd-teacher" and frame["params vs teacher"].iloc[0] == "100%"
     pdf = build(out, tmp_path / "r.pdf")
     text = "".join(page.extract_text() for page in PdfReader(pdf["pdf"]).pages)
