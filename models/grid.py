@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.data import check_grid
 from bench.registry import ModelInfo
 
 
@@ -16,18 +17,15 @@ def grid_shape(info: ModelInfo, model: str) -> tuple[int, int]:
     """(H, W) of the dataset behind `info`.
 
     Raises:
-        ValueError: the dataset's registry entry has no `grid` (names the field), or H * W is not
-            the number of regions.
+        ValueError: the dataset's registry entry has no `grid` (names the field), or
+            (`bench.data.check_grid`, a DataError) H * W is not the number of regions.
     """
     grid = info.meta.get("grid")
     if not grid:
         raise ValueError(f"model {model} is a grid model but dataset {info.dataset or '?'} has no grid shape; "
                          f"add `grid: [H, W]` (rows, columns, regions row-major) to its registry entry, "
                          f"or pick a dataset that has one (NYCTaxi, NYCBike1, NYCBike2, NavierStokes)")
-    h, w = int(grid[0]), int(grid[1])
-    if h * w != info.num_nodes:
-        raise ValueError(f"model {model}: grid [{h}, {w}] of dataset {info.dataset} holds {h * w} cells but the "
-                         f"data has {info.num_nodes} regions; fix `grid` in the registry entry")
+    h, w = check_grid(list(grid), info.num_nodes, info.dataset or "?")     # the registry's own check
     return h, w
 
 

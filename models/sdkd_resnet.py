@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from bench.registry import ModelInfo, register
-from models.grid import fold, from_frames, grid_shape, to_frames, unfold
-from models.sdkd_student import GridStudent, SDKDStudentConfig, check_student, latent_adapter
+from models.grid import fold, from_frames, to_frames, unfold
+from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
 
 
 @dataclass
@@ -56,10 +56,7 @@ class SDKDResNet(GridStudent):
     Config = SDKDResNetConfig
 
     def __init__(self, cfg: SDKDResNetConfig, info: ModelInfo):
-        super().__init__()
-        check_student(cfg, "sdkd-resnet")
-        self.cfg, self.info = cfg, info
-        self.grid = grid_shape(info, "sdkd-resnet")
+        super().__init__(cfg, info, "sdkd-resnet")
         w, c_in, c_out = cfg.width, info.h_in * info.num_channels, info.h_out * info.num_channels
         widths = [w] * cfg.blocks + [2 * w] * cfg.blocks
         self.stem = nn.Sequential(nn.Conv2d(c_in, w, 3, 1, 1), nn.BatchNorm2d(w), nn.ReLU())

@@ -23,7 +23,7 @@ from bench.metrics import masked_mae
 from bench.protocol import Scaler
 from bench.registry import TrainConfig
 from models.distill_losses import check_choice
-from models.grid import to_frames
+from models.grid import grid_shape, to_frames
 from models.spectral import align_latent, sdkd_loss
 
 KD_MODES = ("none", "output", "sdkd")
@@ -111,9 +111,20 @@ def student_loss(pred: torch.Tensor, feature: torch.Tensor, adapter, batch: dict
 
 
 class GridStudent(nn.Module):
-    """What the U-Net and the ResNet student share: `forward` and `training_loss` over their own
-    `_run(x) -> (prediction [B, H_out, N, C] z-scored, latent [B, c, h, w])`, with `self.cfg`,
-    `self.info`, `self.grid` and `self.adapter` (None unless SDKD runs on the latent)."""
+    """What the U-Net and the ResNet student share: the checks and the grid of `__init__`, and
+    `forward` and `training_loss` over their own `_run(x) -> (prediction [B, H_out, N, C]
+    z-scored, latent [B, c, h, w])`; a subclass sets `self.adapter` (`latent_adapter`).
+
+    Raises:
+        ValueError: bad kd / sdkd_on / task_loss, kd without a teacher (`check_student`), or a
+            dataset without a grid (`models.grid.grid_shape`).
+    """
+
+    def __init__(self, cfg: SDKDStudentConfig, info, name: str):
+        super().__init__()
+        check_student(cfg, name)
+        self.cfg, self.info = cfg, info
+        self.grid = grid_shape(info, name)
 
     def forward(self, x, tod=None, dow=None):
         return self._run(x)[0]

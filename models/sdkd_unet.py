@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from bench.registry import ModelInfo, register
-from models.grid import fold, from_frames, grid_shape, to_frames, unfold
-from models.sdkd_student import GridStudent, SDKDStudentConfig, check_student, latent_adapter
+from models.grid import fold, from_frames, to_frames, unfold
+from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
 
 
 @dataclass
@@ -51,10 +51,7 @@ class SDKDUNet(GridStudent):
     Config = SDKDUNetConfig
 
     def __init__(self, cfg: SDKDUNetConfig, info: ModelInfo):
-        super().__init__()
-        check_student(cfg, "sdkd-unet")
-        self.cfg, self.info = cfg, info
-        self.grid = grid_shape(info, "sdkd-unet")
+        super().__init__(cfg, info, "sdkd-unet")
         w, c_in, c_out = cfg.width, info.h_in * info.num_channels, info.h_out * info.num_channels
         self.enc1, self.enc2, self.bottom = down(c_in, w, 1), down(w, 2 * w, 2), down(2 * w, 2 * w, 2)
         self.up2, self.dec2 = up(2 * w, 2 * w), down(4 * w, 2 * w, 1)
