@@ -144,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
                             "`bench teacher fit --skip-predict` saved (same flags)")
     timp = tsub.add_parser("import", help="cache an external teacher's predictions from an npz file: `pred` "
                            "[windows, H_out, N, C] in original units for the windows a teacher cache covers, in time "
-                           "order (the training windows, every 4th with --quick; the teacher's validation "
+                           "order (the training windows; the teacher's validation "
                            "windows; every test window), optionally `starts` [windows]")
     timp.add_argument("file", help="npz file with the predictions")
     for t in (tfit, tpred, timp):
@@ -430,10 +430,8 @@ def cmd_teacher(args) -> int:
     # the teacher spec of a student run with the same flags, so that their cache keys agree
     specs = [teacher_mod.teacher_spec(
         TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, teacher_config=settings,
-                  max_epochs=args.epochs or preset.max_epochs, time_budget_s=preset.time_budget_s,
-                  teacher_budget_s=preset.teacher_budget_s, max_train_windows=preset.max_train_windows,
-                  max_batches=preset.max_batches, train_stride=preset.train_stride,
-                  max_val_windows=preset.max_val_windows, num_nodes=args.nodes, teacher_data=args.teacher_data,
+                  **preset.caps(args.teacher, epochs=args.epochs) | {"teacher_max_steps": preset.max_steps(args.teacher)},
+                  num_nodes=args.nodes, teacher_data=args.teacher_data,
                   device=args.device,
                   data_dir=data_dir,
                   registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]

@@ -32,18 +32,38 @@ class Suite:
 
 @dataclass(frozen=True)
 class Preset:
-    """Caps applied to every trial of a run (model and teacher alike); None keeps the model's own."""
+    """Caps applied to every trial of a run (model and teacher alike); None keeps the model's own.
+
+    Budgets count optimiser steps, never seconds (the same seed gives the same numbers on any
+    machine). `max_batches` makes an epoch a round of that many steps (validation, learning-rate
+    steps and patience count rounds); `max_epochs` caps the rounds and `max_patience` the
+    patience; models named in `step_budgets` (the heavy ones, teachers included) stop after their
+    fixed number of steps, the others train until early stopping fires or `max_epochs` runs out."""
 
     name: str
     description: str
     quick: bool = False           # use the suite's quick_ratios
     max_epochs: int | None = None
-    time_budget_s: float | None = None
     max_train_windows: int | None = None
     max_batches: int | None = None
-    teacher_budget_s: float | None = None   # teachers' time budget (None: time_budget_s)
     train_stride: int | None = None         # keep every n-th training window (models and teachers)
     max_val_windows: int | None = None      # validation windows for early stopping (test never cut)
+    max_patience: int | None = None         # cap on each model's patience (epochs, or rounds)
+    step_budgets: tuple[tuple[str, int], ...] = ()   # (model, optimiser steps): fixed budgets
+
+    def max_steps(self, model: str | None) -> int | None:
+        """The fixed step budget of `model` (None: it trains until early stopping)."""
+        return dict(self.step_budgets).get(model) if model else None
+
+    def caps(self, model: str, config: dict | None = None, epochs: int | None = None) -> dict:
+        """The TrialSpec fields of this preset for a trial of `model` with `config` overrides:
+        its step budget and its teacher's (the teacher named by the config). `epochs` overrides
+        max_epochs."""
+        teacher = registry.get(model).config(**(config or {})).teacher
+        return {"max_epochs": epochs or self.max_epochs, "max_steps": self.max_steps(model),
+                "teacher_max_steps": self.max_steps(teacher), "max_patience": self.max_patience,
+                "max_train_windows": self.max_train_windows, "max_batches": self.max_batches,
+                "train_stride": self.train_stride, "max_val_windows": self.max_val_windows}
 
 
 # forecasts that need no training: the floors every table shows beside the models
@@ -119,16 +139,23 @@ SUITES = {
 SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "scalability", "ablation", "distill")
 ALL_SUITES = SUITE_ORDER + ("sdkd",)
 
+# the quick preset's fixed optimiser step budgets of the heavy models (teachers included): about
+# 1-2 min each on one CPU core (s/step on NYCTaxi, one thread: LLM teacher 0.74, STWA 1.45,
+# ASTGCN 1.04, STSGCN 5.8, ST-MLP about 14); every other model trains until early stopping
+QUICK_STEP_BUDGETS = (("flowdistill-teacher", 100), ("stwa", 60), ("astgcn", 60), ("stsgcn", 12), ("st-mlp", 6))
+
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
     "quick": Preset("quick", "the suite's quick ratios (0.1, 0.5, 0.7: three teachers serve every suite) and "
-                             "models (no ST-MLP); every 4th training window (the same "
-                             "time span); early stopping on 64 evenly spaced validation windows (the test set is "
-                             "whole); per trial at most 30 epochs of at most 20 batches, stopping after the epoch "
-                             "that passes 30 s of training (60 s for teachers, which every student of a ratio "
-                             "reuses); the sweep tries each parameter's extremes and default; meant for 2 CPU cores",
-                    quick=True, max_epochs=30, time_budget_s=30.0, max_batches=20, teacher_budget_s=60.0,
-                    train_stride=4, max_val_windows=64),
+                             "models (no ST-MLP); every training window; an epoch is a round of at most 20 "
+                             "optimiser steps, early stopping on 64 evenly spaced validation windows (the test set "
+                             "is whole) with patience at most 5 rounds; the light models (FlowDistill and its "
+                             "variants, EasyST's student, BigST, the floors) train until early stopping fires (at "
+                             "most 150 rounds), the heavy ones get a fixed step budget: " +
+                             ", ".join(f"{m} {n}" for m, n in QUICK_STEP_BUDGETS) +
+                             " steps; the sweep tries each parameter's extremes and default; meant for 2 CPU cores",
+                    quick=True, max_epochs=150, max_batches=20, max_val_windows=64, max_patience=5,
+                    step_budgets=QUICK_STEP_BUDGETS),
 }
 
 
@@ -271,11 +298,8 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
         for m, cfg, t_cfg, n_seeds in plan:
             for s in range(n_seeds or seeds):
                 spec = TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
-                                 config=cfg, teacher_config=t_cfg,
-                                 max_epochs=epochs or p.max_epochs, time_budget_s=p.time_budget_s,
-                                 max_train_windows=p.max_train_windows, max_batches=p.max_batches,
-                                 teacher_budget_s=p.teacher_budget_s, train_stride=p.train_stride,
-                                 max_val_windows=p.max_val_windows, teacher_data=teacher_data, **paths)
+                                 config=cfg, teacher_config=t_cfg, teacher_data=teacher_data,
+                                 **p.caps(m, cfg, epochs), **paths)
                 specs.setdefault(spec.trial_id, spec)
     return list(specs.values())
 

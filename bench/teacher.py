@@ -32,11 +32,10 @@ class TeacherCacheError(RuntimeError):
 def teacher_spec(student_spec, teacher_name: str):
     """The TrialSpec that fits `teacher_name` for a student trial: same data, ratio and caps,
     the teacher's config (defaults plus the student spec's `teacher_config`), a fixed seed (all
-    students of a ratio share one teacher), and the student's `teacher_budget_s` as its budget."""
-    budget = student_spec.teacher_budget_s if student_spec.teacher_budget_s is not None else student_spec.time_budget_s
+    students of a ratio share one teacher), and the student's `teacher_max_steps` as its step budget."""
     return dataclasses.replace(student_spec, model=teacher_name, config=dict(student_spec.teacher_config),
-                               seed=TEACHER_SEED, suite="teacher", teacher_config={}, teacher_budget_s=None,
-                               time_budget_s=budget)
+                               seed=TEACHER_SEED, suite="teacher", teacher_config={}, teacher_max_steps=None,
+                               max_steps=student_spec.teacher_max_steps)
 
 
 def cache_key(spec, data_fingerprint: str) -> str:
@@ -97,7 +96,7 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
         raise TeacherCacheError(f"teacher_data={spec.teacher_data} leaves teacher {spec.model} no training windows of "
                                 f"{spec.dataset} at ratio {spec.ratio:g} (the student's part starts at step "
                                 f"{split.train_start}); use --teacher-data same or all")
-    result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches,
+    result = fit(model, cfg, train, parts["val"], scaler, gen, spec.max_steps, progress, spec.max_batches,
                  device=resolve_device(spec.device))
     fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
               "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + sum(horizons(data))] if len(own) else [],
@@ -192,8 +191,8 @@ def import_predictions(spec, file: str | Path) -> Path:
     """Cache an external teacher's predictions (e.g. computed on a GPU machine) for `spec`.
 
     `file`: npz with `pred` [W, H_out, N, C] in original units for the windows a cache of
-    (dataset, ratio, caps) covers (`cached_windows`: the training windows, every 4th under
-    --quick; the teacher's validation windows; every test window), in time order, and optionally
+    (dataset, ratio, caps) covers (`cached_windows`: the training windows (every n-th with a
+    train_stride); the teacher's validation windows; every test window), in time order, and optionally
     `starts` [W] (window start steps).
 
     Raises:

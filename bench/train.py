@@ -98,7 +98,7 @@ def trainable_state(model) -> dict:
 @dataclass
 class FitResult:
     """epochs run, the best validation epoch, optimiser steps taken, and `converged`: early
-    stopping fired (patience ran out) before the epoch budget did. A reference forecaster
+    stopping fired (patience ran out) before the epoch or step budget did. A reference forecaster
     (no training) has 0 epochs and 0 steps and counts as converged."""
 
     epochs: int
@@ -126,7 +126,7 @@ def calibrate(model, cfg, train, val: Windows, scaler: Scaler, device: torch.dev
 
 
 def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
-        time_budget_s: float | None = None, progress=None, max_batches: int | None = None,
+        max_steps: int | None = None, progress=None, max_batches: int | None = None,
         device: torch.device | None = None) -> FitResult:
     """Train `model` in place and restore its best validation weights.
 
@@ -134,9 +134,11 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         cfg: the model's TrainConfig (lr, batch_size, lr_decay, lr_step, max_epochs, patience, grad_clip,
             val_windows: early stopping on that many evenly spaced validation windows, or all).
         train: Windows, or MixedWindows (batches of several datasets).
-        time_budget_s: stop after the epoch that exceeds this wall time (quick presets), or None.
+        max_steps: the optimiser step budget: training stops after that many steps (mid-epoch:
+            the last, partial epoch is validated like any other), or None (the epoch budget only).
         max_batches: at most this many batches per epoch, drawn afresh from a new shuffle each
-            epoch (quick presets: more frequent validation on slow models), or None for all.
+            epoch (quick preset: an epoch is a round of that many steps, so validation, learning-rate
+            steps and patience are counted in optimiser steps), or None for all.
         progress: optional callable(epoch, logs) called after every epoch.
         device: the model and every batch go there (`resolve_device`); None: where they are.
     Raises:
@@ -161,7 +163,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         sums: dict[str, float] = {}
         steps = 0
         for batch in train.batches(cfg.batch_size, shuffle=True, generator=generator):
-            if max_batches and steps >= max_batches:
+            if (max_batches and steps >= max_batches) or (max_steps and total_steps >= max_steps):
                 break
             batch = to_device(batch, device)
             loss, logs = loss_fn(batch) if loss_fn else default_loss(model, batch, scaler)
@@ -191,7 +193,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         if bad >= cfg.patience:
             converged = True
             break
-        if time_budget_s and time.perf_counter() - start > time_budget_s:
+        if max_steps and total_steps >= max_steps:
             break
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)

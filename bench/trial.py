@@ -38,17 +38,21 @@ DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "t
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """Everything that defines a trial. `config` overrides the model's Config defaults;
-    `max_epochs`, `time_budget_s`, `max_train_windows`, `max_batches` (per epoch), `num_nodes` are preset caps that apply to
-    the model and to its teacher alike (num_nodes: keep the first n regions, for tests);
-    `teacher_config` overrides the teacher's Config defaults; `teacher_budget_s` is the time
-    budget of its teacher (None: the same as the trial's); `train_stride` keeps every n-th
-    training window and `max_val_windows` caps the validation windows early stopping reads
-    (model and teacher alike; the test set is never cut). `teacher_data` says what the teacher
-    is fitted on (`bench.protocol.teacher_split`: disjoint, same or all); it is part of the
-    identity of teachers and of distilled students only. `device` (auto, cpu, cuda; see
-    `bench.train.resolve_device`) is where the model, its batches and its teacher's predictions
-    live; it is not part of the identity (rows record it)."""
+    """Everything that defines a trial. `config` overrides the model's Config defaults.
+
+    Budgets are in optimiser steps, never in seconds, so a trial means the same on any machine:
+    `max_steps` is the trial's step budget (None: the model's own epochs), `max_epochs` caps its
+    epochs, `max_batches` makes an epoch a round of at most that many steps (validation,
+    learning-rate steps and patience then count rounds) and `max_patience` caps its patience.
+    Those caps, `max_train_windows` and `num_nodes` (keep the first n regions, for tests) apply to
+    the model and to its teacher alike, except the step budget: `teacher_max_steps` is its
+    teacher's (None: none). `teacher_config` overrides the teacher's Config defaults;
+    `train_stride` keeps every n-th training window and `max_val_windows` caps the validation
+    windows early stopping reads (model and teacher alike; the test set is never cut).
+    `teacher_data` says what the teacher is fitted on (`bench.protocol.teacher_split`: disjoint,
+    same or all); it is part of the identity of teachers and of distilled students only.
+    `device` (auto, cpu, cuda; see `bench.train.resolve_device`) is where the model, its batches
+    and its teacher's predictions live; it is not part of the identity (rows record it)."""
 
     suite: str
     dataset: str
@@ -57,7 +61,7 @@ class TrialSpec:
     seed: int = 0
     config: dict = field(default_factory=dict)
     max_epochs: int | None = None
-    time_budget_s: float | None = None
+    max_steps: int | None = None
     max_train_windows: int | None = None
     max_batches: int | None = None
     num_nodes: int | None = None
@@ -65,7 +69,8 @@ class TrialSpec:
     registry_file: str | None = None
     cache_dir: str = "results/teachers"
     teacher_config: dict = field(default_factory=dict)
-    teacher_budget_s: float | None = None
+    teacher_max_steps: int | None = None
+    max_patience: int | None = None
     train_stride: int | None = None
     max_val_windows: int | None = None
     teacher_data: str = "disjoint"
@@ -73,13 +78,15 @@ class TrialSpec:
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
-        keep = ("suite", "dataset", "model", "ratio", "seed", "config", "max_epochs", "time_budget_s",
+        keep = ("suite", "dataset", "model", "ratio", "seed", "config", "max_epochs", "max_steps",
                 "max_train_windows", "max_batches", "num_nodes")
         out = {k: getattr(self, k) for k in keep}
         if self.teacher_config:
             out["teacher_config"] = self.teacher_config
-        if self.teacher_budget_s is not None:
-            out["teacher_budget_s"] = self.teacher_budget_s
+        if self.teacher_max_steps is not None and self.has_teacher():
+            out["teacher_max_steps"] = self.teacher_max_steps
+        if self.max_patience is not None:
+            out["max_patience"] = self.max_patience
         if self.train_stride is not None:
             out["train_stride"] = self.train_stride
         if self.max_val_windows is not None:
@@ -112,6 +119,8 @@ class TrialSpec:
         entry = registry.get(self.model)
         if self.max_epochs is not None and entry.trains:
             changes["max_epochs"] = min(self.max_epochs, entry.config(**self.config).max_epochs)
+        if self.max_patience is not None and entry.trains:
+            changes["patience"] = min(self.max_patience, entry.config(**self.config).patience)
         if self.max_val_windows is not None:
             own = entry.config(**self.config).val_windows
             changes["val_windows"] = min(self.max_val_windows, own) if own else self.max_val_windows
@@ -208,7 +217,7 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         gen = set_seed(spec.seed)
         dev = resolve_device(spec.device)
         train = training_windows(spec, cfg, model, parts["train"])
-        result = fit(model, cfg, train, parts["val"], scaler, gen, spec.time_budget_s, progress, spec.max_batches,
+        result = fit(model, cfg, train, parts["val"], scaler, gen, spec.max_steps, progress, spec.max_batches,
                      device=dev)
         start = time.perf_counter()
         pred = predict(model, parts["test"], scaler, cfg.eval_batch_size, device=dev)

@@ -71,6 +71,15 @@ def test_converged_flag_follows_early_stopping():
     data, split, scaler, parts, cfg, model = setup(spec)
     capped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
     assert not capped.converged and capped.epochs == 2 and capped.steps == 2 * per_epoch
+    # a step budget ends training mid-epoch: the partial epoch is validated, and it did not converge
+    data, split, scaler, parts, cfg, model = setup(spec)
+    budget = per_epoch + 1
+    stepped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0), max_steps=budget)
+    assert (stepped.steps, stepped.epochs, stepped.converged, len(stepped.history)) == (budget, 2, False, 2)
+    # rounds of max_batches steps: an epoch is at most that many steps
+    data, split, scaler, parts, cfg, model = setup(spec)
+    rounds = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0), max_batches=1)
+    assert (rounds.steps, rounds.epochs) == (2, 2)
 
 
 def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):

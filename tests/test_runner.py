@@ -9,13 +9,13 @@ ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 
 from bench import runner, teacher
 from bench.results import append_rows, read_trials
-from bench.suites import SUITES, breakdown_table, build_specs, ratio_table
+from bench.suites import QUICK_STEP_BUDGETS, SUITES, breakdown_table, build_specs, ratio_table
 from bench.trial import TrialSpec, error_rows
 
 
-def specs_for(tmp_path, models, ratios=(0.4,), **kw):
+def specs_for(tmp_path, models, ratios=(0.4,), preset="full", **kw):
     kw.setdefault("teacher", "stwa")
-    return build_specs(SUITES["data-efficiency"], "NYCTaxi", "full", list(models), list(ratios), epochs=1,
+    return build_specs(SUITES["data-efficiency"], "NYCTaxi", preset, list(models), list(ratios), epochs=1,
                        num_nodes=8, cache_dir=str(tmp_path / "teachers"), **kw)
 
 
@@ -75,7 +75,9 @@ def test_teacher_and_settings_become_config_overrides(tmp_path):
 
 
 def test_same_seed_gives_the_same_metrics(tmp_path):
-    spec = specs_for(tmp_path, ["flowdistill-wo-tb"])[0]
+    # under the quick preset too: its budgets count optimiser steps, not seconds
+    spec = specs_for(tmp_path, ["flowdistill-wo-tb"], preset="quick")[0]
+    assert spec.max_batches == 20 and spec.max_val_windows == 64
     first, second = runner.run_trial(spec), runner.run_trial(spec)
     for a, b in zip(first, second):
         for metric in ("mae", "rmse", "mape"):
@@ -120,13 +122,23 @@ def test_suites_and_presets_choose_ratios():
     quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
     assert sorted({s.ratio for s in quick}) == [0.1, 0.5] and len(quick) == 2 * 11 * 2
     assert "st-mlp" not in {s.model for s in quick}
-    assert all(s.time_budget_s == 30 and s.max_batches == 20 and s.teacher_budget_s == 60 and s.train_stride == 4
-               and s.max_val_windows == 64 for s in quick)
+    assert all(s.max_batches == 20 and s.train_stride is None and s.max_val_windows == 64 for s in quick)
+    budget = dict(QUICK_STEP_BUDGETS)
+    # budgets in optimiser steps: the heavy models a fixed number, the light ones until early stopping
+    assert {s.model: s.max_steps for s in quick if s.max_steps} == {m: budget[m] for m in ("stwa", "astgcn", "stsgcn",
+                                                                                           "flowdistill-teacher")}
     fd = next(s for s in quick if s.model == "flowdistill")
+    assert fd.max_steps is None and fd.teacher_max_steps == budget["flowdistill-teacher"]
+    assert fd.model_config().patience == 5 and fd.model_config().max_epochs == 150
     t = teacher.teacher_spec(fd, "flowdistill-teacher")
-    assert t.time_budget_s == 60 and t.model_config().val_windows == 16 and fd.model_config().val_windows == 64
+    assert t.max_steps == budget["flowdistill-teacher"] and t.teacher_max_steps is None
+    assert t.model_config().val_windows == 16 and fd.model_config().val_windows == 64
+    easyst = next(s for s in quick if s.model == "easyst")
+    assert easyst.max_steps is None and easyst.teacher_max_steps == budget["stwa"]
     full = build_specs(SUITES["data-efficiency"], "NYCTaxi", "full")
-    assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5] and full[0].time_budget_s is None
+    assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert all(s.max_steps is None and s.teacher_max_steps is None and s.max_patience is None for s in full)
+    assert next(s for s in full if s.model == "flowdistill").model_config().patience == 25
 
 
 def test_table_of_a_run_with_failed_and_finished_trials(tmp_path):
