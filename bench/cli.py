@@ -27,7 +27,7 @@ from models.language_model import LanguageModelError
 from bench.report import ReportError
 from bench.search import SearchSpaceError
 from bench.suites import (ALL_SUITES, PRESETS, SDKD_COST_MODELS, SUITE_ORDER, SUITES, SuiteError, ablation_frame,
-                          breakdown_table, build_specs, cost_frame, distill_frame, frame_text, get_suite, ratio_table,
+                          breakdown_table, build_specs, cost_frame, distill_frame, frame_text, get_suite, ratio_frame,
                           sdkd_frame, sweep_frame)
 from tabulate import tabulate
 
@@ -322,16 +322,16 @@ def _run_suite(args, name: str) -> int:
         print("\nparameters, inference latency and peak memory, measured side by side (one process each)")
         print(frame_text(cost_frame(scalability.read_points(cost))))
     elif suite.kind == "sweep" and not args.search:
-        print(frame_text(sweep_frame(df)))
+        print(frame_text(sweep_frame(df, path.parent / "history")))
     elif args.search:
         from bench.report import search_frame
         print(frame_text(search_frame(df)))
     elif name == "ablation":
-        print(frame_text(ablation_frame(df)))
+        print(frame_text(ablation_frame(df, history_dir=path.parent / "history")))
     elif suite.kind == "distill":
         print(frame_text(distill_frame(df, path.parent / "history")))
     else:
-        print(ratio_table(df))
+        print(frame_text(ratio_frame(df, history_dir=path.parent / "history")))
     if suite.breakdown:
         print("\nmasked MAE per horizon step (h1..h12) and per traffic-volume bucket (q1 lowest .. q4 highest)")
         print(breakdown_table(df))

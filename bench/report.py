@@ -1,7 +1,7 @@
 """`bench report`: one PDF from the results of every suite, plus each table as CSV and Markdown and
 each figure as PNG beside it.
 
-Pages: a cover with the environment (dataset, protocol, hardware, software versions, project
+Pages: "What this run shows" (`bench.summary`: sentences written from the numbers), a cover with the environment (dataset, protocol, hardware, software versions, project
 commit) and the commands that produced the results, then for each suite with results its
 table(s) (the paper's rows and columns, mean ± std over seeds) and its figure (error bars: one
 standard deviation over seeds).
@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import suites as S
+from bench import summary
 from bench.results import read_trials, trials_path
 from bench.scalability import read_points, scalability_frame
 
@@ -297,9 +298,11 @@ def collect(results: str | Path, suites=None) -> list[Section]:
             if not (df["status"] == "ok").any():
                 continue
             sec = Section(name, title)
+            history = results / name / "history"
             if name in ("data-efficiency", "data-scalability"):
                 sec.tables.append(("MAE / RMSE per training ratio (masked: truth 0 left out; grey rows of the "
-                                   "figure: floors)", S.ratio_frame(df)))
+                                   "figure: floors; p: paired Wilcoxon over non-overlapping test windows)",
+                                   S.ratio_frame(df, history_dir=history)))
                 unmasked = S.ratio_frame(df, unmasked=True)
                 if not unmasked.empty:
                     sec.tables.append(("MAE / RMSE over every cell, zeros included (the paper's eq. 13)", unmasked))
@@ -310,18 +313,19 @@ def collect(results: str | Path, suites=None) -> list[Section]:
                                                                 S.breakdown_frame(df))]
                 sec.figures.append(("figure", _robustness_figure(df)))
             elif name == "sweep":
-                sec.tables.append(("MAE / RMSE per value", S.sweep_frame(df)))
+                sec.tables.append(("MAE / RMSE per value, against the default (paired Wilcoxon over "
+                                   "non-overlapping test windows)", S.sweep_frame(df, history)))
                 sec.figures.append(("figure", _sweep_figure(df)))
             elif name == "ablation":
-                sec.tables.append(("Table 4", S.ablation_frame(df)))
+                sec.tables.append(("Table 4 (p: paired Wilcoxon against flowdistill over non-overlapping test "
+                                   "windows)", S.ablation_frame(df, history_dir=history)))
                 sec.figures.append(("figure", _ablation_figure(df)))
             elif name == "distill":
                 sec.tables.append(("each student variant against flowdistill-wo-tb (paired Wilcoxon over "
-                                   "non-overlapping test windows)", S.distill_frame(df, results / name / "history")))
+                                   "non-overlapping test windows)", S.distill_frame(df, history)))
                 sec.figures.append(("figure", _distill_figure(df)))
             elif name == "sdkd":
                 cost = read_points(results / "sdkd-cost" / "trials.csv")
-                history = results / name / "history"
                 sec.tables.append(("teacher and students: masked MAE, unmasked MSE (mean ± std over seeds), SSIM, the "
                                    "MSE per frequency band, share of the teacher's accuracy kept, and the change "
                                    "against the same student without KD (paired Wilcoxon)", S.sdkd_frame(df, history)))
@@ -446,18 +450,20 @@ def _table_figure(title: str, table: pd.DataFrame):
     return fig
 
 
-def _text_figure(title: str, lines: list[str]):
+def _text_pages(title: str, lines: list[str]) -> list:
+    """Pages of wrapped text (lines starting with two spaces in monospace); text that does not fit
+    goes on over the next page, never cut."""
     import matplotlib.pyplot as plt
-    fig = plt.figure(figsize=(11.69, 8.27))
-    fig.text(0.04, 0.95, title, fontsize=15, va="top", weight="bold")
-    y = 0.89
-    for line in lines:
-        for part in textwrap.wrap(line, 150) or [""]:
-            fig.text(0.04, y, part, fontsize=8.5, va="top", family="monospace" if line.startswith("  ") else None)
-            y -= 0.024
-            if y < 0.04:
-                return fig
-    return fig
+    wrapped = [(part, line.startswith("  ")) for line in lines for part in (textwrap.wrap(line, 150) or [""])]
+    per_page = 35
+    figs = []
+    for k in range(0, max(len(wrapped), 1), per_page):
+        fig = plt.figure(figsize=(11.69, 8.27))
+        fig.text(0.04, 0.95, title + (" (continued)" if k else ""), fontsize=15, va="top", weight="bold")
+        for i, (part, mono) in enumerate(wrapped[k:k + per_page]):
+            fig.text(0.04, 0.89 - 0.024 * i, part, fontsize=8.5, va="top", family="monospace" if mono else None)
+        figs.append(fig)
+    return figs
 
 
 def build(results: str | Path = "results", out: str | Path = "reports/flowbench.pdf", suites=None,
@@ -492,7 +498,9 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     cover += ["", "commands (each suite's own pages give the time of its last run):"] + [f"  {c}" for c in commands]
     tmp = out.with_name(f".{out.name}.tmp")
     with PdfPages(tmp) as pdf:
-        for fig in [_text_figure("FlowBench report: FlowDistill (arXiv 2504.02094) under one protocol", cover)]:
+        shows = summary.summary_lines(results, [s.suite for s in sections])
+        for fig in _text_pages("What this run shows", shows) + \
+                _text_pages("FlowBench report: FlowDistill (arXiv 2504.02094) under one protocol", cover):
             pdf.savefig(fig)
             plt.close(fig)
             pages += 1

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from bench import registry
 from bench import teacher as teacher_mod
 from bench.results import append_rows, finished_ids, shared_rows, trials_path, write_json
 from bench.trial import TrialSpec, error_rows, run_trial
@@ -93,12 +94,21 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
             verb = "pruned" if first["status"] == "pruned" else "failed"
             log(f"trial {spec.model} ratio={spec.ratio:g} seed={spec.seed} {verb}: {first['error']}")
 
-    # first the teachers and, beside them, every trial that needs none; then the students (and the
-    # trials of a teacher model, which read its cache instead of training again)
-    fitting = {t.model for t in teachers}
-    later = [s for s in todo if s.model_config().teacher or s.model in fitting]
-    now = [s for s in todo if s not in later]
+    # teachers that need no training (reference forecasters) first, alone: they take seconds; then
+    # the other teachers and, beside them, every trial that needs none of those; then the students
+    # (and the trials of a teacher model, which read its cache instead of training again). Within
+    # a stage, the largest ratio first: the longest trials start first and the last cores idle least
     handlers = {"teacher": lambda spec, rows: _teacher_done(spec, rows, log), "model": on_done}
+    untrained = [t for t in teachers if not registry.trains(t.model)]
+    if untrained:
+        _execute([("teacher", t) for t in untrained], executor, address, out, suite, handlers, scheduler,
+                 gpus_per_trial)
+    teachers = [t for t in teachers if t not in untrained]
+    fitting = {t.model for t in teachers}
+    todo = sorted(todo, key=lambda s: -s.ratio)
+    later = [s for s in todo if (s.model_config().teacher and s.model_config().teacher in fitting)
+             or s.model in fitting]
+    now = [s for s in todo if s not in later]
     _execute([("teacher", t) for t in teachers] + [("model", s) for s in now], executor, address, out, suite,
              handlers, scheduler, gpus_per_trial)
     if later:
@@ -181,6 +191,11 @@ def default_gpus(specs) -> float:
 
 def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not address:
+        # a new local cluster: Ray turns token authentication on by default and says so on every
+        # run; asking for that same mode explicitly (before Ray reads its config) keeps it on and
+        # the notice out of the output
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
     from ray import tune
 

@@ -42,8 +42,8 @@ def paired_test(a: np.ndarray, b: np.ndarray, every: int = H_OUT) -> dict:
 
     Returns:
         {"p": two-sided p-value, "n": windows tested, "mean_diff": mean of a - b over them,
-        "wins": share of those windows where a < b}; p is NaN with fewer than 6 windows or no
-        difference at all.
+        "wins": share of those windows where a < b}; p is NaN with fewer than 6 windows, and 1
+        when a and b are equal on every tested window (e.g. two configs that train the same way).
     Raises:
         ValueError: `a` and `b` differ in length.
     """
@@ -57,20 +57,24 @@ def paired_test(a: np.ndarray, b: np.ndarray, every: int = H_OUT) -> dict:
     diff = a - b
     out = {"n": int(len(diff)), "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
            "wins": float((diff < 0).mean()) if len(diff) else float("nan"), "p": float("nan")}
-    if len(diff) >= 6 and np.any(diff != 0):
-        out["p"] = float(wilcoxon(a, b).pvalue)
+    if len(diff) >= 6:
+        out["p"] = float(wilcoxon(a, b).pvalue) if np.any(diff != 0) else 1.0
     return out
 
 
-def compare(history_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame, every: int | None = None) -> dict:
+def compare(history_dir: Path | None, rows_a: pd.DataFrame, rows_b: pd.DataFrame, every: int | None = None) -> dict:
     """`paired_test` of the trials in rows_a against those in rows_b (overall rows of finished
-    trials, any number of seeds each); p NaN when a history file is missing. every: test every
+    trials, any number of seeds each); p NaN when `history_dir` is None or a history file is
+    missing. every: test every
     n-th window; None: as the trials' history files say (`window_every`: H_out on a series, 1 on
     a dataset of independent samples, whose windows never overlap), else H_out."""
+    none = {"p": float("nan"), "n": 0, "mean_diff": float("nan"), "wins": float("nan")}
+    if history_dir is None or rows_a.empty or rows_b.empty:
+        return none
     a = load_window_mae(history_dir, rows_a["trial_id"].astype(str))
     b = load_window_mae(history_dir, rows_b["trial_id"].astype(str))
     if a is None or b is None or a[0].shape != b[0].shape:
-        return {"p": float("nan"), "n": 0, "mean_diff": float("nan"), "wins": float("nan")}
+        return none
     return paired_test(a[0], b[0], every or a[1])
 
 
@@ -79,3 +83,8 @@ def p_label(p: float) -> str:
     if p != p:
         return ""
     return "p<1e-4" if p < 1e-4 else f"p={p:.3g}"
+
+
+def p_note(p: float) -> str:
+    """" (p=0.003)" to follow a number in a table cell, or "" when p was not computed."""
+    return f" ({p_label(p)})" if p == p else ""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 from tabulate import tabulate
 
-from bench import registry
+from bench import registry, stats
 from bench.protocol import TEACHER_DATA
 from bench.trial import TrialSpec
 
@@ -50,6 +50,8 @@ class Preset:
     max_val_windows: int | None = None      # validation windows for early stopping (test never cut)
     max_patience: int | None = None         # cap on each model's patience (epochs, or rounds)
     step_budgets: tuple[tuple[str, int], ...] = ()   # (model, optimiser steps): fixed budgets
+    teacher_swap: tuple[tuple[str, str], ...] = ()   # (a student's default teacher, the teacher it gets
+                                                     # instead) unless --teacher names one
 
     def max_steps(self, model: str | None) -> int | None:
         """The fixed step budget of `model` (None: it trains until early stopping)."""
@@ -140,9 +142,12 @@ SUITE_ORDER = ("data-efficiency", "data-scalability", "robustness", "sweep", "sc
 ALL_SUITES = SUITE_ORDER + ("sdkd",)
 
 # the quick preset's fixed optimiser step budgets of the heavy models (teachers included): about
-# 1-2 min each on one CPU core (s/step on NYCTaxi, one thread: LLM teacher 0.74, STWA 1.45,
+# about a minute each on one CPU core (s/step on NYCTaxi, one thread: LLM teacher 0.74, STWA 1.45,
 # ASTGCN 1.04, STSGCN 5.8, ST-MLP about 14); every other model trains until early stopping
-QUICK_STEP_BUDGETS = (("flowdistill-teacher", 100), ("stwa", 60), ("astgcn", 60), ("stsgcn", 12), ("st-mlp", 6))
+QUICK_STEP_BUDGETS = (("flowdistill-teacher", 60), ("stwa", 40), ("astgcn", 40), ("stsgcn", 8), ("st-mlp", 6))
+
+# the quick preset's teacher for the students whose default teacher is expensive to fit on a CPU
+QUICK_TEACHER_SWAP = (("flowdistill-teacher", "seasonal-naive-week"), ("stwa", "seasonal-naive-week"))
 
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
@@ -153,9 +158,13 @@ PRESETS = {
                              "variants, EasyST's student, BigST, the floors) train until early stopping fires (at "
                              "most 150 rounds), the heavy ones get a fixed step budget: " +
                              ", ".join(f"{m} {n}" for m, n in QUICK_STEP_BUDGETS) +
-                             " steps; the sweep tries each parameter's extremes and default; meant for 2 CPU cores",
+                             " steps; the students' teacher is seasonal-naive-week (no fit, better than the "
+                             "students at low ratios; the LLM teacher predicting every training window costs 7-10 "
+                             "min per ratio and, under its step budget, is worse than every student) unless "
+                             "--teacher names one; the LLM teacher keeps its own row; the sweep tries each "
+                             "parameter's extremes and default; meant for 2 CPU cores",
                     quick=True, max_epochs=150, max_batches=20, max_val_windows=64, max_patience=5,
-                    step_budgets=QUICK_STEP_BUDGETS),
+                    step_budgets=QUICK_STEP_BUDGETS, teacher_swap=QUICK_TEACHER_SWAP),
 }
 
 
@@ -223,8 +232,9 @@ def _check_meanings(names, settings: dict) -> None:
 
 
 def model_overrides(models, teacher: str | None = None, settings: dict | None = None,
-                    teacher_configs: dict | None = None) -> dict[str, dict]:
-    """Config overrides per model: `teacher` replaces the teacher of every model that has one;
+                    teacher_configs: dict | None = None, swap: dict | None = None) -> dict[str, dict]:
+    """Config overrides per model: `teacher` replaces the teacher of every model that has one
+    (without it, `swap` {default teacher: replacement} replaces those named there);
     each `settings` key goes to every model whose Config has that field, and to its teacher's
     (collected per model in `teacher_configs` when a dict is given). A key "model.field" goes to
     that model (and its variants, or to it as a teacher) only.
@@ -245,8 +255,9 @@ def model_overrides(models, teacher: str | None = None, settings: dict | None = 
         out[m] = _settings_for(m, settings)
         used |= set(_keys_for(m, settings))
         reached.append(m)
-        if teacher is not None and cfg.teacher:
-            out[m]["teacher"] = teacher
+        new = teacher if teacher is not None else (swap or {}).get(cfg.teacher)
+        if new is not None and cfg.teacher:
+            out[m]["teacher"] = new
         registry.get(m).config(**out[m])          # raises ValueError naming a value of the wrong type
         t_name = out[m].get("teacher", cfg.teacher)
         if t_name:
@@ -290,7 +301,7 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
         plan = distill_plan(models, teachers, settings)
     else:
         t_config: dict[str, dict] = {}
-        config = model_overrides(models, teacher, settings, t_config)
+        config = model_overrides(models, teacher, settings, t_config, dict(p.teacher_swap))
         variants = [{}] if suite.kind != "sweep" else sweep_configs(models, settings, quick=p.quick)
         plan = [(m, config[m] | extra, t_config.get(m, {}), seeds) for m in models for extra in variants]
     specs = {}
@@ -396,12 +407,15 @@ def frame_text(table: pd.DataFrame, tablefmt: str = "github") -> str:
     return tabulate(table, headers="keys", tablefmt=tablefmt, disable_numparse=True, showindex=False)
 
 
-def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool = False) -> pd.DataFrame:
+def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool = False,
+                history_dir=None) -> pd.DataFrame:
     """Table 3 as a frame: column model, then "<ratio> MAE" and "<ratio> RMSE" cells ("mean" or
     "mean ± std" over seeds). With several ratios, a last column "matches <reference>@<r0>": the
     smallest ratio at which the row's mean MAE is at most the reference's mean MAE at the smallest
-    ratio r0 ("not reached" otherwise; RQ2). unmasked: the metrics over every cell, zeros included
-    (the paper's eq. 13), instead of the masked ones."""
+    ratio r0 ("not reached" otherwise; RQ2), with the p-value of the paired Wilcoxon test of the
+    row at that ratio against the reference at r0 over non-overlapping test windows (the test part
+    is the same at every ratio; `bench.stats`; none without `history_dir`). unmasked: the metrics
+    over every cell, zeros included (the paper's eq. 13), instead of the masked ones."""
     ok = ok_overall(df)
     mae, rmse = ("mae_unmasked", "rmse_unmasked") if unmasked else ("mae", "rmse")
     if ok.empty or ok[mae].isna().all():
@@ -416,13 +430,19 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
     table = table[cols]
     r0 = ok["ratio"].min()
     ref = ok[(ok["model"] == reference) & (ok["ratio"] == r0)]
+    ref_row = ref["row"].iloc[0] if len(ref) else None
     if ok["ratio"].nunique() > 1 and not ref.empty:
         target = ref[mae].mean()
         means = ok.groupby(["row", "ratio"])[mae].mean()
         match = {}
         for row in table.index:
             hits = [r for (name, r), v in means.items() if name == row and v <= target]
-            match[row] = f"{min(hits):g}" if hits else "not reached"
+            if not hits:
+                match[row] = "not reached"
+                continue
+            at = ok[(ok["row"] == row) & (ok["ratio"] == min(hits))]
+            same = row == ref_row or history_dir is None          # no test of the reference against itself
+            match[row] = f"{min(hits):g}" + ("" if same else stats.p_note(stats.compare(history_dir, at, ref)["p"]))
         table[f"matches {reference}@{r0:g}"] = pd.Series(match)
     return table.rename_axis("model").reset_index()
 
@@ -445,18 +465,22 @@ def horizon_frame(df: pd.DataFrame, steps=(3, 6, 12)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill") -> pd.DataFrame:
+def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill", history_dir=None) -> pd.DataFrame:
     """Table 4 as a frame: model, MAE, RMSE (mean, ± std over seeds) and the change of MAE against
-    `reference` in percent, one row per model and ratio."""
+    `reference` in percent with the p-value of the paired Wilcoxon test over non-overlapping test
+    windows (`bench.stats`; none without `history_dir`), one row per model and ratio."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
     rows = []
     for (model, ratio), g in ok.groupby(["model", "ratio"], sort=False):
-        ref = ok[(ok["model"] == reference) & (ok["ratio"] == ratio)]["mae"].mean()
+        ref_rows = ok[(ok["model"] == reference) & (ok["ratio"] == ratio)]
+        ref = ref_rows["mae"].mean()
         change = (g["mae"].mean() / ref - 1) * 100 if ref == ref else float("nan")
-        rows.append({"model": model, "ratio": f"{ratio:g}", "MAE": _cell(g["mae"], g), "RMSE": _cell(g["rmse"]),
-                     f"MAE vs {reference}": f"{change:+.1f} %" if change == change else ""})
+        p = stats.compare(history_dir, g, ref_rows)["p"] if model != reference else float("nan")
+        rows.append({"model": model, "ratio": f"{ratio:g}", "seeds": len(g), "MAE": _cell(g["mae"], g),
+                     "RMSE": _cell(g["rmse"]),
+                     f"MAE vs {reference}": (f"{change:+.1f} %" if change == change else "") + stats.p_note(p)})
     return pd.DataFrame(rows)
 
 
@@ -475,19 +499,30 @@ def sweep_points(df: pd.DataFrame, grid: dict | None = None) -> pd.DataFrame:
         default = registry.get(r["model"]).config()
         for k in params:
             rows.append({"param": k, "value": float(cfg.get(k, getattr(default, k))), "seed": r["seed"],
-                         "mae": r["mae"], "rmse": r["rmse"]})
-    return pd.DataFrame(rows, columns=["param", "value", "seed", "mae", "rmse"])
+                         "mae": r["mae"], "rmse": r["rmse"], "trial_id": r["trial_id"], "default": not swept})
+    return pd.DataFrame(rows, columns=["param", "value", "seed", "mae", "rmse", "trial_id", "default"])
 
 
-def sweep_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 7-9 as a table: parameter, value, MAE and RMSE (mean, ± std over seeds)."""
+def sweep_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
+    """Fig. 7-9 as a table: parameter, value ("(default)" marks the default point), MAE and RMSE
+    (mean, ± std over seeds), and each value's change of MAE against the default with the p-value
+    of the paired Wilcoxon test over non-overlapping test windows (none without `history_dir`)."""
     pts = sweep_points(df)
     if pts.empty:
         return pd.DataFrame()
     order = {k: i for i, k in enumerate(SWEEP_GRID)}
     pts = pts.assign(rank=pts["param"].map(order)).sort_values(["rank", "value"])
-    return pd.DataFrame([{"parameter": k, "value": f"{v:g}", "MAE": _cell(g["mae"]), "RMSE": _cell(g["rmse"])}
-                         for (k, v), g in pts.groupby(["param", "value"], sort=False)])
+    rows = []
+    for (k, v), g in pts.groupby(["param", "value"], sort=False):
+        default = pts[(pts["param"] == k) & pts["default"]]
+        is_default = bool(g["default"].any())
+        change = ""
+        if not is_default and len(default):
+            change = f"{(g['mae'].mean() / default['mae'].mean() - 1) * 100:+.1f} %" + \
+                stats.p_note(stats.compare(history_dir, g, default)["p"])
+        rows.append({"parameter": k, "value": f"{v:g}" + (" (default)" if is_default else ""),
+                     "seeds": len(g), "MAE": _cell(g["mae"]), "RMSE": _cell(g["rmse"]), "MAE vs default": change})
+    return pd.DataFrame(rows)
 
 
 def breakdown_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -528,7 +563,6 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     elements over training, its change against the student without teacher, the share of the gap
     between that student and the teacher it closes, and the Wilcoxon p-value of the paired test
     over non-overlapping test windows (`bench.stats`; empty without history files)."""
-    from bench import stats
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
@@ -550,7 +584,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
             t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
             mae = g["mae"].mean()
             closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else float("nan")
-            test = stats.compare(history_dir, g, base) if history_dir is not None and len(base) else {"p": float("nan")}
+            test = stats.compare(history_dir, g, base)
             data = ", ".join(sorted(set(g["teacher_data"].fillna("").astype(str)) - {""})) if "teacher_data" in g else ""
             desc = ", ".join(sorted(set(g["teacher_desc"].fillna("").astype(str)) - {"", teacher})) if "teacher_desc" in g else ""
             rows.append({"ratio": f"{ratio:g}", "teacher": f"{teacher} ({desc})" if desc else teacher,
@@ -580,7 +614,6 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     model MSE), its MSE change against the same student without KD and the Wilcoxon p-value of
     the paired test over test windows (per-window MAE; every window on a dataset of independent
     samples, every H_out-th on a series)."""
-    from bench import stats
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
@@ -597,8 +630,7 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
             if len(base):
                 b_mse = pd.to_numeric(base["mse"], errors="coerce").mean()
                 change = f"{(mse.mean() - b_mse) / b_mse * 100:+.1f} %"
-                if history_dir is not None:
-                    p = stats.p_label(stats.compare(history_dir, g, base)["p"])
+                p = stats.p_label(stats.compare(history_dir, g, base)["p"])
             num = lambda col: pd.to_numeric(g[col], errors="coerce").mean() if col in g else float("nan")
             rows.append({"dataset": dataset, "ratio": f"{ratio:g}", "model": model, "seeds": len(g),
                          "MAE": _cell(g["mae"], g, ".4g"), "MSE": _cell(mse, None, ".4g"), "SSIM": f"{num('ssim'):.3f}",
@@ -643,7 +675,6 @@ def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=
     20-30 % of its memory; SDKD better than plain output KD (MSE, paired p); a gain of about 3-4 %
     over the student without KD (the NS ablation); inference >= 2x faster than the teacher. The
     headline 81.3 % lower MSE is quoted, not targeted: no reachable table traces it."""
-    from bench import stats
     ok = ok_overall(df)
     rows = []
     costs = cost_frame(cost) if cost is not None and len(cost) else pd.DataFrame()
@@ -653,10 +684,8 @@ def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=
         where = f"{dataset} @ {ratio:g}"
         rows.append({"claim": "student keeps > 95 % of the teacher's accuracy", "where": where,
                      "measured": f"{t / sd:.0%} (sdkd-unet-sdkd), {t / base:.0%} without KD" if t == t else "no teacher rows"})
-        p = ""
-        if history_dir is not None:
-            p = stats.p_label(stats.compare(history_dir, at[at["model"] == "sdkd-unet-sdkd"],
-                                            at[at["model"] == "sdkd-unet-kd"])["p"])
+        p = stats.p_label(stats.compare(history_dir, at[at["model"] == "sdkd-unet-sdkd"],
+                                        at[at["model"] == "sdkd-unet-kd"])["p"])
         rows.append({"claim": "SDKD better than plain output KD", "where": where,
                      "measured": f"MSE {sd:.4g} vs {kd:.4g} ({(sd - kd) / kd * 100:+.1f} %{', ' + p if p else ''})"})
         rows.append({"claim": "SDKD gains about 3-4 % over the student without KD (NS ablation)", "where": where,

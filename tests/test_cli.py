@@ -59,6 +59,7 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "flowdistill (teacher: stwa, disjoint data)" in proc.stdout and "0.4 MAE" in proc.stdout
+    assert "Token authentication" not in proc.stdout + proc.stderr        # Ray's notice stays out
     df = pd.read_csv(tmp_path / "results" / "data-efficiency" / "trials.csv")
     assert len(df) == 2 * ROWS and (df["status"] == "ok").all()
     assert set(df["horizon"].astype(str)) == {"all"} | {str(h) for h in range(1, 13)}

@@ -33,6 +33,7 @@ def test_paired_test_is_scipys_wilcoxon_on_non_overlapping_windows():
     out = paired_test(c, d)
     assert out["n"] == 9 and out["p"] == pytest.approx(wilcoxon(c[::12][[0, 1, 2, 4, 5, 6, 7, 8, 9]],
                                                                 (d[::12])[[0, 1, 2, 4, 5, 6, 7, 8, 9]]).pvalue)
+    assert paired_test(c, c)["p"] == 1.0                       # no difference at all
     with pytest.raises(ValueError, match="differ"):
         paired_test(a, b[:10])
 

@@ -127,14 +127,19 @@ def test_suites_and_presets_choose_ratios():
     # budgets in optimiser steps: the heavy models a fixed number, the light ones until early stopping
     assert {s.model: s.max_steps for s in quick if s.max_steps} == {m: budget[m] for m in ("stwa", "astgcn", "stsgcn",
                                                                                            "flowdistill-teacher")}
+    # the quick preset's students learn from the teacher that needs no fit, unless --teacher names one
     fd = next(s for s in quick if s.model == "flowdistill")
-    assert fd.max_steps is None and fd.teacher_max_steps == budget["flowdistill-teacher"]
-    assert fd.model_config().patience == 5 and fd.model_config().max_epochs == 150
-    t = teacher.teacher_spec(fd, "flowdistill-teacher")
-    assert t.max_steps == budget["flowdistill-teacher"] and t.teacher_max_steps is None
-    assert t.model_config().val_windows == 16 and fd.model_config().val_windows == 64
     easyst = next(s for s in quick if s.model == "easyst")
-    assert easyst.max_steps is None and easyst.teacher_max_steps == budget["stwa"]
+    assert fd.config["teacher"] == easyst.config["teacher"] == "seasonal-naive-week"
+    assert fd.max_steps is None and fd.teacher_max_steps is None
+    assert fd.model_config().patience == 5 and fd.model_config().max_epochs == 150
+    llm = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", ["flowdistill"], teacher="flowdistill-teacher")[0]
+    assert llm.teacher_max_steps == budget["flowdistill-teacher"]
+    t = teacher.teacher_spec(llm, "flowdistill-teacher")
+    assert t.max_steps == budget["flowdistill-teacher"] and t.teacher_max_steps is None
+    assert t.model_config().val_windows == 16 and llm.model_config().val_windows == 64
+    sdkd = build_specs(SUITES["sdkd"], "NYCTaxi", "quick", ["sdkd-unet-kd"])[0]
+    assert "teacher" not in sdkd.config and sdkd.max_steps is None     # other teachers stay
     full = build_specs(SUITES["data-efficiency"], "NYCTaxi", "full")
     assert sorted({s.ratio for s in full}) == [0.1, 0.2, 0.3, 0.4, 0.5]
     assert all(s.max_steps is None and s.teacher_max_steps is None and s.max_patience is None for s in full)

@@ -43,6 +43,11 @@ def test_data_scalability_quick_gives_table3_rows(results):
                                    "matches flowdistill@0.1"]
     fd = table[table["model"].str.startswith("flowdistill (")]
     assert fd["matches flowdistill@0.1"].item() == "0.1"
+    # with the history files, the match carries the paired test (flowdistill against itself: no difference)
+    tested = ratio_frame(df, history_dir=results / "data-scalability" / "history")
+    labels = tested["matches flowdistill@0.1"].tolist()
+    assert tested[tested["model"].str.startswith("flowdistill (")]["matches flowdistill@0.1"].item() == "0.1"
+    assert all(x == "not reached" or x == "0.1" or "(p" in x for x in labels)
 
 
 def test_robustness_quick_gives_horizon_and_bucket_rows(results):
@@ -67,6 +72,8 @@ def test_ablation_quick_gives_table4_rows(results):
     assert list(table["model"]) == ["flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc",
                                     "flowdistill-wo-tc"]
     assert table["MAE vs flowdistill"].iloc[0] == "+0.0 %" and (table["ratio"] == "0.5").all()
+    tested = ablation_frame(read_trials(trials_path(results, "ablation")), history_dir=results / "ablation" / "history")
+    assert tested["MAE vs flowdistill"].iloc[0] == "+0.0 %" and all("(p" in x for x in tested["MAE vs flowdistill"][1:])
 
 
 def test_sweep_quick_tries_each_parameters_extremes_and_default(results):
@@ -76,6 +83,11 @@ def test_sweep_quick_tries_each_parameters_extremes_and_default(results):
     for key, values in SWEEP_GRID.items():
         got = table.loc[table["parameter"] == key, "value"].tolist()
         assert len(got) == 3 and got[0] == f"{values[0]:g}" and got[-1] == f"{values[-1]:g}"
+        assert got[1].endswith("(default)")
+    tested = sweep_frame(df, results / "sweep" / "history").set_index("value")
+    assert (tested.loc[[v for v in tested.index if "default" in v], "MAE vs default"] == "").all()
+    assert all("%" in x and "(p" in x for x in tested.loc[[v for v in tested.index if "default" not in v],
+                                                           "MAE vs default"])
 
 
 def test_scalability_quick_measures_every_point(results):

@@ -1,0 +1,59 @@
+"""The report's first page, "What this run shows", written from a small hand-made results set: it
+states what those numbers say, and says something else when they change."""
+import json
+
+import numpy as np
+
+from bench.results import append_rows, trials_path
+from bench.summary import summary_lines
+
+WINDOWS = 240          # per-window test MAE; every 12th (20 windows) enters the paired test
+
+
+def _write(results, rows, windows, command="bench run --suite data-efficiency --quick"):
+    """Rows of one data-efficiency run: (model, seed, mae, converged, extra fields); windows: trial_id -> errors."""
+    suite = results / "data-efficiency"
+    full = []
+    for model, seed, mae, converged, extra in rows:
+        tid = f"{model}-{seed}"
+        full.append({"suite": "data-efficiency", "dataset": "NYCTaxi", "model": model, "ratio": 0.1, "seed": seed,
+                     "horizon": "all", "bucket": "all", "mae": mae, "rmse": mae * 2, "status": "ok", "trial_id": tid,
+                     "teacher": extra.get("teacher", ""), "converged": converged} | extra)
+        (suite / "history").mkdir(parents=True, exist_ok=True)
+        (suite / "history" / f"{tid}.json").write_text(json.dumps({"window_mae": list(windows[model])}))
+    append_rows(trials_path(results, "data-efficiency"), full)
+    (suite / "commands.log").write_text(f"2026-12-02T00:00:00  {command}\n")
+
+
+def _run(tmp_path, student_gain: float, floor: float):
+    rng = np.random.default_rng(0)
+    base = 14.0 + rng.random(WINDOWS)
+    windows = {"flowdistill-wo-tb": base, "flowdistill": base - student_gain + rng.normal(0, 0.5, WINDOWS),
+               "seasonal-naive-week": np.full(WINDOWS, floor), "stwa": base + 30}
+    teacher = {"teacher": "flowdistill-teacher", "teacher_desc": "SmolLM2, 1/30 blocks", "teacher_mae": 60.0,
+               "gate_open": 0.25}
+    rows = [("flowdistill-wo-tb", 0, float(base.mean()), True, {}),
+            ("flowdistill", 0, float(windows["flowdistill"].mean()), True, teacher),
+            ("seasonal-naive-week", 0, floor, True, {}),
+            ("stwa", 0, float(base.mean() + 30), False, {})]
+    _write(tmp_path, rows, windows)
+    return "\n".join(summary_lines(tmp_path, ["data-efficiency"]))
+
+
+def test_summary_states_a_distillation_gain_that_holds(tmp_path):
+    text = _run(tmp_path, student_gain=2.0, floor=20.0)
+    assert "preset: quick" in text and "One seed per cell" in text
+    assert "best trained model flowdistill (MAE 12." in text
+    assert "best floor seasonal-naive-week 20.00: the best model is 37 % below it; 2 of 3 trained models beat it" in text
+    assert "significantly better (p<1e-4, 20 windows)" in text
+    assert "teacher flowdistill-teacher (SmolLM2, 1/30 blocks): test MAE 60.00; eq. 2's gate open on 25% of the training" in text
+    assert "did not converge" in text and "stwa@0.1 (1 of 1)" in text
+    assert "holds on this run" in text and ": met." in text and "reproduced" not in text
+
+
+def test_summary_changes_when_the_numbers_do(tmp_path):
+    text = _run(tmp_path, student_gain=0.0, floor=11.99)
+    assert "best trained model" in text and "0 of 3 trained models beat it" in text
+    assert "not significantly different" in text
+    assert "is not shown by this run" in text and "not met" in text
+    assert "against the floor seasonal-naive-week 11.99" in text
