@@ -122,7 +122,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--space-file", help="search space YAML: {KEY: [values] | {loguniform: [LO, HI]}, ...}")
     run.add_argument("--samples", type=_positive_int, default=16, help="configurations the search draws (default 16)")
     run.add_argument("--report", default="reports/flowbench.pdf",
-                     help="with --suite all: where the report goes (default reports/flowbench.pdf)")
+                     help="where the PDF report of the results folder goes after the run (default "
+                          "reports/flowbench.pdf; tables and figures beside it)")
+    run.add_argument("--no-report", action="store_true", help="skip the report (build it later with `bench report`)")
     _data_flags(run)
 
     rep = sub.add_parser("report", help="build the PDF report (and CSV/Markdown tables, PNG figures) from results",
@@ -240,7 +242,10 @@ def cmd_run(args) -> int:
     if args.search and args.suite != "sweep":
         raise SuiteError("--search belongs to --suite sweep (a joint search over FlowDistill's hyperparameters)")
     if args.suite != "all":
-        return _run_suite(args, args.suite)
+        code = _run_suite(args, args.suite)
+        if code != 130:
+            _report_after_run(args)
+        return code
     if args.ratios or args.models or args.search:
         raise SuiteError("--suite all runs each suite with its own models and ratios; drop --models/--ratios/"
                          "--search, or run one suite at a time")
@@ -250,8 +255,7 @@ def cmd_run(args) -> int:
         codes[name] = _run_suite(args, name)
         if codes[name] == 130:
             return 130
-    from bench import report
-    report.build(args.out, args.report)
+    _report_after_run(args)
     print(f"all suites: {time.perf_counter() - start:.0f} s; " + ", ".join(
         f"{n}: {'ok' if c == 0 else 'failed trials'}" for n, c in codes.items()))
     return max(codes.values())
@@ -264,6 +268,18 @@ def _log_command(out: Path, suite: str, argv: list[str]) -> None:
     with path.open("a") as f:
         f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
                 f"{shlex.join(['bench'] + list(argv))}\n")
+
+
+def _report_after_run(args) -> None:
+    """The PDF report of the run's results folder (unless --no-report); a folder without finished
+    trials gets a note instead (the run's own exit code stands)."""
+    if args.no_report:
+        return
+    from bench import report
+    try:
+        report.build(args.out, args.report)
+    except ReportError as exc:
+        print(f"no report: {exc}", file=sys.stderr)
 
 
 def _run_suite(args, name: str) -> int:

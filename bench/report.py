@@ -66,7 +66,7 @@ def _palette(labels) -> dict:
     colours = sns.color_palette("tab20", 20) + sns.color_palette("Dark2", 8)
     out = {}
     for label in labels:
-        model = str(label).split(" (")[0]
+        model = str(label).split(" (")[0].removesuffix(f" {S.NOT_CONVERGED}")
         out[label] = colours[names.index(model) % len(colours)] if model in names else "0.5"
     return out
 
@@ -80,6 +80,7 @@ def _style():
 
 def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
     import seaborn as sns
     ok = S.ok_overall(df)
     ref = ok[(ok["model"] == "flowdistill") & (ok["ratio"] == ok["ratio"].min())]   # as ratio_frame's reference
@@ -87,6 +88,9 @@ def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
     floors = ok[ok["model"].isin(S.REFERENCES)]
     ok = ok[~ok["model"].isin(S.REFERENCES)].copy()
     ok["model"] = S.row_label(ok)
+    if "converged" in ok:          # a model with a trial that did not converge is marked in the legend
+        late = set(ok.loc[ok["converged"].astype(str) == "False", "model"])
+        ok["model"] = [f"{m} {S.NOT_CONVERGED}" if m in late else m for m in ok["model"]]
     units = _units(df["dataset"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric in zip(axes, ("mae", "rmse")):
@@ -95,15 +99,18 @@ def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
                          err_style="bars", ax=ax, palette=_palette(ok["model"].unique()))
         for (name, g), style in zip(floors.groupby("model"), ("--", ":", "-.")):     # the floors: no training
             mean = g.groupby("training ratio (%)")[metric].mean()
-            ax.plot(mean.index, mean.values, ls=style, c="0.35", lw=1.2, label=f"floor: {name}")
-        ax.set_ylabel(f"test {metric.upper()} ({units})")
+            ax.plot(mean.index, mean.values, ls=style, c="k", lw=1.2, label=f"floor: {name}")
+        ax.set_yscale("log")       # converged light models and barely trained heavy ones differ by 10x
+        for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis_format(FormatStrFormatter("%g"))
+        ax.set_ylabel(f"test {metric.upper()} ({units}, log scale)")
         ax.set_xlabel("training data ratio (%)")
         if reference and not ref.empty:
             ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['training ratio (%)'].min() / 100:g}")
         if ax is axes[0] and ax.get_legend():
             ax.get_legend().remove()
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle(title + " (grey: floors that need no training)")
+    fig.suptitle(title + f" (black: floors that need no training; {S.NOT_CONVERGED}: did not converge)")
     fig.tight_layout()
     return fig
 
@@ -300,7 +307,7 @@ def collect(results: str | Path, suites=None) -> list[Section]:
             sec = Section(name, title)
             history = results / name / "history"
             if name in ("data-efficiency", "data-scalability"):
-                sec.tables.append(("MAE / RMSE per training ratio (masked: truth 0 left out; grey rows of the "
+                sec.tables.append(("MAE / RMSE per training ratio (masked: truth 0 left out; black lines of the "
                                    "figure: floors; p: paired Wilcoxon over non-overlapping test windows)",
                                    S.ratio_frame(df, history_dir=history)))
                 unmasked = S.ratio_frame(df, unmasked=True)

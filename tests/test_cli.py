@@ -52,7 +52,7 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
     """`bench run` as a user types it, through Ray Tune, on a slice of real NYCTaxi."""
     cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "data-efficiency", "--models",
            "flowdistill,flowdistill-wo-tb", "--teacher", "stwa", "--ratios", "0.4", "--epochs", "1", "--nodes", "8",
-           "--out", "results"]                     # relative, as in README: Ray trials run elsewhere
+           "--out", "results", "--report", "reports/flowbench.pdf"]   # relative, as in README: Ray trials run elsewhere
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": project + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -60,6 +60,8 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "flowdistill (teacher: stwa, disjoint data)" in proc.stdout and "0.4 MAE" in proc.stdout
     assert "Token authentication" not in proc.stdout + proc.stderr        # Ray's notice stays out
+    assert (tmp_path / "reports" / "flowbench.pdf").stat().st_size > 0      # every run ends with its report
+    assert "flowdistill" in (tmp_path / "reports" / "data-efficiency-1.csv").read_text()
     df = pd.read_csv(tmp_path / "results" / "data-efficiency" / "trials.csv")
     assert len(df) == 2 * ROWS and (df["status"] == "ok").all()
     assert set(df["horizon"].astype(str)) == {"all"} | {str(h) for h in range(1, 13)}
@@ -68,7 +70,7 @@ def test_cli_end_to_end_through_ray_tune(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_mid_suite_loses_no_finished_trial_and_the_same_command_resumes(tmp_path, sig):
-    cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "data-efficiency", "--executor", "inline",
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--no-report", "--suite", "data-efficiency", "--executor", "inline",
            "--models", "flowdistill-wo-tb", "--ratios", "0.1,0.2,0.3,0.4,0.5,0.6", "--seeds", "2", "--epochs", "3",
            "--nodes", "8", "--out", str(tmp_path)]                  # 12 trials: the signal lands mid-suite
     total = 12 * ROWS
@@ -101,7 +103,7 @@ def test_prefitted_teacher_is_used_by_a_later_run(tmp_path, capsys):
     common = ["--epochs", "1", "--nodes", "8", "--out", str(tmp_path), "--executor", "inline"]
     assert main(["teacher", "fit", "--teacher", "stwa", "--ratios", "0.4", *common]) == 0
     assert "stwa" in capsys.readouterr().out
-    assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill", "--teacher", "stwa", "--ratios", "0.4",
+    assert main(["run", "--no-report", "--suite", "data-efficiency", "--models", "flowdistill", "--teacher", "stwa", "--ratios", "0.4",
                  *common]) == 0
     out = capsys.readouterr().out
     assert "fitting" not in out and "flowdistill (teacher: stwa, disjoint data)" in out

@@ -86,7 +86,7 @@ def test_converged_flag_follows_early_stopping():
 def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(suites, "DISTILL_VARIANTS", suites.DISTILL_VARIANTS[:2])   # two variants keep it short
     out = tmp_path / "results"
-    argv = ["run", "--suite", "distill", "--teacher", "seasonal-naive-week", "--ratios", "0.1", "--nodes", "6",
+    argv = ["run", "--no-report", "--suite", "distill", "--teacher", "seasonal-naive-week", "--ratios", "0.1", "--nodes", "6",
             "--epochs", "2", "--seeds", "2", "--executor", "inline", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out

@@ -205,7 +205,7 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
     from bench.results import read_trials, trials_path
     _, reg = _write_samples(tmp_path, samples=60, size=16)
     out = tmp_path / "results"
-    argv = ["run", "--suite", "sdkd", "--dataset", "Tiny", "--registry", str(reg), "--data-dir", str(tmp_path),
+    argv = ["run", "--no-report", "--suite", "sdkd", "--dataset", "Tiny", "--registry", str(reg), "--data-dir", str(tmp_path),
             "--models", "sdkd-teacher,sdkd-unet,sdkd-unet-kd,sdkd-unet-sdkd", "--epochs", "1", "--seeds", "2",
             "--quick", "--executor", "inline", "--out", str(out)]
     assert main(argv) == 0

@@ -14,7 +14,7 @@ from bench.scalability import read_points
 from bench.suites import SWEEP_GRID, ablation_frame, ratio_frame, sweep_frame
 
 # the fast flowdistill-wo-tb teaches here (any registered model can): the teacher contract, not its cost
-TINY = ["--quick", "--nodes", "6", "--epochs", "1", "--executor", "inline", "--teacher", "flowdistill-wo-tb"]
+TINY = ["--no-report", "--quick", "--nodes", "6", "--epochs", "1", "--executor", "inline", "--teacher", "flowdistill-wo-tb"]
 ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 
 
@@ -27,7 +27,7 @@ def results(tmp_path_factory):
     assert main(["run", "--suite", "robustness", "--models", "flowdistill,bigst"] + TINY + o) == 0
     assert main(["run", "--suite", "ablation"] + TINY + o) == 0
     assert main(["run", "--suite", "sweep"] + TINY + o) == 0
-    assert main(["run", "--suite", "scalability", "--quick", "--nodes", "6", "--models", "flowdistill"] + o) == 0
+    assert main(["run", "--no-report", "--suite", "scalability", "--quick", "--nodes", "6", "--models", "flowdistill"] + o) == 0
     assert main(["run", "--suite", "sweep", "--search", "--space", "delta=1,30", "--space",
                  "lambda_kl=loguniform:5e-4:1e-2", "--samples", "3"] + TINY + o) == 0
     return out
@@ -120,7 +120,8 @@ def test_report_holds_every_section(results, tmp_path):
         if "RQ1" in title or title in (report.RQ["distill"], report.RQ["sdkd"]):
             continue                          # data-efficiency, distill and sdkd did not run in this results set
         assert title.split(":")[0] in text, title
-    for needle in ("hardware:", "software:", "protocol:", "dataset(s): NYCTaxi", "bench run --suite sweep",
+    for needle in ("What this run shows", "preset: quick", "best trained model", "hardware:", "software:",
+                   "protocol:", "dataset(s): NYCTaxi", "bench run --suite sweep",
                    "matches flowdistill@0.1", "FlowDistill: one hyperparameter at a time"):
         assert needle in text, needle
     assert "(no finished trials)" not in text
@@ -224,13 +225,14 @@ def test_a_long_table_continues_over_pages(tmp_path):
     from bench import report
     rows = [{"suite": "ablation", "dataset": "NYCTaxi", "model": f"m{i:02d}", "teacher": "", "ratio": 0.5, "seed": 0,
              "horizon": "all", "bucket": "all", "mae": 10 + i, "rmse": 20 + i, "status": "ok", "trial_id": f"t{i}",
-             "config": ""} for i in range(40)]
+             "config": ""} for i in range(60)]
     (tmp_path / "ablation").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "ablation" / "trials.csv", index=False)
     out = report.build(tmp_path, tmp_path / "rep" / "flowbench.pdf")
     text = "\n".join(p.extract_text() for p in PdfReader(out["pdf"]).pages)
-    assert f"rows 1-{report.ROWS_PER_PAGE} of 40" in text and f"rows {report.ROWS_PER_PAGE + 1}-40 of 40" in text
-    assert all(f"m{i:02d}" in text for i in range(40))
+    n = report.ROWS_PER_PAGE
+    assert f"rows 1-{n} of 60" in text and f"rows {n + 1}-{2 * n} of 60" in text and f"rows {2 * n + 1}-60 of 60" in text
+    assert all(f"m{i:02d}" in text for i in range(60))
 
 
 def test_tables_mark_rows_that_did_not_converge():

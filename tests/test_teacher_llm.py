@@ -182,7 +182,9 @@ def test_cli_fits_predicts_imports_and_distils_the_llm_teacher(tmp_path, tiny_lm
     cache.unlink()
     assert main(["teacher", "import", str(ext), *common]) == 0
     assert "imported" in capsys.readouterr().out
-    assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill-teacher,flowdistill,flowdistill-wo-tb",
+    # --teacher: under --quick the students would otherwise learn from seasonal-naive-week
+    assert main(["run", "--no-report", "--suite", "data-efficiency", "--models",
+                 "flowdistill-teacher,flowdistill,flowdistill-wo-tb", "--teacher", "flowdistill-teacher",
                  "--executor", "inline", *common]) == 0
     out = capsys.readouterr().out
     assert "flowdistill (teacher: flowdistill-teacher, disjoint data)" in out and "flowdistill-wo-tb" in out
