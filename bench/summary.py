@@ -3,7 +3,8 @@ folder, never from expectations. For each ratio suite: the best trained model pe
 the best floor (forecasts that need no training), every model against the floors, the distilled
 student against the same student without teacher (paired Wilcoxon over non-overlapping test
 windows, `bench.stats`), what the teacher was, its test MAE and how often eq. 2's gate was open,
-and the trials that did not converge; then the preset and what it cannot show, and whether the
+and the trials that did not converge; for the distill suite, the best student variant per ratio
+against the student without teacher; then the preset and what it cannot show, and whether the
 paper's claim holds on this run by a stated criterion.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 
 from bench import registry, stats
 from bench.results import read_trials, trials_path
-from bench.suites import DISTILL_BASELINE, REFERENCES, ok_overall
+from bench.suites import DISTILL_BASELINE, REFERENCES, distill_frame, ok_overall
 
 RATIO_SUITES = ("data-efficiency", "data-scalability", "robustness", "ablation")
 STUDENT = "flowdistill"
@@ -153,6 +154,29 @@ def preset_lines(results: Path, suites) -> list[str]:
     return lines
 
 
+def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
+    """Per ratio of a distill suite: the best student variant (lowest mean MAE) against the student
+    without teacher, with its paired test and the share of the gap to its teacher it closes."""
+    table = distill_frame(df, history_dir)
+    if table.empty:
+        return ["no finished trials"]
+    lines = []
+    for ratio, at in table.groupby("ratio", sort=False):
+        base = at[at["model"] == DISTILL_BASELINE]
+        students = at[at["model"] != DISTILL_BASELINE]
+        if students.empty:
+            continue
+        best = students.loc[students["MAE"].map(lambda c: float(c.split()[0])).idxmin()]
+        against = f"against {DISTILL_BASELINE} {base['MAE'].iloc[0]}" if len(base) else "(no teacher-free run)"
+        lines.append(f"ratio {ratio}: best variant {best['model']} (teacher {best['teacher']} MAE {best['teacher MAE']}; "
+                     f"gate {best['gate']}, target {best['target']}, lambda_tbl {best['lambda_tbl']}; "
+                     f"{best['seeds']} seeds): MAE {best['MAE']} {against}: {best['vs no teacher'] or '?'}"
+                     + (f", {best['p']}" if best["p"] else ", no paired test")
+                     + (f"; gap to the teacher closed {best['gap closed']}" if best["gap closed"] else "")
+                     + f"; {len(students)} variants in all.")
+    return lines + convergence_lines(ok_overall(df))
+
+
 def summary_lines(results: str | Path, suites) -> list[str]:
     """The lines of the "What this run shows" page for the given suites under `results`."""
     results = Path(results)
@@ -160,11 +184,14 @@ def summary_lines(results: str | Path, suites) -> list[str]:
     claimed = False
     for name in suites:
         path = trials_path(results, name)
-        if name not in RATIO_SUITES or not path.exists():
+        if name not in RATIO_SUITES + ("distill",) or not path.exists():
             continue
         df = read_trials(path)
         history = results / name / "history"
-        lines += ["", f"{name}:"] + [f"  {line}" for line in ratio_lines(df, history)]
+        body = distill_lines(df, history) if name == "distill" else ratio_lines(df, history)
+        lines += ["", f"{name}:"] + [f"  {line}" for line in body]
+        if name == "distill":
+            continue
         if not claimed:
             claim = claim_lines(df, history)
             if claim:

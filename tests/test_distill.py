@@ -108,6 +108,13 @@ def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     table = suites.distill_frame(df, out / "distill" / "history")
     assert list(table["model"]) == ["flowdistill-wo-tb", "flowdistill", "flowdistill"]
     assert table["p"].iloc[1].startswith("p") and table["teacher MAE"].iloc[1] == f"{teacher_mae:.2f}"
+    # the report's first page says which variant did best, against the student without teacher
+    from bench.summary import summary_lines
+    page = "\n".join(summary_lines(out, ["distill"]))
+    best = table.iloc[1:].assign(m=table["MAE"].iloc[1:].map(lambda c: float(c.split()[0]))).sort_values("m").iloc[0]
+    assert f"ratio 0.1: best variant flowdistill (teacher seasonal-naive-week MAE {teacher_mae:.2f}" in page
+    assert f"MAE {best['MAE']} against flowdistill-wo-tb {table['MAE'].iloc[0]}: {best['vs no teacher']}, {best['p']}" in page
+    assert "2 variants in all" in page and "did not converge" in page
     assert "gap closed" in printed and "element" in printed
     assert main(argv) == 0                                        # a rerun skips every finished trial
     assert "resuming: 6 of 6 trials already finished" in capsys.readouterr().out
