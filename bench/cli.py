@@ -374,9 +374,10 @@ def _search_specs(args, suite, preset, out, data_dir, registry_file):
     unknown = sorted(set(space) - fields)
     if unknown:
         raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
-    base = build_specs(dataclasses.replace(suite, kind="ratio"), args.dataset, preset, models, args.ratios,
-                       args.seeds, args.epochs, args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
-                       registry_file=registry_file, cache_dir=str(out / "teachers"), num_nodes=args.nodes)
+    plain = dataclasses.replace(suite, kind="ratio", quick_seeds=None)      # one seed per sampled config
+    base = build_specs(plain, args.dataset, preset, models, args.ratios, args.seeds, args.epochs, args.teacher,
+                       dict(args.settings), args.teacher_data, data_dir=data_dir, registry_file=registry_file,
+                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)
     return [dataclasses.replace(s, suite="search", config=s.config | cfg)
             for cfg in search.sample(space, args.samples) for s in base]
 

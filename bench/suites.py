@@ -26,6 +26,7 @@ class Suite:
     kind: str = "ratio"           # ratio: models x ratios; sweep: SWEEP_GRID one at a time; scalability;
                                   # distill: DISTILL_TEACHERS x DISTILL_VARIANTS against the student without teacher
     seeds: int = 1                # seeds when --seeds is not given
+    quick_seeds: int | None = None    # the quick preset's seeds (None: `seeds`); 2 where the suite draws comparisons
     datasets: tuple[str, ...] | None = None    # the suite's datasets when --dataset is not given (None: the default)
     teacher_data: str | None = None            # teachers' data when --teacher-data is not given (None: disjoint)
 
@@ -113,17 +114,16 @@ SUITES = {
         MODELS, (0.5,), (0.5,), breakdown=True, quick_models=QUICK_MODELS),
     "sweep": Suite(
         "sweep", "RQ4 (Fig. 7-9): delta, lambda_tbl, lambda_kl, lambda_spa, lambda_tem one at a time around "
-        "the defaults at ratio 0.3 (quick: 0.5) (`--search` for a joint Ray Tune search)", ("flowdistill",), (0.3,),
-        (0.5,),
-        kind="sweep"),
+        "the defaults at ratio 0.3 (quick: 0.5, 2 seeds) (`--search` for a joint Ray Tune search)", ("flowdistill",),
+        (0.3,), (0.5,), kind="sweep", quick_seeds=2),
     "scalability": Suite(
         "scalability", "RQ5 (Fig. 10): peak memory against batch size and inference latency against test size "
         "x1..x5, one process per point", ("flowdistill", "bigst", "stsgcn", "astgcn", "stwa", "easyst"), (0.5,),
         (0.5,), kind="scalability"),
     "ablation": Suite(
-        "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3 (quick: 0.5)",
-        ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
-        (0.3,), (0.5,)),
+        "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3 (quick: 0.5, "
+        "2 seeds)", ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
+        (0.3,), (0.5,), quick_seeds=2),
     "distill": Suite(
         "distill", "Does the teacher transfer? Each teacher (" + ", ".join(DISTILL_TEACHERS) + ") x eq. 2's gate "
         "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb, 3 seeds, "
@@ -162,7 +162,7 @@ PRESETS = {
                              "students at low ratios; the LLM teacher predicting every training window costs 7-10 "
                              "min per ratio and, under its step budget, is worse than every student) unless "
                              "--teacher names one; the LLM teacher keeps its own row; the sweep tries each "
-                             "parameter's extremes and default; meant for 2 CPU cores",
+                             "parameter's extremes and default; the ablation and the sweep run 2 seeds; meant for 2 CPU cores",
                     quick=True, max_epochs=150, max_batches=20, max_val_windows=64, max_patience=5,
                     step_budgets=QUICK_STEP_BUDGETS, teacher_swap=QUICK_TEACHER_SWAP),
 }
@@ -295,7 +295,7 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
     p = PRESETS[preset]
     ratios = ratios or (suite.quick_ratios if p.quick else suite.ratios)
     models = models or (suite.quick_models if p.quick and suite.quick_models else suite.models)
-    seeds = seeds or suite.seeds
+    seeds = seeds or (suite.quick_seeds if p.quick and suite.quick_seeds else suite.seeds)
     if suite.kind == "distill":
         teachers = (teacher,) if teacher else (DISTILL_QUICK_TEACHERS if p.quick else DISTILL_TEACHERS)
         plan = distill_plan(models, teachers, settings)

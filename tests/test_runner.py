@@ -118,7 +118,8 @@ def test_stale_or_missing_teacher_cache_is_refused(tmp_path):
 
 def test_suites_and_presets_choose_ratios():
     ablation = build_specs(SUITES["ablation"], "NYCTaxi", "quick")
-    assert {s.ratio for s in ablation} == {0.5} and len(ablation) == 5
+    assert {s.ratio for s in ablation} == {0.5} and len(ablation) == 5 * 2     # 2 seeds: the suite compares
+    assert len(build_specs(SUITES["ablation"], "NYCTaxi", "full")) == 5
     quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
     assert sorted({s.ratio for s in quick}) == [0.1, 0.5] and len(quick) == 2 * 11 * 2
     assert "st-mlp" not in {s.model for s in quick}

@@ -78,7 +78,7 @@ def test_ablation_quick_gives_table4_rows(results):
 
 def test_sweep_quick_tries_each_parameters_extremes_and_default(results):
     df = read_trials(trials_path(results, "sweep"))
-    assert df["trial_id"].nunique() == 1 + 2 * len(SWEEP_GRID)
+    assert df["trial_id"].nunique() == (1 + 2 * len(SWEEP_GRID)) * 2         # the quick sweep runs 2 seeds
     table = sweep_frame(df)
     for key, values in SWEEP_GRID.items():
         got = table.loc[table["parameter"] == key, "value"].tolist()
