@@ -106,8 +106,7 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
     teachers = [t for t in teachers if t not in untrained]
     fitting = {t.model for t in teachers}
     todo = sorted(todo, key=lambda s: -s.ratio)
-    later = [s for s in todo if (s.model_config().teacher and s.model_config().teacher in fitting)
-             or s.model in fitting]
+    later = [s for s in todo if s.model_config().teacher in fitting or s.model in fitting]
     now = [s for s in todo if s not in later]
     _execute([("teacher", t) for t in teachers] + [("model", s) for s in now], executor, address, out, suite,
              handlers, scheduler, gpus_per_trial)

@@ -162,7 +162,8 @@ PRESETS = {
                              "students at low ratios; the LLM teacher predicting every training window costs 7-10 "
                              "min per ratio and, under its step budget, is worse than every student) unless "
                              "--teacher names one; the LLM teacher keeps its own row; the sweep tries each "
-                             "parameter's extremes and default; the ablation and the sweep run 2 seeds; meant for 2 CPU cores",
+                             "parameter's extremes and default; the ablation and the sweep run 2 seeds; meant for "
+                             "2 CPU cores",
                     quick=True, max_epochs=150, max_batches=20, max_val_windows=64, max_patience=5,
                     step_budgets=QUICK_STEP_BUDGETS, teacher_swap=QUICK_TEACHER_SWAP),
 }

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench import registry, stats
 from bench.results import read_trials, trials_path
-from bench.suites import DISTILL_BASELINE, REFERENCES, distill_frame, ok_overall
+from bench.suites import DISTILL_BASELINE, REFERENCES, _cell, distill_frame, ok_overall
 
 RATIO_SUITES = ("data-efficiency", "data-scalability", "robustness", "ablation")
 STUDENT = "flowdistill"
@@ -33,10 +33,6 @@ def _is_floor(model: str) -> bool:
     return model in REFERENCES or not _trains(model)
 
 
-def _mae(rows: pd.DataFrame) -> str:
-    return f"{rows['mae'].mean():.2f}" + (f" ± {rows['mae'].std():.2f}" if len(rows) > 1 else "")
-
-
 def ratio_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     """Sentences on one ratio suite's results (overall rows of finished trials)."""
     ok = ok_overall(df)
@@ -52,7 +48,7 @@ def ratio_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             lines.append(f"{head} no trained model finished")
             continue
         best = trained.idxmin()
-        text = f"{head} best trained model {best} (MAE {_mae(at[at['model'] == best])})"
+        text = f"{head} best trained model {best} (MAE {_cell(at[at['model'] == best]['mae'])})"
         if not floors.empty:
             floor = floors.idxmin()
             gap = (trained[best] / floors[floor] - 1) * 100
@@ -67,8 +63,8 @@ def ratio_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             diff = student["mae"].mean() - base["mae"].mean()
             verdict = ("significantly better" if diff < 0 else "significantly worse") \
                 if test["p"] == test["p"] and test["p"] < ALPHA else "not significantly different"
-            lines.append(f"  distilled {STUDENT} {_mae(student)} against {DISTILL_BASELINE} (no teacher) "
-                         f"{_mae(base)}: {diff:+.2f}, {verdict}"
+            lines.append(f"  distilled {STUDENT} {_cell(student['mae'])} against {DISTILL_BASELINE} (no teacher) "
+                         f"{_cell(base['mae'])}: {diff:+.2f}, {verdict}"
                          + (f" ({stats.p_label(test['p'])}, {test['n']} windows)" if test["p"] == test["p"] else
                             " (no paired test: history files missing)") + ".")
             if "teacher_mae" in student and student["teacher_mae"].notna().any():
