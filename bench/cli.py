@@ -214,7 +214,8 @@ def cmd_list(args) -> int:
             print(f"{name:20s} {entry.description}" + (f" [teacher: {teacher}]" if teacher else ""))
     elif args.what == "suites":
         for s in SUITES.values():
-            print(f"{s.name:18s} {s.description}\n{'':18s} models: {', '.join(s.models)}; "
+            quick = f" (quick: {', '.join(s.quick_models)})" if s.quick_models else ""
+            print(f"{s.name:18s} {s.description}\n{'':18s} models: {', '.join(s.models)}{quick}; "
                   f"ratios: {', '.join(f'{r:g}' for r in s.ratios)} (quick: {', '.join(f'{r:g}' for r in s.quick_ratios)})")
         for pr in PRESETS.values():
             print(f"preset {pr.name:11s} {pr.description}")

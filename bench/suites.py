@@ -76,6 +76,11 @@ REFERENCES = ("seasonal-naive-week", "seasonal-naive-day", "historical-average")
 MODELS = ("flowdistill-teacher", "flowdistill", "flowdistill-wo-tb", "easyst", "stwa", "bigst", "astgcn",
           "stsgcn", "st-mlp") + REFERENCES
 QUICK_MODELS = tuple(m for m in MODELS if m != "st-mlp")
+# the first run (data-efficiency, quick preset): the light models, which converge on 2 CPU cores,
+# the most expensive first (the runner starts them first: the cores idle least at the end), and the
+# floors. The heavy models (and the LLM teacher) cannot train to convergence there (their quick rows
+# say nothing about their accuracy) and cost a third of the suite; data-scalability's quick run has them
+LIGHT_MODELS = ("easyst", "flowdistill-wo-tb", "flowdistill", "bigst") + REFERENCES
 
 # RQ4 (section 4.5, Fig. 7-9): each value tried with the others at their defaults
 SWEEP_GRID = {
@@ -103,8 +108,9 @@ SDKD_COST_MODELS = ("sdkd-teacher", "sdkd-unet", "sdkd-resnet")     # measured s
 
 SUITES = {
     "data-efficiency": Suite(
-        "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio",
-        MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.5), quick_models=QUICK_MODELS),
+        "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio (quick: "
+        "the light models, which converge on 2 CPU cores, and the floors)",
+        MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.5), quick_models=LIGHT_MODELS),
     "data-scalability": Suite(
         "data-scalability", "RQ2 (Table 3): ratios up to 0.7, and the smallest ratio at which each model "
         "matches FlowDistill's MAE at the smallest ratio", MODELS, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
@@ -161,7 +167,8 @@ PRESETS = {
                              " steps; the students' teacher is seasonal-naive-week (no fit, better than the "
                              "students at low ratios; the LLM teacher predicting every training window costs 7-10 "
                              "min per ratio and, under its step budget, is worse than every student) unless "
-                             "--teacher names one; the LLM teacher keeps its own row; the sweep tries each "
+                             "--teacher names one; the LLM teacher keeps its own row (data-efficiency: the light models "
+                             "and the floors only); the sweep tries each "
                              "parameter's extremes and default; the ablation and the sweep run 2 seeds; meant for "
                              "2 CPU cores",
                     quick=True, max_epochs=150, max_batches=20, max_val_windows=64, max_patience=5,
@@ -379,7 +386,7 @@ def ok_overall(df: pd.DataFrame) -> pd.DataFrame:
 NOT_CONVERGED = "†"      # marks a cell with a trial whose early stopping had not fired when its budget ran out
 
 
-def _cell(values: pd.Series, rows: pd.DataFrame | None = None, fmt: str = ".2f") -> str:
+def seed_cell(values: pd.Series, rows: pd.DataFrame | None = None, fmt: str = ".2f") -> str:
     """"mean" or "mean ± std" over seeds, with NOT_CONVERGED when one of `rows` did not converge."""
     spread = fmt if fmt.endswith("f") else ".2g"
     text = f"{values.mean():{fmt}}" if len(values) == 1 else f"{values.mean():{fmt}} ± {values.std():{spread}}"
@@ -424,8 +431,8 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
     ok["row"] = row_label(ok)
     cells = {}
     for (row, ratio), g in ok.groupby(["row", "ratio"]):
-        cells.setdefault(row, {})[f"{ratio:g} MAE"] = _cell(g[mae], g)
-        cells[row][f"{ratio:g} RMSE"] = _cell(g[rmse])
+        cells.setdefault(row, {})[f"{ratio:g} MAE"] = seed_cell(g[mae], g)
+        cells[row][f"{ratio:g} RMSE"] = seed_cell(g[rmse])
     table = pd.DataFrame.from_dict(cells, orient="index").fillna("")
     cols = sorted(table.columns, key=lambda c: (float(c.split()[0]), c.split()[1] != "MAE"))
     table = table[cols]
@@ -461,7 +468,7 @@ def horizon_frame(df: pd.DataFrame, steps=(3, 6, 12)) -> pd.DataFrame:
         out = {"model": row, "ratio": f"{ratio:g}"}
         for h in steps:
             at = g[g["horizon"].astype(str) == str(h)]
-            out[f"h{h} MAE"], out[f"h{h} RMSE"] = (_cell(at["mae"]), _cell(at["rmse"])) if len(at) else ("", "")
+            out[f"h{h} MAE"], out[f"h{h} RMSE"] = (seed_cell(at["mae"]), seed_cell(at["rmse"])) if len(at) else ("", "")
         rows.append(out)
     return pd.DataFrame(rows)
 
@@ -479,8 +486,8 @@ def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill", history_dir
         ref = ref_rows["mae"].mean()
         change = (g["mae"].mean() / ref - 1) * 100 if ref == ref else float("nan")
         p = stats.compare(history_dir, g, ref_rows)["p"] if model != reference else float("nan")
-        rows.append({"model": model, "ratio": f"{ratio:g}", "seeds": len(g), "MAE": _cell(g["mae"], g),
-                     "RMSE": _cell(g["rmse"]),
+        rows.append({"model": model, "ratio": f"{ratio:g}", "seeds": len(g), "MAE": seed_cell(g["mae"], g),
+                     "RMSE": seed_cell(g["rmse"]),
                      f"MAE vs {reference}": (f"{change:+.1f} %" if change == change else "") + stats.p_note(p)})
     return pd.DataFrame(rows)
 
@@ -522,7 +529,7 @@ def sweep_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
             change = f"{(g['mae'].mean() / default['mae'].mean() - 1) * 100:+.1f} %" + \
                 stats.p_note(stats.compare(history_dir, g, default)["p"])
         rows.append({"parameter": k, "value": f"{v:g}" + (" (default)" if is_default else ""),
-                     "seeds": len(g), "MAE": _cell(g["mae"]), "RMSE": _cell(g["rmse"]), "MAE vs default": change})
+                     "seeds": len(g), "MAE": seed_cell(g["mae"]), "RMSE": seed_cell(g["rmse"]), "MAE vs default": change})
     return pd.DataFrame(rows)
 
 
@@ -574,7 +581,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         if len(base):
             rows.append({"ratio": f"{ratio:g}", "teacher": "(none)", "teacher data": "", "teacher MAE": "", "gate": "",
                          "target": "",
-                         "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": _cell(base["mae"], base),
+                         "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": seed_cell(base["mae"], base),
                          "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
         students = at[at["teacher"].fillna("") != ""].copy()
         if students.empty:
@@ -592,7 +599,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "teacher data": data or "-",
                          "teacher MAE": f"{t_mae:.2f}", "gate": gate,
                          "target": target, "lambda_tbl": f"{lam:g}", "model": model, "seeds": len(g),
-                         "MAE": _cell(g["mae"], g), "gate open": f"{g['gate_open'].mean():.2f}",
+                         "MAE": seed_cell(g["mae"], g), "gate open": f"{g['gate_open'].mean():.2f}",
                          "vs no teacher": f"{mae - base_mae:+.2f}" if base_mae == base_mae else "",
                          "gap closed": f"{closed:.0f} %" if closed == closed else "", "p": stats.p_label(test["p"])})
     return pd.DataFrame(rows)
@@ -634,7 +641,7 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                 p = stats.p_label(stats.compare(history_dir, g, base)["p"])
             num = lambda col: pd.to_numeric(g[col], errors="coerce").mean() if col in g else float("nan")
             rows.append({"dataset": dataset, "ratio": f"{ratio:g}", "model": model, "seeds": len(g),
-                         "MAE": _cell(g["mae"], g, ".4g"), "MSE": _cell(mse, None, ".4g"), "SSIM": f"{num('ssim'):.3f}",
+                         "MAE": seed_cell(g["mae"], g, ".4g"), "MSE": seed_cell(mse, None, ".4g"), "SSIM": f"{num('ssim'):.3f}",
                          "MSE low band": f"{num('err_low'):.4g}", "MSE high band": f"{num('err_high'):.4g}",
                          "of teacher": f"{t_mse / mse.mean():.0%}" if t_mse == t_mse and model != "sdkd-teacher" else "",
                          "MSE vs no KD": change, "p": p})
@@ -661,8 +668,8 @@ def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFram
             params = int(pd.to_numeric(g["params"], errors="coerce").max()) if "params" in g else 0
             ref = ref or {"params": params, "ms": ms.mean(), "mem": mem.mean()}
             rows.append({"dataset": dataset, "model": model, "params": params,
-                         "ms / window": _cell(ms, None, ".3g") if len(ms) else "",
-                         "peak MB": _cell(mem, None, ".3g") if len(mem) else "",
+                         "ms / window": seed_cell(ms, None, ".3g") if len(ms) else "",
+                         "peak MB": seed_cell(mem, None, ".3g") if len(mem) else "",
                          "params vs teacher": f"{params / ref['params']:.0%}",
                          "speed-up": f"{ref['ms'] / ms.mean():.2f}x" if len(ms) else "",
                          "memory vs teacher": f"{mem.mean() / ref['mem']:.0%}" if len(mem) and ref["mem"] else ""})

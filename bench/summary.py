@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench import registry, stats
 from bench.results import read_trials, trials_path
-from bench.suites import DISTILL_BASELINE, REFERENCES, _cell, distill_frame, ok_overall
+from bench.suites import DISTILL_BASELINE, QUICK_STEP_BUDGETS, REFERENCES, distill_frame, ok_overall, seed_cell
 
 RATIO_SUITES = ("data-efficiency", "data-scalability", "robustness", "ablation")
 STUDENT = "flowdistill"
@@ -48,7 +48,7 @@ def ratio_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             lines.append(f"{head} no trained model finished")
             continue
         best = trained.idxmin()
-        text = f"{head} best trained model {best} (MAE {_cell(at[at['model'] == best]['mae'])})"
+        text = f"{head} best trained model {best} (MAE {seed_cell(at[at['model'] == best]['mae'])})"
         if not floors.empty:
             floor = floors.idxmin()
             gap = (trained[best] / floors[floor] - 1) * 100
@@ -63,8 +63,8 @@ def ratio_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             diff = student["mae"].mean() - base["mae"].mean()
             verdict = ("significantly better" if diff < 0 else "significantly worse") \
                 if test["p"] == test["p"] and test["p"] < ALPHA else "not significantly different"
-            lines.append(f"  distilled {STUDENT} {_cell(student['mae'])} against {DISTILL_BASELINE} (no teacher) "
-                         f"{_cell(base['mae'])}: {diff:+.2f}, {verdict}"
+            lines.append(f"  distilled {STUDENT} {seed_cell(student['mae'])} against {DISTILL_BASELINE} (no teacher) "
+                         f"{seed_cell(base['mae'])}: {diff:+.2f}, {verdict}"
                          + (f" ({stats.p_label(test['p'])}, {test['n']} windows)" if test["p"] == test["p"] else
                             " (no paired test: history files missing)") + ".")
             if "teacher_mae" in student and student["teacher_mae"].notna().any():
@@ -132,18 +132,25 @@ def preset_lines(results: Path, suites) -> list[str]:
         if log.exists():
             commands += [c for c in log.read_text().splitlines() if c.strip()]
     quick = any("--quick" in c for c in commands)
-    seeds = set()
+    seeds, models = set(), set()
     for name in suites:
         path = trials_path(results, name)
         if path.exists():
             df = ok_overall(read_trials(path))
             if not df.empty:
                 seeds.add(int(df.groupby(["model", "ratio"])["seed"].nunique().max()))
+                models |= set(df["model"])
     lines = [f"preset: {'quick' if quick else 'full'}; seeds per cell: at most {max(seeds) if seeds else '?'}."]
-    if quick:
-        lines.append("The quick preset gives the heavy models (STWA, STSGCN, ASTGCN, the LLM teacher) a fixed "
-                     "budget of a few dozen optimiser steps: their rows are marked as not converged and say nothing "
-                     "about those models' accuracy; the light models train until early stopping.")
+    heavy = [m for m, _ in QUICK_STEP_BUDGETS if m in models]
+    if quick and heavy:
+        lines.append(f"The quick preset gives the heavy models ({', '.join(heavy)}) a fixed budget of a few dozen "
+                     "optimiser steps: their rows are marked as not converged and say nothing about those models' "
+                     "accuracy; the light models train until early stopping.")
+    elif quick:
+        lines.append("The quick preset's first run has the light models (they train until early stopping) and the "
+                     "floors; the heavy models and the LLM teacher cannot converge on 2 CPU cores and are left out "
+                     "(`bench run --suite data-scalability --quick` has their step-budgeted rows; the full preset, "
+                     "on a GPU, trains them).")
     if seeds and max(seeds) < 2:
         lines.append("One seed per cell: no seed spread; the p-values test the difference over test windows only "
                      "(run with --seeds 2 or more for mean ± std).")

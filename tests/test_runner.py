@@ -9,7 +9,7 @@ ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 
 from bench import runner, teacher
 from bench.results import append_rows, read_trials
-from bench.suites import QUICK_STEP_BUDGETS, SUITES, breakdown_table, build_specs, ratio_table
+from bench.suites import LIGHT_MODELS, QUICK_STEP_BUDGETS, SUITES, breakdown_table, build_specs, ratio_table
 from bench.trial import TrialSpec, error_rows
 
 
@@ -120,8 +120,13 @@ def test_suites_and_presets_choose_ratios():
     ablation = build_specs(SUITES["ablation"], "NYCTaxi", "quick")
     assert {s.ratio for s in ablation} == {0.5} and len(ablation) == 5 * 2     # 2 seeds: the suite compares
     assert len(build_specs(SUITES["ablation"], "NYCTaxi", "full")) == 5
-    quick = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
-    assert sorted({s.ratio for s in quick}) == [0.1, 0.5] and len(quick) == 2 * 11 * 2
+    first = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", seeds=2)
+    # the first run: the light models, most expensive first, and the floors; none with a step budget
+    assert sorted({s.ratio for s in first}) == [0.1, 0.5] and len(first) == 2 * 7 * 2
+    assert [s.model for s in first if s.ratio == 0.5 and s.seed == 0] == list(LIGHT_MODELS)
+    assert all(s.max_steps is None for s in first)
+    quick = build_specs(SUITES["data-scalability"], "NYCTaxi", "quick", seeds=2)
+    assert sorted({s.ratio for s in quick}) == [0.1, 0.5, 0.7] and len(quick) == 3 * 11 * 2
     assert "st-mlp" not in {s.model for s in quick}
     assert all(s.max_batches == 20 and s.train_stride is None and s.max_val_windows == 64 for s in quick)
     budget = dict(QUICK_STEP_BUDGETS)
@@ -134,7 +139,7 @@ def test_suites_and_presets_choose_ratios():
     assert fd.config["teacher"] == easyst.config["teacher"] == "seasonal-naive-week"
     assert fd.max_steps is None and fd.teacher_max_steps is None
     assert fd.model_config().patience == 5 and fd.model_config().max_epochs == 150
-    llm = build_specs(SUITES["data-efficiency"], "NYCTaxi", "quick", ["flowdistill"], teacher="flowdistill-teacher")[0]
+    llm = build_specs(SUITES["data-scalability"], "NYCTaxi", "quick", ["flowdistill"], teacher="flowdistill-teacher")[0]
     assert llm.teacher_max_steps == budget["flowdistill-teacher"]
     t = teacher.teacher_spec(llm, "flowdistill-teacher")
     assert t.max_steps == budget["flowdistill-teacher"] and t.teacher_max_steps is None

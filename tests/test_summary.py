@@ -48,6 +48,7 @@ def test_summary_states_a_distillation_gain_that_holds(tmp_path):
     assert "significantly better (p<1e-4, 20 windows)" in text
     assert "teacher flowdistill-teacher (SmolLM2, 1/30 blocks): test MAE 60.00; eq. 2's gate open on 25% of the training" in text
     assert "did not converge" in text and "stwa@0.1 (1 of 1)" in text
+    assert "heavy models (stwa) a fixed budget" in text and "are left out" not in text
     assert "holds on this run" in text and ": met." in text and "reproduced" not in text
 
 
@@ -57,3 +58,10 @@ def test_summary_changes_when_the_numbers_do(tmp_path):
     assert "not significantly different" in text
     assert "is not shown by this run" in text and "not met" in text
     assert "against the floor seasonal-naive-week 11.99" in text
+
+
+def test_summary_of_a_first_run_without_heavy_models_says_where_they_are(tmp_path):
+    rows = [("flowdistill-wo-tb", 0, 14.0, True, {}), ("seasonal-naive-week", 0, 12.0, True, {})]
+    _write(tmp_path, rows, {"flowdistill-wo-tb": np.full(WINDOWS, 14.0), "seasonal-naive-week": np.full(WINDOWS, 12.0)})
+    text = "\n".join(summary_lines(tmp_path, ["data-efficiency"]))
+    assert "are left out" in text and "data-scalability --quick" in text and "a fixed budget" not in text
