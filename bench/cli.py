@@ -25,10 +25,11 @@ from bench.teacher import TeacherCacheError
 from bench.train import DEVICES, DeviceError, TrainingError, resolve_device
 from models.language_model import LanguageModelError
 from bench.report import ReportError
+from bench.results import read_trials
 from bench.search import SearchSpaceError
-from bench.suites import (ALL_SUITES, PRESETS, SDKD_COST_MODELS, SUITE_ORDER, SUITES, SuiteError, ablation_frame,
-                          breakdown_table, build_specs, cost_frame, distill_frame, frame_text, get_suite, ratio_frame,
-                          sdkd_frame, sweep_frame)
+from bench.spec import TrialSpec
+from bench.suites import (PRESETS, SuiteError, build_specs, frame_text, get_suite, load_plugins, run_order, suites,
+                          tables_of)
 from tabulate import tabulate
 
 
@@ -83,8 +84,9 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite of trials and print its table",
                          description="Run every (model, ratio, seed) trial of a suite, teachers first. "
                          "Rows go to OUT/SUITE/trials.csv as each trial ends; a rerun skips finished trials.")
-    run.add_argument("--suite", required=True, help=f"one of: {', '.join(ALL_SUITES)}, or all ({', '.join(SUITE_ORDER)} "
-                     "in that order, then `bench report`)")
+    run.add_argument("--suite", required=True, help=f"one of: {', '.join(s.name for s in suites(listed_only=True))}, "
+                     f"or all ({', '.join(run_order())} in that order, then `bench report`); more suites: modules "
+                     "named in $BENCH_SUITES (see bench/suites/__init__.py)")
     run.add_argument("--dataset", help=f"registered dataset (default: the suite's, else {DEFAULT_DATASET}; "
                      "sdkd: NavierStokes and NYCTaxi)")
     run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
@@ -213,7 +215,7 @@ def cmd_list(args) -> int:
             teacher = entry.config().teacher
             print(f"{name:20s} {entry.description}" + (f" [teacher: {teacher}]" if teacher else ""))
     elif args.what == "suites":
-        for s in SUITES.values():
+        for s in suites(listed_only=True):
             quick = f" (quick: {', '.join(s.quick_models)})" if s.quick_models else ""
             print(f"{s.name:18s} {s.description}\n{'':18s} models: {', '.join(s.models)}{quick}; "
                   f"ratios: {', '.join(f'{r:g}' for r in s.ratios)} (quick: {', '.join(f'{r:g}' for r in s.quick_ratios)})")
@@ -251,7 +253,7 @@ def cmd_run(args) -> int:
         raise SuiteError("--suite all runs each suite with its own models and ratios; drop --models/--ratios/"
                          "--search, or run one suite at a time")
     start, codes = time.perf_counter(), {}
-    for name in SUITE_ORDER:
+    for name in run_order():
         print(f"\n=== {name} ===")
         codes[name] = _run_suite(args, name)
         if codes[name] == 130:
@@ -285,7 +287,6 @@ def _report_after_run(args) -> None:
 
 def _run_suite(args, name: str) -> int:
     from bench import runner
-    from bench.results import read_trials
     suite = get_suite(name)
     for m in args.models or []:
         registry.get(m)
@@ -303,8 +304,8 @@ def _run_suite(args, name: str) -> int:
     preset = "quick" if args.quick else "full"
     resolve_device(args.device)                                     # --device cuda without CUDA: a clear error
     out, data_dir, registry_file = _paths(args)
-    if suite.kind == "scalability":
-        return _run_scalability(args, suite, preset, out, data_dir, registry_file)
+    if suite.execute:
+        return _run_execute(args, suite, preset, out, data_dir, registry_file)
     scheduler = None
     if args.search:
         specs = _search_specs(args, suite, preset, out, data_dir, registry_file)
@@ -329,29 +330,11 @@ def _run_suite(args, name: str) -> int:
         return 130
     df = read_trials(path)
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
-    print(f"\n{table_name} on {', '.join(datasets)} (masked MAE / RMSE on the test set, original units)")
-    if suite.kind == "sdkd":
-        from bench import scalability
-        cost = scalability.run(scalability.build_points_for(datasets, SDKD_COST_MODELS, preset, num_nodes=args.nodes,
-                                                            data_dir=data_dir, registry_file=registry_file),
-                               out, name="sdkd-cost")
-        print(frame_text(sdkd_frame(df, path.parent / "history")))
-        print("\nparameters, inference latency and peak memory, measured side by side (one process each)")
-        print(frame_text(cost_frame(scalability.read_points(cost))))
-    elif suite.kind == "sweep" and not args.search:
-        print(frame_text(sweep_frame(df, path.parent / "history")))
-    elif args.search:
-        from bench.report import search_frame
-        print(frame_text(search_frame(df)))
-    elif name == "ablation":
-        print(frame_text(ablation_frame(df, history_dir=path.parent / "history")))
-    elif suite.kind == "distill":
-        print(frame_text(distill_frame(df, path.parent / "history")))
-    else:
-        print(frame_text(ratio_frame(df, history_dir=path.parent / "history")))
-    if suite.breakdown:
-        print("\nmasked MAE per horizon step (h1..h12) and per traffic-volume bucket (q1 lowest .. q4 highest)")
-        print(breakdown_table(df))
+    print(f"\n{table_name} on {', '.join(datasets)} (test set, original units)")
+    shown = _shown_suite(table_name)
+    extra = suite.after_run(datasets, preset, out, args.nodes, data_dir, registry_file) if suite.after_run else []
+    for title, table in tables_of(shown, df, path.parent) + extra:
+        print(f"\n{title}\n{frame_text(table)}")
     print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
     failed = set(df.loc[~df["status"].isin(["ok", "pruned"]), "trial_id"])
     missing = len(specs) - df["trial_id"].nunique()
@@ -375,7 +358,7 @@ def _search_specs(args, suite, preset, out, data_dir, registry_file):
     unknown = sorted(set(space) - fields)
     if unknown:
         raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
-    plain = dataclasses.replace(suite, kind="ratio", quick_seeds=None)      # one seed per sampled config
+    plain = dataclasses.replace(suite, plan=None, quick_seeds=None)    # each model once, one seed per sampled config
     base = build_specs(plain, args.dataset, preset, models, args.ratios, args.seeds, args.epochs, args.teacher,
                        dict(args.settings), args.teacher_data, data_dir=data_dir, registry_file=registry_file,
                        cache_dir=str(out / "teachers"), num_nodes=args.nodes)
@@ -383,22 +366,23 @@ def _search_specs(args, suite, preset, out, data_dir, registry_file):
             for cfg in search.sample(space, args.samples) for s in base]
 
 
-def _run_scalability(args, suite, preset, out, data_dir, registry_file) -> int:
-    from bench import scalability
-    models = args.models or list(suite.models)
-    points = scalability.build_points(args.dataset, models, preset, args.seeds or suite.seeds, num_nodes=args.nodes,
-                                      data_dir=data_dir, registry_file=registry_file)
+def _shown_suite(name: str):
+    """The registered suite whose tables show a run's rows: `name`, or a report-only section such as
+    "search" (the rows of `--suite sweep --search`)."""
+    return next(s for s in suites() if s.name == name)
+
+
+def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:
+    """A suite that runs itself (its `execute` hook, e.g. scalability's points), then its tables."""
     _log_command(out, suite.name, args.argv)
-    print(f"suite scalability on {args.dataset}, preset {preset}: {len(points)} points, one process each "
-          f"-> {out / suite.name}/")
     start = time.perf_counter()
-    path = scalability.run(points, out)
-    df = scalability.read_points(path)
-    df = df[df["trial_id"].astype(str).isin({p.trial_id for p in points})]
-    for measure, what in (("memory", "peak memory of one forward pass (MB) per batch size"),
-                          ("latency", "inference latency (s) per test size multiple")):
-        print(f"\n{what}")
-        print(frame_text(scalability.scalability_frame(df, measure)))
+    path, ids = suite.execute(suite, args.dataset, args.models or list(suite.models), preset,
+                              args.seeds or suite.seeds, out, num_nodes=args.nodes, data_dir=data_dir,
+                              registry_file=registry_file)
+    df = suite.read(path.parent) if suite.read else read_trials(path)
+    df = df[df["trial_id"].astype(str).isin(ids)]
+    for title, table in tables_of(suite, df, path.parent):
+        print(f"\n{title}\n{frame_text(table)}")
     print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
     failed = (df["status"] != "ok").sum()
     if failed:
@@ -423,7 +407,6 @@ def cmd_teacher(args) -> int:
 
     from bench import runner
     from bench import teacher as teacher_mod
-    from bench.trial import TrialSpec
     root = Path(args.out).resolve() / "teachers"
     if args.action == "list":
         rows = []
@@ -501,6 +484,11 @@ def _epoch_printer(spec):
 
 
 def main(argv=None) -> int:
+    try:
+        load_plugins()                    # suites named in $BENCH_SUITES join the built-in ones
+    except SuiteError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
     args = parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data}

@@ -11,7 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,12 @@ class Dataset:
     @property
     def num_nodes(self) -> int:
         return self.flow.shape[1]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the flow array's bytes (16 hex digits), computed once per Dataset object: the
+        data part of a teacher cache's key."""
+        return hashlib.sha256(np.ascontiguousarray(self.flow).tobytes()).hexdigest()[:16]
 
     @property
     def num_channels(self) -> int:

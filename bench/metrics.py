@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from bench.protocol import Windows, volume_buckets
+
 
 def _mask(truth: torch.Tensor, null_value: float) -> torch.Tensor:
     return ~torch.isclose(truth, torch.full_like(truth, null_value))
@@ -140,3 +142,18 @@ def grid_metrics(pred: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int],
     low, high = band_errors(p.squeeze(1), t.squeeze(1), k_c)
     value = float("nan") if kernel < 3 else float(ssim(p, t, data_range=data_range, sigma=1.5 * kernel / 11))
     return {"mse": float((p - t).pow(2).mean()), "ssim": value, "err_low": float(low), "err_high": float(high)}
+
+
+def score(pred: torch.Tensor, test: Windows, data, split) -> list[dict]:
+    """The metric rows of test predictions pred [W, H_out, N, C] (original units) of the `test`
+    windows: `evaluate` per horizon and volume bucket, the grid metrics (`grid_metrics`) on the
+    overall row of a dataset with a grid, and on that row `window_mae` and `window_every` (every
+    n-th window is non-overlapping: H_out on a series, 1 on independent samples) for the paired
+    tests of `bench.stats`."""
+    truth = test.targets()
+    rows = evaluate(pred, truth, volume_buckets(data.flow, split))
+    if data.meta.get("grid"):
+        rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred, truth, data.grid).items()}
+    rows[0]["window_mae"] = window_mae(pred, truth)
+    rows[0]["window_every"] = 1 if data.meta.get("sample_len") else test.h_out
+    return rows

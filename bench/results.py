@@ -9,8 +9,20 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from bench.trial import ROW_FIELDS
+from bench.spec import TrialSpec
 
+ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
+              "mae_unmasked", "rmse_unmasked",
+              "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
+              "work_id", "device", "steps", "best_epoch", "converged", "teacher_desc", "teacher_data",
+              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "mse", "ssim", "err_low", "err_high"]
+# the row fields of a distilled student (empty for other rows): what the teacher was (e.g. the LM,
+# blocks kept, LoRA rank) and what it was fitted on, the teacher's own test MAE, the
+# share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
+# training MAE of the student and of the teacher on the same batches.
+# mse, ssim, err_low, err_high: image metrics of a dataset with a grid, overall row only
+# (`bench.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares)
+DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 
 NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "mae_unmasked", "rmse_unmasked", "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "steps",
                   "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
@@ -85,3 +97,12 @@ def append_rows(path: Path, rows: list[dict], fields: list[str] = ROW_FIELDS) ->
         old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
         table = pd.concat([old, new], ignore_index=True) if len(old) else new
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def error_rows(spec: TrialSpec, error: str, teacher: str = "") -> list[dict]:
+    """The single row that records a failed trial (NaN metrics, status "error")."""
+    return [{"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "teacher": teacher,
+             "ratio": spec.ratio, "seed": spec.seed, "trial_id": spec.trial_id, "horizon": "all", "bucket": "all",
+             "mae": float("nan"), "rmse": float("nan"), "mape": float("nan"), "epochs": 0, "train_s": 0.0,
+             "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0, "status": "error", "error": error[:500],
+             "config": spec.config_label(), "work_id": spec.work_id}]

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from bench import registry
 from bench import teacher as teacher_mod
-from bench.results import append_rows, finished_ids, shared_rows, trials_path, write_json
-from bench.trial import TrialSpec, error_rows, run_trial
+from bench.results import append_rows, error_rows, finished_ids, shared_rows, trials_path, write_json
+from bench.spec import TrialSpec
+from bench.trial import run_trial
 
 EXECUTORS = ("ray", "inline")
 

@@ -15,9 +15,9 @@ import pandas as pd
 
 from bench import registry, stats
 from bench.results import read_trials, trials_path
-from bench.suites import DISTILL_BASELINE, QUICK_STEP_BUDGETS, REFERENCES, distill_frame, ok_overall, seed_cell
+from bench.suites import (DISTILL_BASELINE, QUICK_STEP_BUDGETS, REFERENCES, SUITES, distill_frame, ok_overall,
+                          seed_cell)
 
-RATIO_SUITES = ("data-efficiency", "data-scalability", "robustness", "ablation")
 STUDENT = "flowdistill"
 ALPHA = 0.05              # the significance level of every "significantly" on the page
 
@@ -187,13 +187,14 @@ def summary_lines(results: str | Path, suites) -> list[str]:
     claimed = False
     for name in suites:
         path = trials_path(results, name)
-        if name not in RATIO_SUITES + ("distill",) or not path.exists():
+        kind = SUITES[name].kind if name in SUITES else None      # ratio suites and distill suites are summarised
+        if kind not in ("ratio", "distill") or not path.exists():
             continue
         df = read_trials(path)
         history = results / name / "history"
-        body = distill_lines(df, history) if name == "distill" else ratio_lines(df, history)
+        body = distill_lines(df, history) if kind == "distill" else ratio_lines(df, history)
         lines += ["", f"{name}:"] + [f"  {line}" for line in body]
-        if name == "distill":
+        if kind == "distill":
             continue
         if not claimed:
             claim = claim_lines(df, history)

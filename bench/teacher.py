@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.context import TrialContext, build_context, training_windows, trial_data
+from bench.metrics import masked_mae, masked_rmse, score
+from bench.protocol import Scaler, Windows, horizons, split_for, teacher_split
 from bench.results import atomic_write
-from bench.protocol import Windows, horizons, teacher_split
-from bench.metrics import masked_mae, masked_rmse
-from bench.train import predict, resolve_device
+from bench.train import fit, peak_memory_mb, predict, resolve_device, set_seed, to_device, trainable_state
 
 TEACHER_SEED = 0
 CACHE_VERSION = 4
@@ -49,20 +50,14 @@ def cache_key(spec, data_fingerprint: str) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def data_fingerprint(flow: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(flow).tobytes()).hexdigest()[:16]
-
-
 def cache_path(spec, key: str) -> Path:
     return Path(spec.cache_dir) / spec.dataset / f"{spec.model}-r{spec.ratio:g}-{key[:16]}.npz"
 
 
 def locate(spec) -> tuple[str, Path]:
-    """(key, path) of the cache the teacher `spec` writes and its students read."""
-    from bench.data import load_dataset
-    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
-    flow = data.flow[:, :spec.num_nodes] if spec.num_nodes else data.flow
-    key = cache_key(spec, data_fingerprint(flow))
+    """(key, path) of the cache the teacher `spec` writes and its students read (the data's
+    fingerprint is hashed once per process: `trial_data`)."""
+    key = cache_key(spec, trial_data(spec).fingerprint)
     return key, cache_path(spec, key)
 
 
@@ -81,23 +76,22 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     name with .pt. progress: callable(epoch, logs) after each training epoch; show: tqdm bars
     over prediction; predict_windows=False stops after saving the weights.
     """
-    from bench.train import fit, set_seed, trainable_state
-    from bench.trial import setup, training_windows
     key, path = locate(spec)
     if path.exists():
         return path
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    data, split, cfg, model = ctx.data, ctx.split, ctx.cfg, ctx.model
     if cfg.teacher:
         raise TeacherCacheError(f"teacher {spec.model} itself needs a teacher ({cfg.teacher}); chains are not supported")
     gen = set_seed(spec.seed)
-    own = teacher_training_windows(spec, data, split, scaler, parts["train"])
-    train = training_windows(spec, cfg, model, own)
+    own = teacher_training_windows(spec, data, split, ctx.scaler, ctx.parts["train"])
+    train = training_windows(ctx, own)
     if not len(train):
         raise TeacherCacheError(f"teacher_data={spec.teacher_data} leaves teacher {spec.model} no training windows of "
                                 f"{spec.dataset} at ratio {spec.ratio:g} (the student's part starts at step "
                                 f"{split.train_start}); use --teacher-data same or all")
-    result = fit(model, cfg, train, parts["val"], scaler, gen, spec.max_steps, progress, spec.max_batches,
-                 device=resolve_device(spec.device))
+    result = fit(model, cfg, train, ctx.parts["val"], ctx.scaler, gen, spec.max_steps, progress, spec.max_batches,
+                 device=ctx.device)
     fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
               "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + sum(horizons(data))] if len(own) else [],
               "epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
@@ -107,7 +101,7 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     atomic_write(checkpoint_path(path), lambda tmp: torch.save({"key": key, "state": trainable_state(model),
                                                                 "fit": fitted}, tmp))
     if predict_windows:
-        _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted, show)
+        _predict_and_cache(ctx, key, path, fitted, show)
     return path
 
 
@@ -129,7 +123,6 @@ def predict_teacher(spec, show: bool = False) -> Path:
     Raises:
         TeacherCacheError: no saved weights for this teacher, data, ratio and config.
     """
-    from bench.trial import setup
     key, path = locate(spec)
     ckpt = checkpoint_path(path)
     if not ckpt.exists():
@@ -138,18 +131,21 @@ def predict_teacher(spec, show: bool = False) -> Path:
     saved = torch.load(ckpt, weights_only=False)
     if saved["key"] != key:
         raise TeacherCacheError(f"{ckpt} was trained for other data, ratio or config; refit it")
-    data, split, scaler, parts, cfg, model = setup(spec)
-    missing = set(saved["state"]) - set(model.state_dict())
+    ctx = build_context(spec)
+    missing = set(saved["state"]) - set(ctx.model.state_dict())
     if missing:
         raise TeacherCacheError(f"{ckpt} holds weights this model does not have ({sorted(missing)[:3]}...); refit it")
-    model.load_state_dict(saved["state"], strict=False)
-    return _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, saved["fit"], show)
+    ctx.model.load_state_dict(saved["state"], strict=False)
+    return _predict_and_cache(ctx, key, path, saved["fit"], show)
 
 
-def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, fitted: dict, show: bool) -> Path:
-    from bench.trial import peak_memory_mb
+def _predict_and_cache(ctx: TrialContext, key: str, path: Path, fitted: dict, show: bool) -> Path:
+    """Predict every window a cache covers (`cached_windows`) with the context's fitted model and
+    write the cache with its meta (`fitted`: the fit's record) and, when the model has them, its
+    latents of the training windows."""
+    spec, data, split, scaler, parts, cfg, model = ctx.spec, ctx.data, ctx.split, ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     series = (parts["train"].flow, parts["train"].flow_norm)
-    dev = resolve_device(spec.device)
+    dev = ctx.device
     model.to(dev)
     full = cached_windows(spec, cfg, data, split, scaler, series)
     for windows in full.values():
@@ -181,7 +177,6 @@ def _predict_and_cache(spec, key, path, data, split, scaler, parts, cfg, model, 
 def predict_latent(model, windows: Windows, batch_size: int, device) -> np.ndarray:
     """`model.latent(batch)` of every window, float16 on the CPU: [W, ...] (a teacher's latents
     for students that distil from its latent space, e.g. SDKD's latent mode)."""
-    from bench.train import to_device
     model.eval()
     out = [model.latent(to_device(b, device)).cpu().half() for b in windows.batches(batch_size)]
     return torch.cat(out).numpy()
@@ -242,11 +237,7 @@ def cached_windows(spec, cfg, data, split, scaler, series=None) -> dict[str, Win
 def _all_windows(spec) -> tuple:
     """(data, split, {"train", "val", "test": Windows}) of the spec's dataset (first num_nodes
     regions) and ratio: the windows its teacher cache covers (`cached_windows`)."""
-    from bench.data import load_dataset
-    from bench.protocol import Scaler, split_for
-    data = load_dataset(spec.dataset, spec.data_dir, spec.registry_file)
-    if spec.num_nodes:
-        data = data.slice_nodes(spec.num_nodes)
+    data = trial_data(spec)
     split = split_for(data, spec.ratio)
     return data, split, cached_windows(spec, spec.model_config(), data, split, Scaler.fit(data.flow, split))
 
@@ -308,7 +299,6 @@ def rows_from_cache(spec) -> list[dict] | None:
     config, teacher seed, data, ratio and caps): its test predictions are already on disk, so
     the trial is not trained twice (only a teacher with teacher_data "same" is such a fit). None
     when the trial is not such a fit or nothing is cached."""
-    from bench.trial import score
     if spec.seed != TEACHER_SEED:
         return None
     # a teacher fitted on the student's part only ("same") is exactly this trial

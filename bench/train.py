@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import resource
 import time
 from dataclasses import dataclass, field
 
@@ -199,3 +200,9 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         model.load_state_dict(best_state, strict=False)
     return FitResult(epoch, best_epoch, best, time.perf_counter() - start, history, total_steps, converged)
 
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: CUDA allocator peak on GPU, else max RSS (MB)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -29,7 +29,8 @@ from tabulate import tabulate
 
 from bench import registry
 from bench.train import forward, resolve_device, set_seed, to_device
-from bench.trial import TrialSpec, setup
+from bench.context import build_context
+from bench.spec import TrialSpec
 
 
 def _tensors(value):
@@ -69,7 +70,8 @@ def train_steps(name: str, steps: int, device: torch.device, nodes: int | None, 
     config = dict(config or {})
     spec = TrialSpec(suite="gpu", dataset="NYCTaxi", model=name, ratio=0.1, num_nodes=nodes, config=config,
                      device=device.type)
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     train = parts["train"]
     if cfg.teacher:                                   # the truth as the teacher's forecast: the term runs
         train.attach_teacher(torch.cat([b["y"] for b in train.batches(512)]).numpy())

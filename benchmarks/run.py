@@ -129,10 +129,12 @@ class Trivial(torch.nn.Module):
 def harness_overhead(dataset: str, ratio: float) -> None:
     from bench.runner import run
     from bench.train import fit, predict, set_seed
-    from bench.trial import TrialSpec, setup
+    from bench.context import build_context
+    from bench.spec import TrialSpec
     spec = TrialSpec(suite="benchmark", dataset=dataset, model="benchmark-trivial", ratio=ratio)
     t0 = time.perf_counter()
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
     predict(model, parts["test"], scaler)
     direct = time.perf_counter() - t0

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bench.data import data_root, knn_adjacency, load_dataset
-from bench.trial import TrialSpec, run_trial
+from bench.spec import TrialSpec
+from bench.trial import run_trial
 
 
 @pytest.mark.parametrize("name, shape, interval", [("LosLoop", (2016, 207, 1), 5),

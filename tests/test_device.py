@@ -6,7 +6,8 @@ import torch
 
 from bench import registry
 from bench.train import DeviceError, forward, resolve_device, to_device
-from bench.trial import TrialSpec, setup
+from bench.context import build_context
+from bench.spec import TrialSpec
 
 # forward passes that meta tensors cannot run, for reasons other than placement
 NOT_ON_META = {
@@ -27,7 +28,8 @@ def test_forward_keeps_every_tensor_on_the_input_device(name):
         config["kd"] = "none"                                # SDKD students refuse kd without a teacher
     # 20 regions: the first row of NYCTaxi's 10 x 20 grid, so grid models run too
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model=name, ratio=0.5, num_nodes=20, config=config)
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    parts, model = ctx.parts, ctx.model
     batch = to_device(parts["train"].batch([0, 1]), torch.device("meta"))
     model.to("meta")
     out = forward(model, batch)

@@ -15,7 +15,9 @@ from bench.protocol import H_IN, H_OUT, TEACHER_DATA, ProtocolError, split_steps
 from bench.results import read_trials, trials_path
 from bench.stats import paired_test
 from bench.train import fit, predict, set_seed
-from bench.trial import TrialSpec, run_trial, setup
+from bench.context import build_context
+from bench.spec import TrialSpec
+from bench.trial import run_trial
 
 
 def test_paired_test_is_scipys_wilcoxon_on_non_overlapping_windows():
@@ -41,7 +43,8 @@ def test_paired_test_is_scipys_wilcoxon_on_non_overlapping_windows():
 def _student(config, teacher_offset=None, epochs=4, seed=0):
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill", ratio=0.1, num_nodes=16, seed=seed,
                      config={"teacher": "seasonal-naive-week"} | config, max_epochs=epochs)
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     truth = torch.cat([b["y"] for b in parts["train"].batches(512)])
     parts["train"].attach_teacher((truth + teacher_offset).numpy())
     fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(seed))
@@ -64,27 +67,31 @@ def test_the_teachers_forecast_reaches_the_student_through_the_teacher_target():
 def test_converged_flag_follows_early_stopping():
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill-wo-tb", ratio=0.1, num_nodes=8,
                      config={"patience": 1, "lr": 0.05})
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     per_epoch = len(range(0, len(parts["train"]), cfg.batch_size))
     stopped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
     assert stopped.converged and stopped.epochs < cfg.max_epochs and stopped.steps == stopped.epochs * per_epoch
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill-wo-tb", ratio=0.1, num_nodes=8, max_epochs=2)
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     capped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
     assert not capped.converged and capped.epochs == 2 and capped.steps == 2 * per_epoch
     # a step budget ends training mid-epoch: the partial epoch is validated, and it did not converge
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     budget = per_epoch + 1
     stepped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0), max_steps=budget)
     assert (stepped.steps, stepped.epochs, stepped.converged, len(stepped.history)) == (budget, 2, False, 2)
     # rounds of max_batches steps: an epoch is at most that many steps
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     rounds = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0), max_batches=1)
     assert (rounds.steps, rounds.epochs) == (2, 2)
 
 
 def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(suites, "DISTILL_VARIANTS", suites.DISTILL_VARIANTS[:2])   # two variants keep it short
+    monkeypatch.setattr(suites.distill, "DISTILL_VARIANTS", suites.DISTILL_VARIANTS[:2])   # two variants keep it short
     out = tmp_path / "results"
     argv = ["run", "--no-report", "--suite", "distill", "--teacher", "seasonal-naive-week", "--ratios", "0.1", "--nodes", "6",
             "--epochs", "2", "--seeds", "2", "--executor", "inline", "--out", str(out)]
@@ -144,7 +151,8 @@ def test_a_teacher_cache_without_the_students_windows_is_refused(tmp_path):
     t_spec = teacher_mod.teacher_spec(spec, "seasonal-naive-week")
     key, path = teacher_mod.locate(t_spec)
     teacher_mod.save_predictions(path, np.arange(10), np.zeros((10, 12, 4, 2), np.float32), key, {"test_mae": 1.0})
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    parts = ctx.parts
     with pytest.raises(teacher_mod.TeacherCacheError,
                        match=r"seasonal-naive-week for NYCTaxi at ratio 0.1 lacks 265 of the 265 training windows"):
         teacher_mod.attach(parts, t_spec)
@@ -209,7 +217,8 @@ def test_easyst_keeps_its_released_loss_by_default_and_takes_the_element_gate():
     from bench.metrics import masked_huber
     from models.vib import gaussian_kl
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="easyst", ratio=0.1, num_nodes=6)
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     batch = parts["train"].batch(list(range(8)))
     batch["y_teacher"] = batch["y"] + 0.5                       # a close teacher: the gate opens
     model.eval()                                               # z = mu: the same forward twice

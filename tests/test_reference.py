@@ -7,7 +7,9 @@ from bench import registry
 from bench.protocol import H_IN, H_OUT, prepare
 from bench.registry import ModelInfo
 from bench.train import fit, predict, set_seed
-from bench.trial import TrialSpec, run_trial, setup
+from bench.context import build_context
+from bench.spec import TrialSpec
+from bench.trial import run_trial
 from tests.conftest import synthetic
 
 
@@ -93,5 +95,5 @@ def test_a_reference_forecaster_has_no_training_settings():
     assert not registry.trains("historical-average") and registry.trains("flowdistill")
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="seasonal-naive-day", ratio=0.1, max_epochs=3, num_nodes=4)
     assert spec.model_config().max_epochs == registry.get("seasonal-naive-day").config().max_epochs
-    *_, model = setup(spec)
+    model = build_context(spec).model
     assert registry.lookback(model, H_IN) == 48

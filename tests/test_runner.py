@@ -10,7 +10,8 @@ ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 from bench import runner, teacher
 from bench.results import append_rows, read_trials
 from bench.suites import LIGHT_MODELS, QUICK_STEP_BUDGETS, SUITES, breakdown_table, build_specs, ratio_table
-from bench.trial import TrialSpec, error_rows
+from bench.results import error_rows
+from bench.spec import TrialSpec
 
 
 def specs_for(tmp_path, models, ratios=(0.4,), preset="full", **kw):

@@ -13,7 +13,9 @@ from bench.data import DataError, check_grid, load_dataset
 from bench.metrics import masked_mae
 from bench.protocol import ProtocolError, horizons, prepare, split_for
 from bench.train import fit, predict, set_seed
-from bench.trial import TrialSpec, run_trial, setup
+from bench.context import build_context
+from bench.spec import TrialSpec
+from bench.trial import run_trial
 from models.grid import fold, from_frames, grid_shape, to_frames, unfold
 from bench.metrics import band_errors, grid_metrics, low_band
 from models.spectral import sdkd_loss
@@ -120,7 +122,8 @@ def test_kd_needs_a_teacher_and_bad_choices_are_refused():
 def test_unet_learns_on_a_slice_of_real_nyctaxi():
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="sdkd-unet", ratio=0.1, num_nodes=40,
                      config={"lr": 3e-3}, max_epochs=6)
-    data, split, scaler, parts, cfg, model = setup(spec)
+    ctx = build_context(spec)
+    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     before = float(masked_mae(predict(model, parts["val"], scaler), parts["val"].targets()))
     result = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
     assert result.best_val_mae < 0.75 * before
@@ -135,7 +138,8 @@ def test_the_teachers_latents_reach_a_latent_mode_student(tmp_path):
     path = teacher_mod.fit_teacher(t_spec)
     with np.load(path) as z:
         assert z["latent"].shape[1:] == (128, 2, 20) and z["latent"].dtype == np.float16
-    data, split, scaler, parts, cfg, model = setup(base)
+    ctx = build_context(base)
+    parts, model = ctx.parts, ctx.model
     teacher_mod.attach(parts, t_spec)
     batch = parts["train"].batch(range(4))
     assert batch["z_teacher"].shape == (4, 128, 2, 20)

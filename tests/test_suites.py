@@ -11,7 +11,7 @@ from bench import runner, search
 from bench.cli import main
 from bench.results import read_trials, trials_path
 from bench.scalability import read_points
-from bench.suites import SWEEP_GRID, ablation_frame, ratio_frame, sweep_frame
+from bench.suites import SWEEP_GRID, ablation_frame, ratio_frame, suites, sweep_frame
 
 # the fast flowdistill-wo-tb teaches here (any registered model can): the teacher contract, not its cost
 TINY = ["--no-report", "--quick", "--nodes", "6", "--epochs", "1", "--executor", "inline", "--teacher", "flowdistill-wo-tb"]
@@ -111,15 +111,14 @@ def test_search_runs_the_sampled_configurations(results):
 def test_report_holds_every_section(results, tmp_path):
     from pypdf import PdfReader
 
-    from bench import report
     out = tmp_path / "rep" / "flowbench.pdf"
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
     reader = PdfReader(out)
     text = "\n".join(page.extract_text() for page in reader.pages)
-    for title in report.RQ.values():
-        if "RQ1" in title or title in (report.RQ["distill"], report.RQ["sdkd"]):
+    for suite in suites():                    # every registered suite that ran has its section
+        if suite.name in ("data-efficiency", "distill", "sdkd"):
             continue                          # data-efficiency, distill and sdkd did not run in this results set
-        assert title.split(":")[0] in text, title
+        assert suite.title.split(":")[0] in text, suite.title
     for needle in ("What this run shows", "preset: quick", "best trained model", "hardware:", "software:",
                    "protocol:", "dataset(s): NYCTaxi", "bench run --suite sweep",
                    "matches flowdistill@0.1", "FlowDistill: one hyperparameter at a time"):
@@ -203,7 +202,7 @@ def test_search_errors_name_the_fix(capsys):
 
 def test_pruned_trials_count_as_finished(tmp_path):
     from bench.results import append_rows, finished_ids
-    from bench.trial import TrialSpec
+    from bench.spec import TrialSpec
     spec = TrialSpec(suite="search", dataset="NYCTaxi", model="flowdistill", ratio=0.3, config={"delta": 3.0})
     rows = runner.pruned_rows(spec, 2, 41.5)
     assert rows[0]["status"] == "pruned" and rows[0]["mae"] == 41.5 and rows[0]["epochs"] == 2

@@ -10,7 +10,7 @@ import torch
 from bench import registry, teacher
 from bench.cli import main
 from bench.protocol import H_IN, H_OUT, prepare
-from bench.trial import TrialSpec
+from bench.spec import TrialSpec
 from models import language_model
 from models.flowdistill_teacher import instruction, region_line
 

@@ -1,0 +1,53 @@
+"""Suites are plug-ins (issue 15): a suite defined in a module of its own, named in $BENCH_SUITES,
+appears in `bench list suites`, runs with `bench run --suite NAME` and gets a report section."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+
+TOY = textwrap.dedent('''
+    """A toy suite: two floors at one ratio, and a table of its own."""
+    import pandas as pd
+
+    from bench.suites.base import Suite, register_suite
+    from bench.suites.tables import ok_overall
+
+
+    def toy_tables(df, folder):
+        ok = ok_overall(df)
+        return [("toy table: MAE by model", ok.groupby("model", as_index=False)["mae"].mean().round(3))]
+
+
+    register_suite(Suite("toy", "a toy suite from a plug-in module", ("historical-average", "seasonal-naive-week"),
+                         ratios=(0.5,), quick_ratios=(0.5,), rank=95, tables=toy_tables))
+''')
+
+
+def _bench(tmp_path, *argv, modules="toy_suite"):
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), BENCH_SUITES=modules)
+    return subprocess.run([sys.executable, "-m", "bench.cli", *argv], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_a_suite_in_its_own_module_is_listed_run_and_reported(tmp_path):
+    (tmp_path / "toy_suite.py").write_text(TOY)
+    listed = _bench(tmp_path, "list", "suites")
+    assert listed.returncode == 0, listed.stderr
+    assert "toy " in listed.stdout and "a toy suite from a plug-in module" in listed.stdout
+    out = tmp_path / "results"
+    run = _bench(tmp_path, "run", "--suite", "toy", "--nodes", "4", "--executor", "inline", "--out", str(out),
+                 "--report", str(tmp_path / "reports" / "flowbench.pdf"))
+    assert run.returncode == 0, run.stderr
+    assert "toy table: MAE by model" in run.stdout and "historical-average" in run.stdout
+    rows = pd.read_csv(out / "toy" / "trials.csv")
+    assert set(rows["model"]) == {"historical-average", "seasonal-naive-week"} and (rows["status"] == "ok").all()
+    table = pd.read_csv(tmp_path / "reports" / "toy.csv")          # the report's section: the suite's own table
+    assert list(table.columns) == ["model", "mae"] and len(table) == 2
+    assert (tmp_path / "reports" / "flowbench.pdf").stat().st_size > 0
+
+
+def test_a_plug_in_that_cannot_be_imported_is_named(tmp_path):
+    bad = _bench(tmp_path, "list", "suites", modules="no_such_suite_module")
+    assert bad.returncode == 2 and "cannot import suite module 'no_such_suite_module'" in bad.stderr
