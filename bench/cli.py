@@ -28,8 +28,8 @@ from bench.report import ReportError
 from bench.results import read_trials
 from bench.search import SearchSpaceError
 from bench.spec import TrialSpec
-from bench.suites import (PRESETS, SuiteError, build_specs, frame_text, get_suite, load_plugins, run_order, suites,
-                          tables_of)
+from bench.suites import (PRESETS, SUITES, SuiteError, build_specs, frame_text, get_suite, load_plugins, run_order,
+                          suites, tables_of)
 from tabulate import tabulate
 
 
@@ -331,7 +331,7 @@ def _run_suite(args, name: str) -> int:
     df = read_trials(path)
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
     print(f"\n{table_name} on {', '.join(datasets)} (test set, original units)")
-    shown = _shown_suite(table_name)
+    shown = SUITES[table_name]              # "search" for `--suite sweep --search`: a report-only suite
     extra = suite.after_run(datasets, preset, out, args.nodes, data_dir, registry_file) if suite.after_run else []
     for title, table in tables_of(shown, df, path.parent) + extra:
         print(f"\n{title}\n{frame_text(table)}")
@@ -364,12 +364,6 @@ def _search_specs(args, suite, preset, out, data_dir, registry_file):
                        cache_dir=str(out / "teachers"), num_nodes=args.nodes)
     return [dataclasses.replace(s, suite="search", config=s.config | cfg)
             for cfg in search.sample(space, args.samples) for s in base]
-
-
-def _shown_suite(name: str):
-    """The registered suite whose tables show a run's rows: `name`, or a report-only section such as
-    "search" (the rows of `--suite sweep --search`)."""
-    return next(s for s in suites() if s.name == name)
 
 
 def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:

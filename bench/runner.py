@@ -98,7 +98,8 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
     # teachers that need no training (reference forecasters) first, alone: they take seconds; then
     # the other teachers and, beside them, every trial that needs none of those; then the students
     # (and the trials of a teacher model, which read its cache instead of training again). Within
-    # a stage, the largest ratio first: the longest trials start first and the last cores idle least
+    # a stage, trials start in the order given (`build_specs`: the suite's models, most expensive
+    # first, each at its largest ratio first): the longest start first and the last cores idle least
     handlers = {"teacher": lambda spec, rows: _teacher_done(spec, rows, log), "model": on_done}
     untrained = [t for t in teachers if not registry.trains(t.model)]
     if untrained:
@@ -106,7 +107,6 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
                  gpus_per_trial)
     teachers = [t for t in teachers if t not in untrained]
     fitting = {t.model for t in teachers}
-    todo = sorted(todo, key=lambda s: -s.ratio)
     later = [s for s in todo if s.model_config().teacher in fitting or s.model in fitting]
     now = [s for s in todo if s not in later]
     _execute([("teacher", t) for t in teachers] + [("model", s) for s in now], executor, address, out, suite,

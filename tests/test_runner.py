@@ -44,7 +44,9 @@ def test_inline_suite_distils_from_a_cached_teacher_and_resume_skips(tmp_path, m
 
 def test_interrupted_suite_reruns_only_unfinished_trials(tmp_path, monkeypatch):
     specs = specs_for(tmp_path, ["flowdistill-wo-tb"], ratios=(0.3, 0.4))
-    runner.run(specs[:1], str(tmp_path), executor="inline", log=lambda *_: None)   # stopped after trial 1
+    assert [s.ratio for s in specs] == [0.4, 0.3]           # the largest ratio first: the longest trial starts first
+    first = [s for s in specs if s.ratio == 0.3]
+    runner.run(first, str(tmp_path), executor="inline", log=lambda *_: None)   # stopped after trial 1
     ran = []
     real = runner.run_trial
     monkeypatch.setattr(runner, "run_trial", lambda spec, progress=None: ran.append(spec.ratio) or real(spec))
