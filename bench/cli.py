@@ -28,8 +28,8 @@ from bench.report import ReportError
 from bench.results import read_trials
 from bench.search import SearchSpaceError
 from bench.spec import TrialSpec
-from bench.suites import (PRESETS, SUITES, SuiteError, build_specs, frame_text, get_suite, load_plugins, run_order,
-                          suites, tables_of)
+from bench.suites import (PRESETS, SUITES, SuiteError, build_specs, frame_text, get_suite, load_plugins, rows_of,
+                          run_order, suites, tables_of)
 from tabulate import tabulate
 
 
@@ -373,7 +373,7 @@ def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:
     path, ids = suite.execute(suite, args.dataset, args.models or list(suite.models), preset,
                               args.seeds or suite.seeds, out, num_nodes=args.nodes, data_dir=data_dir,
                               registry_file=registry_file)
-    df = suite.read(path.parent) if suite.read else read_trials(path)
+    df = rows_of(suite, path.parent)
     df = df[df["trial_id"].astype(str).isin(ids)]
     for title, table in tables_of(suite, df, path.parent):
         print(f"\n{title}\n{frame_text(table)}")

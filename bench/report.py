@@ -21,7 +21,6 @@ from bench import suites as S
 from bench import summary
 from bench.data import load_dataset
 from bench.protocol import H_IN, H_OUT, TEST_FRAC, VAL_FRAC
-from bench.results import read_trials, trials_path
 from bench.suites.plots import style, units_of
 
 ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next
@@ -55,7 +54,7 @@ def collect(results: str | Path, names=None) -> list[Section]:
         if names and suite.name not in names:
             continue
         folder = results / suite.name
-        df = suite.read(folder) if suite.read else read_trials(trials_path(results, suite.name))
+        df = S.rows_of(suite, folder)
         if df.empty or not (df["status"] == "ok").any():
             continue
         sec = Section(suite.name, suite.title or suite.name, S.tables_of(suite, df, folder), S.figures_of(suite, df))

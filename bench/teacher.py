@@ -145,8 +145,7 @@ def _predict_and_cache(ctx: TrialContext, key: str, path: Path, fitted: dict, sh
     latents of the training windows."""
     spec, data, split, scaler, parts, cfg, model = ctx.spec, ctx.data, ctx.split, ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     series = (parts["train"].flow, parts["train"].flow_norm)
-    dev = ctx.device
-    model.to(dev)
+    dev = ctx.device                      # the model is there: build_context put it there, fit kept it
     full = cached_windows(spec, cfg, data, split, scaler, series)
     for windows in full.values():
         windows.lookback = parts["train"].lookback

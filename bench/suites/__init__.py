@@ -20,7 +20,8 @@ from bench.suites.base import (LIGHT_MODELS, MODELS, PRESETS, QUICK_MODELS, QUIC
                                REFERENCES, SUITES, Preset, Suite, SuiteError, build_specs, default_plan, get_suite,
                                model_overrides, register_suite, run_order, suites)
 from bench.suites.tables import (NOT_CONVERGED, breakdown_frame, breakdown_table, figures_of, frame_text,
-                                 horizon_frame, ok_overall, ratio_frame, ratio_table, row_label, seed_cell, tables_of)
+                                 horizon_frame, ok_overall, ratio_frame, ratio_table, row_label, rows_of, seed_cell,
+                                 tables_of)
 from bench.suites import ratio, sweep, scalability, ablation, distill, sdkd   # noqa: E402  the built-in suites
 from bench.suites.ablation import ablation_frame
 from bench.suites.distill import (DISTILL_BASELINE, DISTILL_QUICK_TEACHERS, DISTILL_TEACHERS, DISTILL_VARIANTS,

@@ -9,6 +9,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import stats
+from bench.results import read_trials
 
 
 def ok_overall(df: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +123,11 @@ def breakdown_table(df: pd.DataFrame, tablefmt: str = "github") -> str:
     if table.empty:
         return "(no finished trials)"
     return tabulate(table, headers="keys", tablefmt=tablefmt, floatfmt=".2f", showindex=False)
+
+
+def rows_of(suite, folder: Path) -> pd.DataFrame:
+    """The suite's rows under its results folder: its `read` hook, or folder/trials.csv."""
+    return suite.read(Path(folder)) if suite.read else read_trials(Path(folder) / "trials.csv")
 
 
 def tables_of(suite, df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]]:
