@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch_geometric.utils import dense_to_sparse, get_laplacian, to_dense_adj
 
 from bench.registry import ModelInfo, TrainConfig, register
 
@@ -64,6 +63,10 @@ def scaled_laplacian(adjacency: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: a graph without edges (lambda_max = 0).
     """
+    # imported here, not at the top: torch-geometric takes about 2.5 s to import, and every process
+    # that loads the model registry (each Ray trial, each scalability point) would pay it
+    from torch_geometric.utils import dense_to_sparse, get_laplacian, to_dense_adj
+
     a = torch.as_tensor(np.asarray(adjacency, dtype=np.float64))
     n = len(a)
     edge_index, weight = dense_to_sparse(a)

@@ -25,6 +25,8 @@ from bench.teacher import TeacherCacheError
 from bench.train import DEVICES, DeviceError, TrainingError, resolve_device
 from models.language_model import LanguageModelError
 from bench.report import ReportError
+from bench import runner
+from bench.runner import ClusterError
 from bench.results import read_trials
 from bench.search import SearchSpaceError
 from bench.spec import TrialSpec
@@ -111,7 +113,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="results folder (default results/)")
     run.add_argument("--executor", choices=["ray", "inline"], default="ray",
                      help="ray: Ray Tune trials (default); inline: one by one in this process")
-    run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    run.add_argument("--address", help="Ray cluster to run on: HOST:PORT of its head, as `ray start --head` prints "
+                     "(default: a local Ray instance); --out, the data root and the teacher cache must be paths "
+                     "every node sees (README: On a cluster)")
     run.add_argument("--device", choices=DEVICES, default="auto", help="where models, batches and teacher "
                      "predictions live: auto (CUDA when present, default), cpu or cuda")
     run.add_argument("--gpus-per-trial", type=float, help="GPU share each Ray trial requests (default: 1 on a "
@@ -168,10 +172,11 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--out", default="results")
         _data_flags(t)
     tfit.add_argument("--skip-predict", action="store_true", help="train and save weights only")
-    tfit.add_argument("--executor", choices=["ray", "inline"], default="inline",
-                      help="inline: in this process with every core and progress bars (default); ray: one "
-                      "Ray Tune trial per ratio")
-    tfit.add_argument("--address")
+    tfit.add_argument("--executor", choices=["ray", "inline"],
+                      help="inline: in this process with every core and progress bars (default without "
+                      "--address); ray: one Ray Tune trial per ratio (default with --address)")
+    tfit.add_argument("--address", help="Ray cluster that fits the ratios, spread over its nodes: HOST:PORT of "
+                      "its head; --out must be a folder every node sees at the same path")
     tls = tsub.add_parser("list", help="list cached teacher predictions")
     tls.add_argument("--out", default="results")
 
@@ -285,8 +290,15 @@ def _report_after_run(args) -> None:
         print(f"no report: {exc}", file=sys.stderr)
 
 
+def _check_cluster(args) -> None:
+    """--address: with the Ray executor only, and reachable (a clear error within seconds)."""
+    if args.address and args.executor == "inline":
+        raise SuiteError("--address runs trials on a Ray cluster; drop --executor inline")
+    runner.check_address(args.address)
+
+
 def _run_suite(args, name: str) -> int:
-    from bench import runner
+    _check_cluster(args)
     suite = get_suite(name)
     for m in args.models or []:
         registry.get(m)
@@ -399,7 +411,6 @@ def cmd_teacher(args) -> int:
 
     import numpy as np
 
-    from bench import runner
     from bench import teacher as teacher_mod
     root = Path(args.out).resolve() / "teachers"
     if args.action == "list":
@@ -410,9 +421,9 @@ def cmd_teacher(args) -> int:
             rows.append([meta["dataset"], meta["teacher"], meta["ratio"], meta.get("epochs"),
                          _r(meta.get("val_mae", meta.get("best_val_mae"))), _r(meta.get("test_mae")),
                          _r(meta.get("test_rmse")), _r(meta.get("train_s"), 1), _r(meta.get("predict_s"), 1),
-                         "imported" if meta.get("imported") else "", path.name])
+                         "imported" if meta.get("imported") else "", meta.get("node", ""), path.name])
         print(tabulate(rows, headers=["dataset", "teacher", "ratio", "epochs", "val MAE", "test MAE", "test RMSE",
-                                      "train s", "predict s", "source", "file"])
+                                      "train s", "predict s", "source", "node", "file"])
               if rows else f"no cached teachers under {root}")
         return 0
     entry = registry.get(args.teacher)
@@ -436,12 +447,14 @@ def cmd_teacher(args) -> int:
     elif args.action == "predict":
         for spec in specs:
             print(f"cached {teacher_mod.predict_teacher(spec, show=True)}")
-    elif args.executor == "inline":
+    elif (args.executor or ("ray" if args.address else "inline")) == "inline":
+        _check_cluster(args)
         for spec in specs:
             teacher_mod.fit_teacher(spec, progress=_epoch_printer(spec), show=True,
                                     predict_windows=not args.skip_predict)
     else:
-        runner.fit_teachers(specs, str(out), args.executor, args.address)
+        _check_cluster(args)
+        runner.fit_teachers(specs, str(out), "ray", args.address)
     return cmd_teacher(argparse.Namespace(action="list", out=args.out))
 
 
@@ -489,7 +502,8 @@ def main(argv=None) -> int:
     try:
         return commands[args.command](args)
     except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
-            LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError, FloatingPointError) as exc:
+            LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError, FloatingPointError,
+            ClusterError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,17 +17,27 @@ ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon"
               "mae_unmasked", "rmse_unmasked",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
               "work_id", "device", "steps", "best_epoch", "converged", "teacher_desc", "teacher_data",
-              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "mse", "ssim", "err_low", "err_high"]
+              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "mse", "ssim", "err_low", "err_high", "node"]
 # the row fields of a distilled student (empty for other rows): what the teacher was (e.g. the LM,
 # blocks kept, LoRA rank) and what it was fitted on, the teacher's own test MAE, the
 # share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
 # training MAE of the student and of the teacher on the same batches.
 # mse, ssim, err_low, err_high: image metrics of a dataset with a grid, overall row only
 # (`bench.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares)
+# node: where the trial ran (`node_name`: host, and the Ray node id on a cluster)
 DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 
 NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "mae_unmasked", "rmse_unmasked", "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "steps",
                   "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
+
+
+def node_name() -> str:
+    """Where this process runs: the host name, and on a Ray node the first 8 hex digits of its
+    node id (two nodes of one host differ, e.g. a head and a worker on loopback)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    return socket.gethostname()
 
 
 def trials_path(out: str | os.PathLike, suite: str) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -21,11 +22,37 @@ from tqdm.auto import tqdm
 
 from bench import registry
 from bench import teacher as teacher_mod
-from bench.results import append_rows, error_rows, finished_ids, shared_rows, trials_path, write_json
+from bench.results import append_rows, error_rows, finished_ids, node_name, shared_rows, trials_path, write_json
 from bench.spec import TrialSpec
 from bench.trial import run_trial
 
 EXECUTORS = ("ray", "inline")
+
+
+class ClusterError(RuntimeError):
+    """A Ray cluster address that cannot be reached; the message names it."""
+
+
+def check_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail within `timeout_s` seconds when the Ray cluster at `address` ("HOST:PORT" of its GCS,
+    as `ray start --head` prints, or "ray://HOST:PORT" of a Ray client server) accepts no TCP
+    connection; "auto" and None (a local Ray) are not checked.
+
+    Raises:
+        ClusterError: malformed address, unknown host or nothing listening there.
+    """
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379, the address "
+                           f"`ray start --head` prints)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({exc}); start its head there with "
+                           f"`ray start --head --port {port}`, or drop --address to run on a local Ray") from exc
 
 
 def _limit_threads() -> None:
@@ -41,11 +68,16 @@ def _teacher_job(spec_dict: dict, progress=None) -> list[dict]:
         teacher_mod.fit_teacher(spec)
         return []
     except Exception as exc:
-        return [{"_teacher_error": f"{type(exc).__name__}: {exc}"}]
+        return [{"_teacher_error": f"{type(exc).__name__} on node {node_name()}: {exc}"}]
 
 
 def _model_job(spec_dict: dict, progress=None) -> list[dict]:
-    return run_trial(TrialSpec(**spec_dict), progress)
+    """One model trial's rows, each with the node it ran on."""
+    rows = run_trial(TrialSpec(**spec_dict), progress)
+    node = node_name()
+    for row in rows:
+        row["node"] = node
+    return rows
 
 
 def teacher_specs(specs: list[TrialSpec]) -> list[TrialSpec]:
@@ -191,6 +223,7 @@ def default_gpus(specs) -> float:
 
 def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    check_address(address)
     if not address:
         # a new local cluster: Ray turns token authentication on by default and says so on every
         # run; asking for that same mode explicitly (before Ray reads its config) keeps it on and
@@ -260,7 +293,7 @@ def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=
             role, spec = by_id[TrialSpec(**trial.config["item"]["spec"]).trial_id]
             written.add(spec.trial_id)
             running.pop(spec.trial_id, None)
-            rows = error_rows(spec, f"Ray trial failed: {trial.error_file or 'worker died'}")
+            rows = error_rows(spec, _trial_error(trial.error_file))
             handlers[role](spec, rows if role == "model" else [{"_teacher_error": rows[0]["error"]}])
             bar.update()
 
@@ -280,6 +313,17 @@ def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=
                                   callbacks=[WriteRows()], verbose=0),
     )
     tuner.fit()
+
+
+def _trial_error(error_file: str | None) -> str:
+    """A failed Ray trial's error: the exception Ray recorded (e.g. "ActorDiedError: ... its node
+    has died"), without the traceback, and where the whole of it is."""
+    text = Path(error_file).read_text(errors="replace") if error_file and Path(error_file).exists() else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    frames = [i for i, line in enumerate(lines) if line.startswith("File ")]
+    message = [line for line in lines[frames[-1] + 2 if frames else 0:]
+               if not set(line) <= set("^~ ") and not line.startswith("Failure #")]
+    return f"Ray trial failed: {' '.join(message)[:300] or 'worker died'} ({error_file or 'no error file'})"
 
 
 def _cuda() -> bool:

@@ -19,7 +19,7 @@ import torch
 from bench.context import TrialContext, build_context, training_windows, trial_data
 from bench.metrics import masked_mae, masked_rmse, score
 from bench.protocol import Scaler, Windows, horizons, split_for, teacher_split
-from bench.results import atomic_write
+from bench.results import atomic_write, node_name
 from bench.train import fit, peak_memory_mb, predict, resolve_device, set_seed, to_device, trainable_state
 
 TEACHER_SEED = 0
@@ -167,7 +167,7 @@ def _predict_and_cache(ctx: TrialContext, key: str, path: Path, fitted: dict, sh
             "num_nodes": data.num_nodes, "region_windows_per_s": len(starts) * data.num_nodes / max(predict_s, 1e-9),
             "params": sum(p.numel() for p in model.parameters()),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "peak_mem_mb": peak_memory_mb()} | quality
+            "peak_mem_mb": peak_memory_mb(), "node": node_name()} | quality
     save_predictions(path, starts, pred, key, meta, latent)
     return path
 
@@ -265,8 +265,9 @@ def _read_cache(spec, latent: bool = False) -> tuple:
     key, path = locate(spec)
     if not path.exists():
         raise TeacherCacheError(f"no cached predictions of teacher {spec.model} for {spec.dataset} at ratio "
-                                f"{spec.ratio} (expected {path}); the runner fits teachers first, or run "
-                                f"`bench run` with the teacher in --models")
+                                f"{spec.ratio} (expected {path} on node {node_name()}); the runner fits teachers "
+                                f"first, or run `bench run` with the teacher in --models; on a Ray cluster --out "
+                                f"must be a folder every node sees at the same path (a shared filesystem)")
     with np.load(path) as z:
         if str(z["key"]) != key:
             raise TeacherCacheError(f"teacher cache {path} was made for other data, ratio or config "

@@ -64,6 +64,17 @@ def test_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path):
     assert status[bad.trial_id] == "error" and status[good.trial_id] == "ok"
     assert "TrainingError" in df.loc[df["trial_id"] == bad.trial_id, "error"].iloc[0]
     assert not list(path.parent.glob(".trials-*"))                 # no temporary file left behind
+    assert (df["node"] != "").all()                                # where each trial ran
+
+
+def test_a_node_without_the_data_root_fails_its_trial_naming_the_path(tmp_path):
+    good = specs_for(tmp_path, ["flowdistill-wo-tb"])[0]
+    elsewhere = TrialSpec(**{**good.to_dict(), "seed": 1, "data_dir": str(tmp_path / "no-data-here")})
+    path = runner.run([elsewhere, good], str(tmp_path), executor="inline", log=lambda *_: None)
+    df = read_trials(path).groupby("trial_id").first()
+    assert df.loc[good.trial_id, "status"] == "ok"
+    assert df.loc[elsewhere.trial_id, "status"] == "error"
+    assert str(tmp_path / "no-data-here") in df.loc[elsewhere.trial_id, "error"]
 
 
 def test_teacher_and_settings_become_config_overrides(tmp_path):
