@@ -24,9 +24,8 @@ from torch.nn import functional as F
 
 from bench.metrics import masked_huber, masked_mae
 from bench.registry import ModelInfo, TrainConfig, register
-from models.stid import HorizonHead, ResidualMLP, STIDEmbedding
-from models.distill_losses import TBL_GATES, TBL_TARGETS, teacher_bounded_loss
-from models.vib import gaussian_kl
+from models.flowdistill import (TBL_GATES, TBL_TARGETS, HorizonHead, ResidualMLP, STIDEmbedding, gaussian_kl,
+                                teacher_bounded_loss)
 
 
 def smooth_l1(pred, target):

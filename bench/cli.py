@@ -118,8 +118,8 @@ def parser() -> argparse.ArgumentParser:
                      "every node sees (README: On a cluster)")
     run.add_argument("--device", choices=DEVICES, default="auto", help="where models, batches and teacher "
                      "predictions live: auto (CUDA when present, default), cpu or cuda")
-    run.add_argument("--gpus-per-trial", type=float, help="GPU share each Ray trial requests (default: 1 on a "
-                     "machine with CUDA, 0 otherwise; e.g. 0.5 runs two trials per GPU)")
+    run.add_argument("--gpus-per-trial", type=float, help="GPU share each Ray trial requests (default: 1 when the "
+                     "Ray cluster, or this machine, has GPUs, 0 otherwise; e.g. 0.5 runs two trials per GPU)")
     run.add_argument("--search", action="store_true", help="with --suite sweep: a joint search over --space / "
                      "--space-file with Ray Tune's ASHA scheduler (results in OUT/search/) instead of the grid")
     run.add_argument("--space", action="append", default=[], metavar="KEY=SPEC",

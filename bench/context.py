@@ -113,7 +113,7 @@ def training_windows(ctx: TrialContext, train: Windows | None = None):
         return train
     others = []
     for name in names:
-        data = load_dataset(name, spec.data_dir, spec.registry_file)
+        data = _trial_data(name, spec.data_dir, spec.registry_file, None)     # loaded once per process
         if spec.num_nodes:
             data = data.slice_nodes(min(spec.num_nodes, data.num_nodes))
         _, scaler, parts = prepare(data, 0.8, spec.max_train_windows, seed=spec.seed, train_stride=spec.train_stride)

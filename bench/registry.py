@@ -202,3 +202,11 @@ def get(name: str) -> ModelEntry:
         raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))} "
                                 f"(see `bench list models`)")
     return _REGISTRY[name]
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """`value` when it is one of `allowed`, else ValueError naming the allowed values (a model's
+    constructor checks its string options with it)."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}; use one of {', '.join(allowed)}")
+    return value

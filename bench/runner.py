@@ -215,10 +215,12 @@ def pruned_rows(spec: TrialSpec, epochs: int, val_mae: float) -> list[dict]:
     return rows
 
 
-def default_gpus(specs) -> float:
-    """The GPU share a Ray trial requests by default: 1 on a machine with CUDA unless every spec
-    asks for the CPU, else 0."""
-    return 1.0 if _cuda() and any(s.device != "cpu" for s in specs) else 0.0
+def default_gpus(specs, cluster_gpus: float | None = None) -> float:
+    """The GPU share a Ray trial requests by default: 1 where there are GPUs (`cluster_gpus`: the
+    GPUs of the Ray cluster, so that a driver without a GPU still places trials on GPU workers;
+    None: this machine's CUDA) unless every spec asks for the CPU, else 0."""
+    has_gpu = cluster_gpus >= 1 if cluster_gpus is not None else _cuda()
+    return 1.0 if has_gpu and any(s.device != "cpu" for s in specs) else 0.0
 
 
 def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=None) -> None:
@@ -297,7 +299,7 @@ def _execute_ray(items, address, out, name, handlers, bar, scheduler=None, gpus=
             handlers[role](spec, rows if role == "model" else [{"_teacher_error": rows[0]["error"]}])
             bar.update()
 
-    gpu = default_gpus([s for _, s in items]) if gpus is None else gpus
+    gpu = default_gpus([s for _, s in items], ray.cluster_resources().get("GPU", 0.0)) if gpus is None else gpus
     sched = None
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler

@@ -33,7 +33,6 @@ Deviations, for cost on CPU and for the grid data here (each a config value):
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -21,8 +21,7 @@ from torch import nn
 
 from bench.metrics import masked_mae
 from bench.protocol import Scaler
-from bench.registry import TrainConfig
-from models.distill_losses import check_choice
+from bench.registry import TrainConfig, check_choice
 from models.grid import grid_shape, to_frames
 from models.spectral import align_latent, sdkd_loss
 

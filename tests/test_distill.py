@@ -215,7 +215,7 @@ def test_easyst_keeps_its_released_loss_by_default_and_takes_the_element_gate():
     import math
 
     from bench.metrics import masked_huber
-    from models.vib import gaussian_kl
+    from models.flowdistill import gaussian_kl
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="easyst", ratio=0.1, num_nodes=6)
     ctx = build_context(spec)
     scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model

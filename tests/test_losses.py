@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.distill_losses import (neighbours, spatial_correlation_loss, teacher_bounded_loss,
-                                   temporal_correlation_loss)
-from models.vib import VIB, gaussian_kl
+from models.flowdistill import (VIB, gaussian_kl, neighbours, spatial_correlation_loss, teacher_bounded_loss,
+                                temporal_correlation_loss)
 
 
 def test_teacher_bounded_loss_gate_and_targets():

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -233,3 +234,11 @@ def test_set_scoped_by_model_and_ambiguous_bare_keys_refused():
     assert teachers == {"easyst": {"lr": 0.01, "patience": 3}}
     with pytest.raises(SuiteError, match="--set flowdistill.delta: no model of this run"):
         model_overrides(["easyst"], settings={"flowdistill.delta": 3})
+
+
+def test_trials_request_a_gpu_where_the_cluster_has_one(tmp_path):
+    specs = specs_for(tmp_path, ["flowdistill-wo-tb"])
+    on_cpu = [dataclasses.replace(s, device="cpu") for s in specs]
+    assert runner.default_gpus(specs, cluster_gpus=8) == 1.0       # a GPU cluster, whatever the driver has
+    assert runner.default_gpus(specs, cluster_gpus=0) == 0.0
+    assert runner.default_gpus(on_cpu, cluster_gpus=8) == 0.0      # --device cpu asks for none
