@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 
 
 @dataclass

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.metrics import masked_huber, masked_mae
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.metrics import masked_huber, masked_mae
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 from models.flowdistill import (TBL_GATES, TBL_TARGETS, HorizonHead, ResidualMLP, STIDEmbedding, gaussian_kl,
                                 teacher_bounded_loss)
 

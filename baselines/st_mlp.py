@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.metrics import masked_mae
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.metrics import masked_mae
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 
 
 @dataclass

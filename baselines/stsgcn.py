@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.metrics import masked_huber
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.metrics import masked_huber
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 
 
 @dataclass

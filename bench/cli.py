@@ -18,18 +18,18 @@ from pathlib import Path
 
 import yaml
 
-from bench import registry
-from bench.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
-from bench.protocol import TEACHER_DATA, ProtocolError, check_ratio, split_for
-from bench.teacher import TeacherCacheError
-from bench.train import DEVICES, DeviceError, TrainingError, resolve_device
+from bench.protocol import registry
+from bench.protocol.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
+from bench.protocol.split import TEACHER_DATA, ProtocolError, check_ratio, split_for
+from bench.execution.teacher import TeacherCacheError
+from bench.execution.train import DEVICES, DeviceError, TrainingError, resolve_device
 from models.language_model import LanguageModelError
-from bench.report import ReportError
-from bench import runner
-from bench.runner import ClusterError
-from bench.results import read_trials
-from bench.search import SearchSpaceError
-from bench.spec import TrialSpec
+from bench.suites.report import ReportError
+from bench.execution import runner
+from bench.execution.runner import ClusterError
+from bench.execution.results import read_trials
+from bench.execution.search import SearchSpaceError
+from bench.execution.spec import TrialSpec
 from bench.suites import (PRESETS, SUITES, SuiteError, build_specs, frame_text, get_suite, load_plugins, rows_of,
                           run_order, suites, tables_of)
 from tabulate import tabulate
@@ -283,7 +283,7 @@ def _report_after_run(args) -> None:
     trials gets a note instead (the run's own exit code stands)."""
     if args.no_report:
         return
-    from bench import report
+    from bench.suites import report
     try:
         report.build(args.out, args.report)
     except ReportError as exc:
@@ -361,7 +361,7 @@ def _run_suite(args, name: str) -> int:
 
 def _search_specs(args, suite, preset, out, data_dir, registry_file):
     """One TrialSpec per configuration drawn from the search space (suite "search")."""
-    from bench import search
+    from bench.execution import search
     space = search.load_space(args.space, args.space_file)
     models = args.models or list(suite.models)
     if len(models) != 1:
@@ -397,7 +397,7 @@ def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:
 
 
 def cmd_report(args) -> int:
-    from bench import report
+    from bench.suites import report
     report.build(args.results, args.out, args.suite)
     return 0
 
@@ -411,7 +411,7 @@ def cmd_teacher(args) -> int:
 
     import numpy as np
 
-    from bench import teacher as teacher_mod
+    from bench.execution import teacher as teacher_mod
     root = Path(args.out).resolve() / "teachers"
     if args.action == "list":
         rows = []
@@ -463,7 +463,7 @@ def cmd_data(args) -> int:
     into the data root (the file the registry's NavierStokes / NavierStokes1200 entries read)."""
     import numpy as np
 
-    from bench import navier_stokes as ns
+    from bench.protocol import navier_stokes as ns
     settings = dict(ns.FULL if args.full else ns.DEFAULT)
     for key, value in (("num_samples", args.samples), ("resolution", args.resolution), ("dt", args.dt)):
         if value is not None:

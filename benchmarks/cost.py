@@ -9,17 +9,17 @@ Vicuna-7B estimated from FLOPs), in device-hours on 1 and wall hours on 8 device
         --models flowdistill-wo-tb,flowdistill-teacher --json cost.json   # smoke run (seconds per step NOT real)
 
 How, per model: `benchmarks.gpu.train_steps` (the GPU check's loop: the trial context of
-`bench.context.build_context`, the runner's batches and the model's own loss and batch size) runs
+`bench.execution.context.build_context`, the runner's batches and the model's own loss and batch size) runs
 --steps + 1 optimiser steps on NYCTaxi at ratio 0.1 with the model's own full-preset config; a
 global optimiser step hook timestamps the end of every step (after a CUDA synchronize on a GPU),
 and seconds per step is the time between the end of the first step (warm-up: allocator, kernel
 choice, tokenizer caches) and the end of the last, over --steps. The LLM teacher runs with every
 block of its language model (keep_layers=0; --teacher-steps steps). Steps of one trial are an upper
-bound: the model's own `max_epochs` (the full preset caps nothing; `bench.train.fit` stops earlier
+bound: the model's own `max_epochs` (the full preset caps nothing; `bench.execution.train.fit` stops earlier
 when early stopping fires) x steps per epoch (its training batches at that ratio, from the real
-split of `bench.protocol.prepare`, extra datasets included: `bench.context.training_windows`).
-Teachers are fitted once per ratio (seed 0, `bench.teacher.teacher_spec`) on their own windows
-(`bench.teacher.teacher_training_windows`: by default the steps before the student's part). The
+split of `bench.protocol.split.prepare`, extra datasets included: `bench.execution.context.training_windows`).
+Teachers are fitted once per ratio (seed 0, `bench.execution.teacher.teacher_spec`) on their own windows
+(`bench.execution.teacher.teacher_training_windows`: by default the steps before the student's part). The
 7B teacher: 6 x parameters x tokens per training sample x samples, with tokens per sample counted
 by our teacher's own `build` and tokenizer on one real NYCTaxi window (every region, region chunks
 as in training), at an H200's dense bf16 peak (989 TFLOP/s) and --mfu. Every assumption is printed
@@ -44,13 +44,13 @@ import torch
 from tabulate import tabulate
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from bench import registry
-from bench.context import training_windows, trial_data
-from bench.protocol import MixedWindows, horizons, prepare
-from bench.spec import TrialSpec
+from bench.protocol import registry
+from bench.execution.context import training_windows, trial_data
+from bench.protocol.split import MixedWindows, horizons, prepare
+from bench.execution.spec import TrialSpec
 from bench.suites import get_suite
-from bench.teacher import teacher_spec, teacher_training_windows
-from bench.train import resolve_device
+from bench.execution.teacher import teacher_spec, teacher_training_windows
+from bench.execution.train import resolve_device
 from benchmarks.gpu import train_steps
 
 DATASET = "NYCTaxi"
@@ -302,7 +302,7 @@ def assumptions(args, big: dict, unit: str) -> list[str]:
         f"prediction of every window (7B: {big['predict_flops']:.3g} FLOP, {big['predict_hours']:.2f} H200 hours "
         "at the same MFU).",
         "Teacher fits: one per ratio (seed 0), on the steps before the student's part plus the teacher's extra "
-        "datasets (bench.teacher's default), shared by every seed and student of that ratio.",
+        "datasets (bench.execution.teacher's default), shared by every seed and student of that ratio.",
         f"7B teacher: 6 x {big['params']:.3g} parameters x {big['tokens_per_sample']:.0f} tokens per training sample "
         f"(one chunk of {registry.get(LLM_TEACHER).config().regions_per_sequence} regions of one window: "
         f"{'/'.join(map(str, big['tokens_per_chunk']))} tokens per chunk, counted with SmolLM2's tokenizer on a "

@@ -8,7 +8,7 @@ Per model it prints optimiser steps per second, peak GPU memory (CUDA allocator;
 RSS), and the first and last training loss (the mean of the first and of the last 10 % of the
 steps). Placement is checked, not assumed: every parameter and buffer must be on the device, and a
 forward pre-hook on every submodule records any tensor argument that reaches it from elsewhere;
-the batches come from the runner's own `bench.train.to_device`. Distilled students get the truth
+the batches come from the runner's own `bench.execution.train.to_device`. Distilled students get the truth
 as their teacher's forecast, so their teacher term runs too. Exit status 1 lists the offenders.
 Data: NYCTaxi at ratio 0.1 (FlowDistill's lowest ratio). No test depends on a GPU; a CPU test runs
 this script with tiny settings.
@@ -27,10 +27,10 @@ import time
 import torch
 from tabulate import tabulate
 
-from bench import registry
-from bench.train import forward, resolve_device, set_seed, to_device
-from bench.context import build_context
-from bench.spec import TrialSpec
+from bench.protocol import registry
+from bench.execution.train import forward, resolve_device, set_seed, to_device
+from bench.execution.context import build_context
+from bench.execution.spec import TrialSpec
 
 
 def _tensors(value):
@@ -90,7 +90,7 @@ def train_steps(name: str, steps: int, device: torch.device, nodes: int | None, 
             if loss_fn:
                 loss, _ = loss_fn(batch)
             else:
-                from bench.metrics import masked_mae
+                from bench.protocol.metrics import masked_mae
                 loss = masked_mae(scaler.inverse(forward(model, batch)), batch["y"])
             optim.zero_grad()
             loss.backward()

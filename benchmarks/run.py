@@ -26,10 +26,10 @@ import torch
 from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import registry
-from bench.data import DEFAULT_DATASET, load_dataset
-from bench.protocol import H_IN, H_OUT, prepare
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol import registry
+from bench.protocol.data import DEFAULT_DATASET, load_dataset
+from bench.protocol.split import H_IN, H_OUT, prepare
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 
 
 def _timed(fn, repeats: int) -> float:
@@ -127,10 +127,10 @@ class Trivial(torch.nn.Module):
 
 
 def harness_overhead(dataset: str, ratio: float) -> None:
-    from bench.runner import run
-    from bench.train import fit, predict, set_seed
-    from bench.context import build_context
-    from bench.spec import TrialSpec
+    from bench.execution.runner import run
+    from bench.execution.train import fit, predict, set_seed
+    from bench.execution.context import build_context
+    from bench.execution.spec import TrialSpec
     spec = TrialSpec(suite="benchmark", dataset=dataset, model="benchmark-trivial", ratio=ratio)
     t0 = time.perf_counter()
     ctx = build_context(spec)
@@ -149,7 +149,7 @@ def harness_overhead(dataset: str, ratio: float) -> None:
 def teacher_throughput(data, ratio: float, repeats: int, settings: dict) -> None:
     """Region-windows per second of the LLM teacher: one training step (forward + backward) and
     prediction of every region, on CPU and, when present, on CUDA (the model picks the device)."""
-    from bench.train import forward
+    from bench.execution.train import forward
     split, scaler, parts = prepare(data, ratio)
     entry = registry.get("flowdistill-teacher")
     cfg = entry.config(**settings)

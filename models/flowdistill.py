@@ -1,10 +1,10 @@
 """FlowDistill student: VIB-MLP with STID-style embeddings (Yu et al., "FlowDistill: Scalable Traffic
 Flow Prediction via Distillation from LLMs", arXiv 2504.02094, section 2.4-2.5).
 
-One training step of the student reads in two files: the loop in bench/train.py (`fit`) calls
+One training step of the student reads in two files: the loop in bench/execution/train.py (`fit`) calls
 `FlowDistill.training_loss` here, and everything that loss runs is below it in this file: the
 blocks (STID embeddings, residual MLP encoder, variational bottleneck, horizon head) and the loss
-terms (eq. 2, 8, 10, 11; masked MAE is the protocol's, bench.metrics). EasyST's student, the
+terms (eq. 2, 8, 10, 11; masked MAE is the protocol's, bench.protocol.metrics). EasyST's student, the
 VIB-MLP FlowDistill builds on, reuses the blocks and eq. 2 from here.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.metrics import masked_mae
-from bench.registry import ModelInfo, TrainConfig, check_choice, register
+from bench.protocol.metrics import masked_mae
+from bench.protocol.registry import ModelInfo, TrainConfig, check_choice, register
 
 TBL_TARGETS = ("truth", "teacher")
 TBL_GATES = ("batch", "element")

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 from models import language_model
 
 CPU_LAYERS = 1
@@ -171,7 +171,7 @@ class FlowDistillTeacher(nn.Module):
     data, loss and budget are the teacher's.
 
     forward_batch(batch) -> [B, H_out, N, C] z-scored forecasts of the batch's dataset; batch as
-    built by bench.protocol.Windows (x [B, H_in, N, C] z-scored, tod/dow [B, H_in], start [B],
+    built by bench.protocol.split.Windows (x [B, H_in, N, C] z-scored, tod/dow [B, H_in], start [B],
     dataset). Runs where its parameters are (CUDA with bf16 autocast when present), returns CPU tensors.
     """
 
@@ -301,7 +301,7 @@ class FlowDistillTeacher(nn.Module):
 
     def training_loss(self, batch: dict):
         """Masked MAE in original units on `train_chunks` random region chunks of each window."""
-        from bench.metrics import masked_mae
+        from bench.protocol.metrics import masked_mae
         ctx = self._ctx(batch)
         chunks = self.chunks(batch["x"].shape[2])
         picks = [(b, chunks[k]) for b in range(batch["x"].shape[0])

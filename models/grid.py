@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from bench.data import check_grid
-from bench.registry import ModelInfo
+from bench.protocol.data import check_grid
+from bench.protocol.registry import ModelInfo
 
 
 def grid_shape(info: ModelInfo, model: str) -> tuple[int, int]:
@@ -18,7 +18,7 @@ def grid_shape(info: ModelInfo, model: str) -> tuple[int, int]:
 
     Raises:
         ValueError: the dataset's registry entry has no `grid` (names the field), or
-            (`bench.data.check_grid`, a DataError) H * W is not the number of regions.
+            (`bench.protocol.data.check_grid`, a DataError) H * W is not the number of regions.
     """
     grid = info.meta.get("grid")
     if not grid:

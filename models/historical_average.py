@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 
 
 @dataclass
@@ -22,7 +22,7 @@ class HistoricalAverage(nn.Module):
 
     `observe(batch)` adds a training batch's targets (y [B, H_out, N, C], tod_out/dow_out
     [B, H_out]) to the sums per slot (7 x steps_per_day slots); the runner calls it once per
-    training batch (see `bench.registry`, trainable = False). A slot never observed (at ratio 0.1
+    training batch (see `bench.protocol.registry`, trainable = False). A slot never observed (at ratio 0.1
     the 6 training days of NYCTaxi miss one weekday) takes the mean of its time of day over all
     weekdays seen, and a time of day never seen takes the overall mean.
 

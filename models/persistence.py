@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from bench.registry import ModelInfo, register
+from bench.protocol.registry import ModelInfo, register
 from models.grid import fold, from_frames, to_frames, unfold
 from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.metrics import masked_mae
-from bench.protocol import Scaler
-from bench.registry import TrainConfig, check_choice
+from bench.protocol.metrics import masked_mae
+from bench.protocol.split import Scaler
+from bench.protocol.registry import TrainConfig, check_choice
 from models.grid import grid_shape, to_frames
 from models.spectral import align_latent, sdkd_loss
 

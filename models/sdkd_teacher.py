@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.registry import ModelInfo, TrainConfig, check_choice, register
+from bench.protocol.registry import ModelInfo, TrainConfig, check_choice, register
 from models.grid import fold, from_frames, grid_shape, to_frames, unfold
 from models.sdkd_student import task_loss
 

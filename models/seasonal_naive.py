@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.registry import ModelInfo, TrainConfig, register
+from bench.protocol.registry import ModelInfo, TrainConfig, register
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SeasonalNaive(nn.Module):
     """yhat[t] = y[t - P] with P = period_days x steps_per_day steps.
 
     forward_batch: batch["history"] [B, P, N, C] (original units, the P steps up to the last
-    input step; see `bench.registry`, lookback = P) -> [B, H_out, N, C] z-scored. Target step
+    input step; see `bench.protocol.registry`, lookback = P) -> [B, H_out, N, C] z-scored. Target step
     s + H_in + h reads history position h (P >= H_out is required). Where that step lies before
     step 0 of the series (the first training windows at large ratios), the forecast is the last
     observed input step instead (persistence).

@@ -5,7 +5,7 @@ arXiv 2507.02939; ../shared/paper/sdkd-summary.md sections 4.1 and 9.3).
 The notes give L_KD = ||Psi_h(G(X)) - Psi_h(F(X))||^2 + alpha ||Psi_l(G(X)) - Psi_l(F(X))||^2 and a
 "fixed cut-off frequency" but not how Psi is built. Our choice (inferred, as the notes suggest):
 torch.fft.rfft2 over (H, W) with "ortho" norm, low band = radial frequency <= k_c (a fraction of
-the Nyquist frequency 0.5 cycles per cell), high band = the rest (`bench.metrics.band_errors`, also
+the Nyquist frequency 0.5 cycles per cell), high band = the rest (`bench.protocol.metrics.band_errors`, also
 the per-band error the report shows). Band energies are weighted so that, by Plancherel, low +
 high equals the spatial mean squared difference exactly.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.metrics import band_errors
+from bench.protocol.metrics import band_errors
 
 
 def sdkd_loss(student: torch.Tensor, teacher: torch.Tensor, k_c: float, alpha: float) -> tuple[torch.Tensor, dict]:

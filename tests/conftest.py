@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.data import Dataset, load_dataset
+from bench.protocol.data import Dataset, load_dataset
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,19 @@
-"""The harness's layout (issue 15): modules of bench/ import each other without a cycle, counting
-imports inside functions too (a function-level import may delay a heavy module, never dodge a
-cycle), and no model or baseline imports the runner side of bench/."""
+"""The harness's layout (issue 15): bench/ is layers, protocol -> execution -> suites -> cli, each
+importing only downward; its modules import each other without a cycle, counting imports inside
+functions too (a function-level import may delay a heavy module, never dodge a cycle); models and
+baselines import nothing of bench/ but its protocol layer."""
 import ast
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER_SIDE = {"bench.runner", "bench.trial", "bench.teacher", "bench.context", "bench.suites", "bench.report",
-               "bench.summary", "bench.cli", "bench.results", "bench.spec", "bench.search", "bench.scalability"}
+LAYERS = ("bench.protocol", "bench.execution", "bench.suites", "bench.cli")     # bottom first
+
+
+def layer(module: str) -> int:
+    """The index in LAYERS of the layer `module` belongs to (bench itself: -1)."""
+    return next((i for i, top in enumerate(LAYERS) if module == top or module.startswith(top + ".")), -1)
 
 
 def imports_of(path: Path, package: str) -> set[str]:
@@ -67,7 +72,16 @@ def test_the_cycle_check_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_bench_is_layers_that_import_only_downward():
+    g = graph("bench")
+    assert all(layer(m) >= 0 for m in g if m != "bench"), [m for m in g if layer(m) < 0 and m != "bench"]
+    upward = [f"{m} -> {d}" for m, deps in g.items() for d in deps if layer(d) > layer(m)]
+    assert not upward, upward
+    assert layer("bench.execution.runner") == 1 and layer("bench.cli") == 3
+
+
 @pytest.mark.parametrize("package", ["models", "baselines"])
 def test_models_know_nothing_of_the_runner(package):
     for path in (ROOT / package).glob("*.py"):
-        assert not imports_of(path, "bench") & RUNNER_SIDE, path.name
+        above = {d for d in imports_of(path, "bench") if layer(d) > 0}
+        assert not above, (path.name, above)

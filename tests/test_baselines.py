@@ -7,8 +7,8 @@ import torch
 from baselines.astgcn import ChebConvWithAttention, chebyshev_polynomials, scaled_laplacian
 from baselines.bigst import linear_kernel, orthogonal_random_matrix, random_feature_map
 from baselines.stsgcn import STSGCM, localized_adjacency
-from bench import registry
-from bench.protocol import H_IN, H_OUT, prepare
+from bench.protocol import registry
+from bench.protocol.split import H_IN, H_OUT, prepare
 
 PATH3 = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.float32)    # path graph 0 - 1 - 2
 

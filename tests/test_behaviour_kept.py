@@ -2,9 +2,9 @@
 context and the module split of issue 15 (2026-12-02, commit 3153b4a)."""
 import pytest
 
-from bench import teacher
-from bench.spec import TrialSpec
-from bench.trial import run_trial
+from bench.execution import teacher
+from bench.execution.spec import TrialSpec
+from bench.execution.trial import run_trial
 
 # model -> (config, [overall MAE, overall RMSE, horizon-3 MAE]) at ratio 0.2, 12 regions, seed 1,
 # 2 rounds of 5 steps, early stopping on 16 validation windows

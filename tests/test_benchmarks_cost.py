@@ -2,9 +2,9 @@
 import json
 import math
 
-from bench import registry
-from bench.data import load_dataset
-from bench.protocol import split_for
+from bench.protocol import registry
+from bench.protocol.data import load_dataset
+from bench.protocol.split import split_for
 
 
 def test_cost_counts_steps_trials_hours_and_the_7b_flops(tmp_path, capsys):

@@ -3,9 +3,9 @@ pedestrian counts load under the protocol, and a light model and the floors run 
 import numpy as np
 import pytest
 
-from bench.data import data_root, knn_adjacency, load_dataset
-from bench.spec import TrialSpec
-from bench.trial import run_trial
+from bench.protocol.data import data_root, knn_adjacency, load_dataset
+from bench.execution.spec import TrialSpec
+from bench.execution.trial import run_trial
 
 
 @pytest.mark.parametrize("name, shape, interval", [("LosLoop", (2016, 207, 1), 5),

@@ -22,9 +22,9 @@ import numpy as np
 import psutil
 import pytest
 
-from bench.data import data_root
-from bench.results import read_trials
-from bench.runner import ClusterError, check_address
+from bench.protocol.data import data_root
+from bench.execution.results import read_trials
+from bench.execution.runner import ClusterError, check_address
 
 RAY = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
 SEEDS = 6

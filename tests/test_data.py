@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.data import DataError, data_root, load_dataset, load_registry, time_features
+from bench.protocol.data import DataError, data_root, load_dataset, load_registry, time_features
 
 
 def test_nyctaxi_loads_with_calendar_and_adjacency(taxi):

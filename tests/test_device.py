@@ -4,10 +4,10 @@ would raise when it meets a meta tensor)."""
 import pytest
 import torch
 
-from bench import registry
-from bench.train import DeviceError, forward, resolve_device, to_device
-from bench.context import build_context
-from bench.spec import TrialSpec
+from bench.protocol import registry
+from bench.execution.train import DeviceError, forward, resolve_device, to_device
+from bench.execution.context import build_context
+from bench.execution.spec import TrialSpec
 
 # forward passes that meta tensors cannot run, for reasons other than placement
 NOT_ON_META = {

@@ -9,15 +9,15 @@ import torch
 from scipy.stats import wilcoxon
 
 from bench import suites
-from bench import teacher as teacher_mod
+from bench.execution import teacher as teacher_mod
 from bench.cli import main
-from bench.protocol import H_IN, H_OUT, TEACHER_DATA, ProtocolError, split_steps, teacher_split, window_starts
-from bench.results import read_trials, trials_path
-from bench.stats import paired_test
-from bench.train import fit, predict, set_seed
-from bench.context import build_context
-from bench.spec import TrialSpec
-from bench.trial import run_trial
+from bench.protocol.split import H_IN, H_OUT, TEACHER_DATA, ProtocolError, split_steps, teacher_split, window_starts
+from bench.execution.results import read_trials, trials_path
+from bench.protocol.stats import paired_test
+from bench.execution.train import fit, predict, set_seed
+from bench.execution.context import build_context
+from bench.execution.spec import TrialSpec
+from bench.execution.trial import run_trial
 
 
 def test_paired_test_is_scipys_wilcoxon_on_non_overlapping_windows():
@@ -116,7 +116,7 @@ def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     assert list(table["model"]) == ["flowdistill-wo-tb", "flowdistill", "flowdistill"]
     assert table["p"].iloc[1].startswith("p") and table["teacher MAE"].iloc[1] == f"{teacher_mae:.2f}"
     # the report's first page says which variant did best, against the student without teacher
-    from bench.summary import summary_lines
+    from bench.suites.summary import summary_lines
     page = "\n".join(summary_lines(out, ["distill"]))
     best = table.iloc[1:].assign(m=table["MAE"].iloc[1:].map(lambda c: float(c.split()[0]))).sort_values("m").iloc[0]
     assert f"ratio 0.1: best variant flowdistill (teacher seasonal-naive-week MAE {teacher_mae:.2f}" in page
@@ -214,7 +214,7 @@ def test_a_disjoint_teacher_is_fitted_before_the_students_part(tmp_path):
 def test_easyst_keeps_its_released_loss_by_default_and_takes_the_element_gate():
     import math
 
-    from bench.metrics import masked_huber
+    from bench.protocol.metrics import masked_huber
     from models.flowdistill import gaussian_kl
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="easyst", ratio=0.1, num_nodes=6)
     ctx = build_context(spec)

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from bench.metrics import evaluate, masked_mae, masked_mape, masked_rmse
+from bench.protocol.metrics import evaluate, masked_mae, masked_mape, masked_rmse
 
 
 def test_masked_metrics_against_hand_computed_values():

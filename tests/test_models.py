@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench import registry
-from bench.protocol import H_IN, H_OUT, prepare
-from bench.registry import ModelInfo
-from bench.train import default_loss, forward
+from bench.protocol import registry
+from bench.protocol.split import H_IN, H_OUT, prepare
+from bench.protocol.registry import ModelInfo
+from bench.execution.train import default_loss, forward
 
 # every registered model is tested here, from the registry: a new model needs no edit of this file.
 # Left out, with the test that covers them: the LLM teachers load a language model

@@ -1,4 +1,4 @@
-"""Tests of the Navier-Stokes data generator (bench/navier_stokes.py): exact solutions, invariants,
+"""Tests of the Navier-Stokes data generator (bench/protocol/navier_stokes.py): exact solutions, invariants,
 the random initial field, generate()/write(), the memory refusal and bad-input errors."""
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import navier_stokes as ns
+from bench.protocol import navier_stokes as ns
 
 
 @pytest.fixture(autouse=True, scope="module")

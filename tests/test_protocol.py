@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bench.protocol import (H_IN, H_OUT, ProtocolError, Scaler, check_ratio, prepare,
+from bench.protocol.split import (H_IN, H_OUT, ProtocolError, Scaler, check_ratio, prepare,
                             split_steps, volume_buckets, window_starts)
 from tests.conftest import synthetic
 

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench import registry
-from bench.protocol import H_IN, H_OUT, prepare
-from bench.registry import ModelInfo
-from bench.train import fit, predict, set_seed
-from bench.context import build_context
-from bench.spec import TrialSpec
-from bench.trial import run_trial
+from bench.protocol import registry
+from bench.protocol.split import H_IN, H_OUT, prepare
+from bench.protocol.registry import ModelInfo
+from bench.execution.train import fit, predict, set_seed
+from bench.execution.context import build_context
+from bench.execution.spec import TrialSpec
+from bench.execution.trial import run_trial
 from tests.conftest import synthetic
 
 

@@ -8,11 +8,11 @@ import pytest
 
 ROWS = 1 + 12 + 4          # overall, horizons 1..12, volume buckets q1..q4
 
-from bench import runner, teacher
-from bench.results import append_rows, read_trials
+from bench.execution import runner, teacher
+from bench.execution.results import append_rows, read_trials
 from bench.suites import LIGHT_MODELS, QUICK_STEP_BUDGETS, SUITES, breakdown_table, build_specs, ratio_table
-from bench.results import error_rows
-from bench.spec import TrialSpec
+from bench.execution.results import error_rows
+from bench.execution.spec import TrialSpec
 
 
 def specs_for(tmp_path, models, ratios=(0.4,), preset="full", **kw):
@@ -193,7 +193,7 @@ def test_robustness_suite_prints_horizon_and_bucket_breakdown(tmp_path):
 
 
 def _append_many(path, start, n):
-    from bench.results import append_rows
+    from bench.execution.results import append_rows
     for i in range(start, start + n):
         append_rows(path, [{"trial_id": f"t{i}", "suite": "race", "mae": i, "status": "ok"}])
 
@@ -201,7 +201,7 @@ def _append_many(path, start, n):
 def test_two_writers_at_once_lose_no_row(tmp_path):
     import multiprocessing
 
-    from bench.results import read_trials
+    from bench.execution.results import read_trials
     path = tmp_path / "race" / "trials.csv"
     ctx = multiprocessing.get_context("spawn")
     writers = [ctx.Process(target=_append_many, args=(path, start, 30)) for start in (0, 30)]

@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import registry
-from bench.data import DataError, check_grid, load_dataset
-from bench.metrics import masked_mae
-from bench.protocol import ProtocolError, horizons, prepare, split_for
-from bench.train import fit, predict, set_seed
-from bench.context import build_context
-from bench.spec import TrialSpec
-from bench.trial import run_trial
+from bench.protocol import registry
+from bench.protocol.data import DataError, check_grid, load_dataset
+from bench.protocol.metrics import masked_mae
+from bench.protocol.split import ProtocolError, horizons, prepare, split_for
+from bench.execution.train import fit, predict, set_seed
+from bench.execution.context import build_context
+from bench.execution.spec import TrialSpec
+from bench.execution.trial import run_trial
 from models.grid import fold, from_frames, grid_shape, to_frames, unfold
-from bench.metrics import band_errors, grid_metrics, low_band
+from bench.protocol.metrics import band_errors, grid_metrics, low_band
 from models.spectral import sdkd_loss
 
 GRID_MODELS = [n for n in registry.names() if n.startswith("sdkd-")]
@@ -133,7 +133,7 @@ def test_unet_learns_on_a_slice_of_real_nyctaxi():
 def test_the_teachers_latents_reach_a_latent_mode_student(tmp_path):
     base = TrialSpec(suite="t", dataset="NYCTaxi", model="sdkd-unet-sdkd-latent", ratio=0.1, num_nodes=40,
                      max_epochs=1, teacher_data="same", cache_dir=str(tmp_path), max_val_windows=16)
-    from bench import teacher as teacher_mod
+    from bench.execution import teacher as teacher_mod
     t_spec = teacher_mod.teacher_spec(base, "sdkd-teacher")
     path = teacher_mod.fit_teacher(t_spec)
     with np.load(path) as z:
@@ -205,8 +205,8 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
 
     from bench import suites
     from bench.cli import main
-    from bench.report import build
-    from bench.results import read_trials, trials_path
+    from bench.suites.report import build
+    from bench.execution.results import read_trials, trials_path
     _, reg = _write_samples(tmp_path, samples=60, size=16)
     out = tmp_path / "results"
     argv = ["run", "--no-report", "--suite", "sdkd", "--dataset", "Tiny", "--registry", str(reg), "--data-dir", str(tmp_path),

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import runner, search
+from bench.execution import runner, search
 from bench.cli import main
-from bench.results import read_trials, trials_path
-from bench.scalability import read_points
+from bench.execution.results import read_trials, trials_path
+from bench.execution.scalability import read_points
 from bench.suites import SWEEP_GRID, ablation_frame, ratio_frame, suites, sweep_frame
 
 # the fast flowdistill-wo-tb teaches here (any registered model can): the teacher contract, not its cost
@@ -201,8 +201,8 @@ def test_search_errors_name_the_fix(capsys):
 
 
 def test_pruned_trials_count_as_finished(tmp_path):
-    from bench.results import append_rows, finished_ids
-    from bench.spec import TrialSpec
+    from bench.execution.results import append_rows, finished_ids
+    from bench.execution.spec import TrialSpec
     spec = TrialSpec(suite="search", dataset="NYCTaxi", model="flowdistill", ratio=0.3, config={"delta": 3.0})
     rows = runner.pruned_rows(spec, 2, 41.5)
     assert rows[0]["status"] == "pruned" and rows[0]["mae"] == 41.5 and rows[0]["epochs"] == 2
@@ -221,7 +221,7 @@ def test_an_empty_phase_starts_no_ray_run(tmp_path):
 def test_a_long_table_continues_over_pages(tmp_path):
     from pypdf import PdfReader
 
-    from bench import report
+    from bench.suites import report
     rows = [{"suite": "ablation", "dataset": "NYCTaxi", "model": f"m{i:02d}", "teacher": "", "ratio": 0.5, "seed": 0,
              "horizon": "all", "bucket": "all", "mae": 10 + i, "rmse": 20 + i, "status": "ok", "trial_id": f"t{i}",
              "config": ""} for i in range(60)]

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from bench.results import append_rows, trials_path
-from bench.summary import summary_lines
+from bench.execution.results import append_rows, trials_path
+from bench.suites.summary import summary_lines
 
 WINDOWS = 240          # per-window test MAE; every 12th (20 windows) enters the paired test
 

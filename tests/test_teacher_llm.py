@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench import registry, teacher
+from bench.protocol import registry
+
+from bench.execution import teacher
 from bench.cli import main
-from bench.protocol import H_IN, H_OUT, prepare
-from bench.spec import TrialSpec
+from bench.protocol.split import H_IN, H_OUT, prepare
+from bench.execution.spec import TrialSpec
 from models import language_model
 from models.flowdistill_teacher import instruction, region_line
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import stats
+from bench.protocol import stats
 from bench.suites.base import Suite, register_suite
 from bench.suites.plots import palette, units_of
 from bench.suites.tables import ok_overall, seed_cell
@@ -12,7 +12,7 @@ from bench.suites.tables import ok_overall, seed_cell
 def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill", history_dir=None) -> pd.DataFrame:
     """Table 4 as a frame: model, MAE, RMSE (mean, ± std over seeds) and the change of MAE against
     `reference` in percent with the p-value of the paired Wilcoxon test over non-overlapping test
-    windows (`bench.stats`; none without `history_dir`), one row per model and ratio."""
+    windows (`bench.protocol.stats`; none without `history_dir`), one row per model and ratio."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()

@@ -11,9 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from bench import registry
-from bench.protocol import TEACHER_DATA
-from bench.spec import TrialSpec
+from bench.protocol import registry
+from bench.protocol.split import TEACHER_DATA
+from bench.execution.spec import TrialSpec
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
     (the quick preset takes the suite's quick_ratios); `teacher` and `settings` become config overrides (see `model_overrides`).
     `paths` go to every TrialSpec (data_dir, registry_file, cache_dir, num_nodes). `seeds` None:
     the suite's own count. The suite's `plan` hook lists the trials of a ratio. `teacher_data`:
-    what teachers are fitted on (`bench.protocol.teacher_split`).
+    what teachers are fitted on (`bench.protocol.split.teacher_split`).
     """
     if preset not in PRESETS:
         raise SuiteError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")

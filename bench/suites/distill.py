@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from bench import registry, stats
+from bench.protocol import registry, stats
 from bench.suites.base import Suite, SuiteError, model_overrides, register_suite
 from bench.suites.plots import units_of
 from bench.suites.tables import ok_overall, seed_cell
@@ -70,7 +70,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     test MAE, and each student variant with its MAE (mean ± std over seeds), the share of gate-open
     elements over training, its change against the student without teacher, the share of the gap
     between that student and the teacher it closes, and the Wilcoxon p-value of the paired test
-    over non-overlapping test windows (`bench.stats`; empty without history files)."""
+    over non-overlapping test windows (`bench.protocol.stats`; empty without history files)."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()

@@ -2,8 +2,8 @@
 report's style, a dataset's units for axis labels."""
 from __future__ import annotations
 
-from bench import registry
-from bench.data import load_registry
+from bench.protocol import registry
+from bench.protocol.data import load_registry
 from bench.suites.tables import NOT_CONVERGED
 
 

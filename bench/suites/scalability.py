@@ -1,12 +1,12 @@
 """RQ5 (Fig. 10): peak memory against batch size and inference latency against test size, one
-fresh process per point (`bench.scalability`); this suite runs points, not trials."""
+fresh process per point (`bench.execution.scalability`); this suite runs points, not trials."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from bench import scalability
+from bench.execution import scalability
 from bench.suites.base import Suite, register_suite
 from bench.suites.plots import palette
 

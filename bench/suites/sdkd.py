@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import registry, scalability, stats
+from bench.protocol import registry, stats
+
+from bench.execution import scalability
 from bench.suites.base import Suite, register_suite
 from bench.suites.tables import ok_overall, seed_cell
 
@@ -31,7 +33,7 @@ def _no_kd_student(model: str) -> str | None:
 def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     """The sdkd suite's table: per dataset and ratio, each model's masked MAE and unmasked MSE
     (mean ± std over seeds), SSIM, the MSE's share in the low and the high frequency band
-    (`bench.metrics.grid_metrics`), the share of the teacher's accuracy it keeps (teacher MSE /
+    (`bench.protocol.metrics.grid_metrics`), the share of the teacher's accuracy it keeps (teacher MSE /
     model MSE), its MSE change against the same student without KD and the Wilcoxon p-value of
     the paired test over test windows (per-window MAE; every window on a dataset of independent
     samples, every H_out-th on a series)."""
@@ -61,9 +63,9 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFrame:
-    """The sdkd suite's cost table from its cost points (`bench.scalability.build_points_for`):
+    """The sdkd suite's cost table from its cost points (`bench.execution.scalability.build_points_for`):
     parameters, latency (ms per test window) and peak memory (MB, one forward pass on a batch of
-    `bench.scalability.COST_BATCH`) per dataset and model, mean ± std over seeds, with each
+    `bench.execution.scalability.COST_BATCH`) per dataset and model, mean ± std over seeds, with each
     model's ratio to the `reference` model (else the first of its dataset): parameter share,
     speed-up, memory share."""
     ok = df[df["status"] == "ok"] if len(df) else df
@@ -134,7 +136,7 @@ def sdkd_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]
 
 def measure_cost(datasets, preset: str, out, num_nodes=None, data_dir=None, registry_file=None) -> list[tuple]:
     """After the trials: parameters, latency and peak memory of the teacher and the students, one
-    process per point, side by side (`bench.scalability`), under OUT/sdkd-cost/."""
+    process per point, side by side (`bench.execution.scalability`), under OUT/sdkd-cost/."""
     path = scalability.run(scalability.build_points_for(datasets, SDKD_COST_MODELS, preset, num_nodes=num_nodes,
                                                         data_dir=data_dir, registry_file=registry_file),
                            out, name="sdkd-cost")

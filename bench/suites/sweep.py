@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from bench import registry, stats
+from bench.protocol import registry, stats
 from bench.suites.base import Suite, SuiteError, model_overrides, register_suite
 from bench.suites.plots import units_of
 from bench.suites.tables import ok_overall, seed_cell

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench import stats
-from bench.results import read_trials
+from bench.protocol import stats
+from bench.execution.results import read_trials
 
 
 def ok_overall(df: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
     smallest ratio at which the row's mean MAE is at most the reference's mean MAE at the smallest
     ratio r0 ("not reached" otherwise; RQ2), with the p-value of the paired Wilcoxon test of the
     row at that ratio against the reference at r0 over non-overlapping test windows (the test part
-    is the same at every ratio; `bench.stats`; none without `history_dir`). unmasked: the metrics
+    is the same at every ratio; `bench.protocol.stats`; none without `history_dir`). unmasked: the metrics
     over every cell, zeros included (the paper's eq. 13), instead of the masked ones."""
     ok = ok_overall(df)
     mae, rmse = ("mae_unmasked", "rmse_unmasked") if unmasked else ("mae", "rmse")

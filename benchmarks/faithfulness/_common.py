@@ -9,11 +9,11 @@ import torch
 
 torch.set_num_threads(1)
 
-from bench import registry                                   # noqa: E402
-from bench.data import load_dataset                          # noqa: E402
-from bench.metrics import masked_mae, masked_rmse            # noqa: E402
-from bench.protocol import H_IN, H_OUT, prepare              # noqa: E402
-from bench.train import fit, predict, set_seed               # noqa: E402
+from bench.protocol import registry                          # noqa: E402
+from bench.protocol.data import load_dataset                          # noqa: E402
+from bench.protocol.metrics import masked_mae, masked_rmse            # noqa: E402
+from bench.protocol.split import H_IN, H_OUT, prepare              # noqa: E402
+from bench.execution.train import fit, predict, set_seed               # noqa: E402
 
 RATIO = 0.4
 
@@ -47,7 +47,7 @@ def score(pred: torch.Tensor, truth: torch.Tensor) -> dict:
 
 
 def train_ours(name, data, scaler, parts, epochs, log, keep_model=False, prepare=None, **cfg_changes):
-    """Our registry model trained by bench.train.fit (best-val-MAE weights restored); returns a row,
+    """Our registry model trained by bench.execution.train.fit (best-val-MAE weights restored); returns a row,
     or (row, trained model) with keep_model=True. prepare(model), if given, runs on the freshly built
     model before training (e.g. to load other initial weights)."""
     gen = set_seed(0)

@@ -5,7 +5,7 @@ NYCTaxi, training ratio 0.4, same split / windows / batch order / epochs / teach
         [--teacher-cache F] [--ablation]
 
 Teacher: the paper's STGCN is not registered here, so one cheap teacher, our registered "bigst", is
-fitted once (bench.train.fit, seed 0, --teacher-epochs epochs, best validation epoch restored), predicts
+fitted once (bench.execution.train.fit, seed 0, --teacher-epochs epochs, best validation epoch restored), predicts
 every train / validation / test window in eval mode, and those predictions (original units) are attached
 to the three window sets (Windows.attach_teacher, read as batch["y_teacher"]) for BOTH students.
 --teacher-cache FILE keeps them in an npz and reuses it on a later run (same windows, checked by shape).

@@ -14,9 +14,9 @@ MXNet venv (never install MXNet into the project's venv). Run (from the reposito
 `export` writes what the official side reads: the exact windows of C.load() (x and y in original units,
 both channels), our scaler's mean/std, the dataset adjacency our model receives (ModelInfo.adjacency),
 our localized 3N x 3N graph (a cross-check only) and the per-epoch batch orders of a torch.Generator
-seeded 0 (the order ours draws in bench.train.fit). `check` loads the official initial weights into
+seeded 0 (the order ours draws in bench.execution.train.fit). `check` loads the official initial weights into
 ours and compares one test batch. `table` scores the official test predictions (inflow, original units)
-with bench.metrics' masked MAE/RMSE, the same functions as ours.
+with bench.protocol.metrics' masked MAE/RMSE, the same functions as ours.
 """
 import argparse
 import json

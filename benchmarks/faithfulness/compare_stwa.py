@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import _common as C  # noqa: E402
-from bench.metrics import masked_huber  # noqa: E402
+from bench.protocol.metrics import masked_huber  # noqa: E402
 import componenets.model as off_model  # noqa: E402  (official)
 from componenets.normalization import StandardScaler  # noqa: E402  (official)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.protocol import Windows, volume_buckets
+from bench.protocol.split import Windows, volume_buckets
 
 
 def _mask(truth: torch.Tensor, null_value: float) -> torch.Tensor:
@@ -40,7 +40,7 @@ def evaluate(pred: torch.Tensor, truth: torch.Tensor, buckets=None) -> list[dict
     Args:
         pred, truth: [W, H_out, N, C] in original units.
         buckets: optional [N] int bucket of each region (0 = lowest volume), see
-            `bench.protocol.volume_buckets`.
+            `bench.protocol.split.volume_buckets`.
     Returns:
         rows {"horizon", "bucket", "mae", "rmse", "mape" (percent), "mae_unmasked", "rmse_unmasked"
         (every entry, zeros included: the paper's eq. 13)}: first horizon "all" and bucket
@@ -72,7 +72,7 @@ def masked_huber(pred: torch.Tensor, truth: torch.Tensor, beta: float = 1.0, nul
 
 def window_mae(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> list[float]:
     """Masked MAE of each window: [W, H_out, N, C] -> W floats (NaN for a window whose truth is all
-    null). The paired tests of `bench.stats` compare two models on these."""
+    null). The paired tests of `bench.protocol.stats` compare two models on these."""
     mask = _mask(truth, null_value)
     err = ((pred - truth).abs() * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
     return [float(v) for v in err]
@@ -149,7 +149,7 @@ def score(pred: torch.Tensor, test: Windows, data, split) -> list[dict]:
     windows: `evaluate` per horizon and volume bucket, the grid metrics (`grid_metrics`) on the
     overall row of a dataset with a grid, and on that row `window_mae` and `window_every` (every
     n-th window is non-overlapping: H_out on a series, 1 on independent samples) for the paired
-    tests of `bench.stats`."""
+    tests of `bench.protocol.stats`."""
     truth = test.targets()
     rows = evaluate(pred, truth, volume_buckets(data.flow, split))
     if data.meta.get("grid"):

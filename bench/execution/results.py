@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from bench.spec import TrialSpec
+from bench.execution.spec import TrialSpec
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
               "mae_unmasked", "rmse_unmasked",
@@ -23,7 +23,7 @@ ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon"
 # share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
 # training MAE of the student and of the teacher on the same batches.
 # mse, ssim, err_low, err_high: image metrics of a dataset with a grid, overall row only
-# (`bench.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares)
+# (`bench.protocol.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares)
 # node: where the trial ran (`node_name`: host, and the Ray node id on a cluster)
 DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 

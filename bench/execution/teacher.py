@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.context import TrialContext, build_context, training_windows, trial_data
-from bench.metrics import masked_mae, masked_rmse, score
-from bench.protocol import Scaler, Windows, horizons, split_for, teacher_split
-from bench.results import atomic_write, node_name
-from bench.train import fit, peak_memory_mb, predict, resolve_device, set_seed, to_device, trainable_state
+from bench.execution.context import TrialContext, build_context, training_windows, trial_data
+from bench.protocol.metrics import masked_mae, masked_rmse, score
+from bench.protocol.split import Scaler, Windows, horizons, split_for, teacher_split
+from bench.execution.results import atomic_write, node_name
+from bench.execution.train import fit, peak_memory_mb, predict, resolve_device, set_seed, to_device, trainable_state
 
 TEACHER_SEED = 0
 CACHE_VERSION = 4

@@ -1,6 +1,6 @@
 """Dataset registry: which files make a dataset, where they live, and how to read them.
 
-The registry is `bench/datasets.yaml` plus any user YAML file with the same fields
+The registry is `bench/protocol/datasets.yaml` plus any user YAML file with the same fields
 (`--registry FILE` or the environment variable BENCH_REGISTRY). Files are read from a data root:
 `--data-dir`, else BENCH_DATA_DIR, else `../shared/data` beside the project (the mirror on the
 team's machines).
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_REGISTRY = Path(__file__).with_name("datasets.yaml")
 DEFAULT_DATASET = "NYCTaxi"
 

@@ -3,7 +3,7 @@ against test size (the test windows x1..x5), every point measured in a fresh Pyt
 
 Models are built from their default configs and left untrained: cost does not depend on the
 weights. Inputs are real test windows of the dataset (ratio 0.5 split, z-scored on its training
-part). A point runs `python -m bench.scalability POINT_JSON` and prints one JSON line.
+part). A point runs `python -m bench.execution.scalability POINT_JSON` and prints one JSON line.
 
 - memory: one forward pass without gradients on `x` windows. CUDA: torch.cuda.max_memory_allocated
   (weights, inputs and activations). CPU: the peak resident set size, sampled every millisecond
@@ -107,10 +107,10 @@ def measure(point: Point) -> dict:
     """Run one point in this process; returns {"value", "unit", "windows", "device", "threads"}."""
     import torch
 
-    from bench import registry
-    from bench.data import load_dataset
-    from bench.protocol import horizons, prepare
-    from bench.train import forward, set_seed
+    from bench.protocol import registry
+    from bench.protocol.data import load_dataset
+    from bench.protocol.split import horizons, prepare
+    from bench.execution.train import forward, set_seed
 
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
@@ -167,11 +167,11 @@ def measure(point: Point) -> dict:
 
 
 def run_point(point: Point, timeout_s: float = 1800) -> dict:
-    """Measure `point` in a fresh `python -m bench.scalability` process; returns its row."""
+    """Measure `point` in a fresh `python -m bench.execution.scalability` process; returns its row."""
     row = {"suite": "scalability", "dataset": point.dataset, "model": point.model, "measure": point.measure,
            "x": point.x, "seed": point.seed, "trial_id": point.trial_id, "status": "ok", "error": ""}
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.scalability", json.dumps(dataclasses.asdict(point))],
+        proc = subprocess.run([sys.executable, "-m", "bench.execution.scalability", json.dumps(dataclasses.asdict(point))],
                               capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
@@ -195,7 +195,7 @@ def run(points: list[Point], out: str | Path, log=print, name: str = "scalabilit
     table's path. Each row is appended atomically as its point ends."""
     from tqdm.auto import tqdm
 
-    from bench.results import append_rows
+    from bench.execution.results import append_rows
     path = Path(out) / name / "trials.csv"
     done = set(read_points(path).query("status == 'ok'")["trial_id"].astype(str))
     todo = [p for p in points if p.trial_id not in done]

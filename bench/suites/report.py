@@ -1,7 +1,7 @@
 """`bench report`: one PDF from the results of every suite, plus each table as CSV and Markdown and
 each figure as PNG beside it.
 
-Pages: "What this run shows" (`bench.summary`: sentences written from the numbers), a cover with the environment (dataset, protocol, hardware, software versions, project
+Pages: "What this run shows" (`bench.suites.summary`: sentences written from the numbers), a cover with the environment (dataset, protocol, hardware, software versions, project
 commit) and the commands that produced the results, then for each suite with results its
 table(s) (the paper's rows and columns, mean ± std over seeds) and its figure (error bars: one
 standard deviation over seeds).
@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench import suites as S
-from bench import summary
-from bench.data import load_dataset
-from bench.protocol import H_IN, H_OUT, TEST_FRAC, VAL_FRAC
+from bench.suites import summary
+from bench.protocol.data import load_dataset
+from bench.protocol.split import H_IN, H_OUT, TEST_FRAC, VAL_FRAC
 from bench.suites.plots import style, units_of
 
 ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.protocol import H_OUT
+from bench.protocol.split import H_OUT
 
 
 def load_window_mae(history_dir: Path, trial_ids) -> tuple[np.ndarray, int] | None:

@@ -11,12 +11,12 @@ import traceback
 
 import numpy as np
 
-from bench import teacher as teacher_mod
-from bench.context import build_context, training_windows
-from bench.metrics import score
-from bench.results import DISTILL_FIELDS, error_rows
-from bench.spec import TrialSpec
-from bench.train import fit, peak_memory_mb, predict, set_seed
+from bench.execution import teacher as teacher_mod
+from bench.execution.context import build_context, training_windows
+from bench.protocol.metrics import score
+from bench.execution.results import DISTILL_FIELDS, error_rows
+from bench.execution.spec import TrialSpec
+from bench.execution.train import fit, peak_memory_mb, predict, set_seed
 
 
 def run_trial(spec: TrialSpec, progress=None) -> list[dict]:

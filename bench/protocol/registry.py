@@ -2,13 +2,13 @@
 
 The contract a registered model follows (the runner relies on nothing else):
 
-- `Config`: a dataclass subclassing `bench.registry.TrainConfig`, holding the model's
+- `Config`: a dataclass subclassing `bench.protocol.registry.TrainConfig`, holding the model's
   hyperparameters and its training settings, with its paper's or official code's defaults; an
   optional plain class attribute `CHOICES` {field: allowed values} makes any other value an error.
 - `__init__(cfg: Config, info: ModelInfo)`.
 - `forward(x, tod, dow) -> y`: x [B, H_in, N, C] z-scored flows, tod/dow [B, H_in] int64,
   y [B, H_out, N, C] z-scored predictions.
-- optional `training_loss(batch) -> (loss, logs)`: batch as built by `bench.protocol.Windows`
+- optional `training_loss(batch) -> (loss, logs)`: batch as built by `bench.protocol.split.Windows`
   (y and y_teacher in original units); without it the runner uses masked MAE on the original scale.
 - a config field `teacher` (a registered model name or None): the runner then attaches that
   teacher's cached predictions to the training batches as `y_teacher`.
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.protocol import Scaler
+from bench.protocol.split import Scaler
 
 
 class UnknownModelError(KeyError):
@@ -94,7 +94,7 @@ class ModelInfo:
 
     @classmethod
     def of(cls, data, scaler: Scaler, h_in: int, h_out: int) -> "ModelInfo":
-        """The info of a `bench.data.Dataset` with its fitted scaler."""
+        """The info of a `bench.protocol.data.Dataset` with its fitted scaler."""
         return cls(data.num_nodes, data.num_channels, h_in, h_out, data.steps_per_day, data.adjacency, scaler,
                    data.name, dict(data.meta))
 

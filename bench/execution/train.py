@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.metrics import masked_mae
-from bench.protocol import Scaler, Windows
+from bench.protocol.metrics import masked_mae
+from bench.protocol.split import Scaler, Windows
 
 
 class TrainingError(RuntimeError):

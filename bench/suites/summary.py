@@ -2,7 +2,7 @@
 folder, never from expectations. For each ratio suite: the best trained model per ratio against
 the best floor (forecasts that need no training), every model against the floors, the distilled
 student against the same student without teacher (paired Wilcoxon over non-overlapping test
-windows, `bench.stats`), what the teacher was, its test MAE and how often eq. 2's gate was open,
+windows, `bench.protocol.stats`), what the teacher was, its test MAE and how often eq. 2's gate was open,
 and the trials that did not converge; for the distill suite, the best student variant per ratio
 against the student without teacher; then the preset and what it cannot show, and whether the
 paper's claim holds on this run by a stated criterion.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import registry, stats
-from bench.results import read_trials, trials_path
+from bench.protocol import registry, stats
+from bench.execution.results import read_trials, trials_path
 from bench.suites import (DISTILL_BASELINE, QUICK_STEP_BUDGETS, REFERENCES, SUITES, distill_frame, ok_overall,
                           seed_cell)
 

@@ -8,11 +8,11 @@ from functools import lru_cache
 
 import torch
 
-from bench import registry
-from bench.data import DataError, Dataset, load_dataset, load_registry
-from bench.protocol import MixedWindows, Scaler, Split, Windows, horizons, prepare
-from bench.spec import TrialSpec
-from bench.train import resolve_device, set_seed
+from bench.protocol import registry
+from bench.protocol.data import DataError, Dataset, load_dataset, load_registry
+from bench.protocol.split import MixedWindows, Scaler, Split, Windows, horizons, prepare
+from bench.execution.spec import TrialSpec
+from bench.execution.train import resolve_device, set_seed
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.data import Dataset
+from bench.protocol.data import Dataset
 
 H_IN = 12
 H_OUT = 12
@@ -182,7 +182,7 @@ class Windows:
         y_teacher [B, H_out, N, C] when teacher predictions were attached,
         history [B, lookback, N, C] in original units when `lookback` > H_in: the `lookback` steps
         that end with the window's last input step (a model's declared lookback, e.g. one week
-        for a seasonal naive forecast; `bench.registry` documents the contract). Steps before
+        for a seasonal naive forecast; `bench.protocol.registry` documents the contract). Steps before
         step 0 of the series are NaN: the model decides what to do there.
 
     Attributes:

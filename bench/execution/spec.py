@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from bench import registry
+from bench.protocol import registry
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,9 @@ class TrialSpec:
     teacher's (None: none). `teacher_config` overrides the teacher's Config defaults;
     `train_stride` keeps every n-th training window and `max_val_windows` caps the validation
     windows early stopping reads (model and teacher alike; the test set is never cut).
-    `teacher_data` says what the teacher is fitted on (`bench.protocol.teacher_split`: disjoint,
+    `teacher_data` says what the teacher is fitted on (`bench.protocol.split.teacher_split`: disjoint,
     same or all); it is part of the identity of teachers and of distilled students only.
-    `device` (auto, cpu, cuda; see `bench.train.resolve_device`) is where the model, its batches
+    `device` (auto, cpu, cuda; see `bench.execution.train.resolve_device`) is where the model, its batches
     and its teacher's predictions live; it is not part of the identity (rows record it)."""
 
     suite: str
