@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from bench.protocol import registry
 from bench.execution import teacher as teacher_mod
-from bench.execution.results import append_rows, error_rows, finished_ids, node_name, shared_rows, trials_path, write_json
+from bench.execution.results import (append_rows, error_rows, finished_ids, node_name, shared_rows, trials_path,
+                                    write_json)
 from bench.execution.spec import TrialSpec
 from bench.execution.trial import run_trial
 

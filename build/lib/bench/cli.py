@@ -1,0 +1,512 @@
+"""`bench`: run FlowBench suites, report them, and list what is registered.
+
+    bench run --suite data-efficiency --quick
+    bench run --suite all --quick          # every suite, then the report
+    bench report                           # reports/flowbench.pdf from results/
+    bench list models | datasets | suites
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from bench.protocol import registry
+from bench.protocol.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
+from bench.protocol.split import TEACHER_DATA, ProtocolError, check_ratio, split_for
+from bench.execution.teacher import TeacherCacheError
+from bench.execution.train import DEVICES, DeviceError, TrainingError, resolve_device
+from models.language_model import LanguageModelError
+from bench.suites.report import ReportError
+from bench.execution import runner
+from bench.execution.runner import ClusterError
+from bench.execution.results import read_trials
+from bench.execution.search import SearchSpaceError
+from bench.execution.spec import TrialSpec
+from bench.suites import (PRESETS, SUITES, SuiteError, build_specs, frame_text, get_suite, load_plugins, rows_of,
+                          run_order, suites, tables_of)
+from tabulate import tabulate
+
+
+def _csv(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list; give comma-separated {kind}")
+        return items
+    return parse
+
+
+def _ratios(text: str):
+    try:
+        return [check_ratio(r) for r in _csv("ratios")(text)]
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench", description="FlowBench: distilling spatio-temporal models into lightweight "
+        "traffic-flow forecasters (FlowDistill, arXiv 2504.02094) under one protocol.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  bench run --suite data-efficiency --quick\n"
+               "  bench run --suite data-efficiency --models flowdistill,stwa --ratios 0.1,0.4 --seeds 3\n"
+               "  bench run --suite sweep --quick --seeds 3\n"
+               "  bench run --suite sweep --search --space delta=1,3,10,30 --space lambda_kl=loguniform:5e-4:1e-2 "
+               "--samples 20\n"
+               "  bench run --suite all --quick          (every suite, then the report)\n"
+               "  bench report --results results --out reports/flowbench.pdf\n"
+               "  bench list models")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite of trials and print its table",
+                         description="Run every (model, ratio, seed) trial of a suite, teachers first. "
+                         "Rows go to OUT/SUITE/trials.csv as each trial ends; a rerun skips finished trials.")
+    run.add_argument("--suite", required=True, help=f"one of: {', '.join(s.name for s in suites(listed_only=True))}, "
+                     f"or all ({', '.join(run_order())} in that order, then `bench report`); more suites: modules "
+                     "named in $BENCH_SUITES (see bench/suites/__init__.py)")
+    run.add_argument("--dataset", help=f"registered dataset (default: the suite's, else {DEFAULT_DATASET}; "
+                     "sdkd: NavierStokes and NYCTaxi)")
+    run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
+    run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
+    run.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 per trial (default: the suite's, 1; "
+                     "distill: 3)")
+    run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
+    run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each "
+                     "model's own, e.g. stwa for flowdistill)")
+    run.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                     help="config override for every model that has KEY, e.g. --set tbl_target=teacher, or for "
+                     "one model and its variants: --set flowdistill.delta=3 (a bare KEY whose meaning differs "
+                     "between models, like delta in flowdistill and easyst, is refused; repeatable; VALUE is "
+                     "read as YAML)")
+    run.add_argument("--teacher-data", choices=TEACHER_DATA,
+                     help="what teachers are fitted on: disjoint (default, FlowDistill section 2.2: every step "
+                     "before the student's training part, plus the other datasets a teacher names), same (the "
+                     "student's part; the sdkd suite's default), all (every step before validation); never "
+                     "validation or test")
+    run.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
+    run.add_argument("--quick", action="store_true", help=f"quick preset: {PRESETS['quick'].description}")
+    run.add_argument("--out", default="results", help="results folder (default results/)")
+    run.add_argument("--executor", choices=["ray", "inline"], default="ray",
+                     help="ray: Ray Tune trials (default); inline: one by one in this process")
+    run.add_argument("--address", help="Ray cluster to run on: HOST:PORT of its head, as `ray start --head` prints "
+                     "(default: a local Ray instance); --out, the data root and the teacher cache must be paths "
+                     "every node sees (README: On a cluster)")
+    run.add_argument("--device", choices=DEVICES, default="auto", help="where models, batches and teacher "
+                     "predictions live: auto (CUDA when present, default), cpu or cuda")
+    run.add_argument("--gpus-per-trial", type=float, help="GPU share each Ray trial requests (default: 1 when the "
+                     "Ray cluster, or this machine, has GPUs, 0 otherwise; e.g. 0.5 runs two trials per GPU)")
+    run.add_argument("--search", action="store_true", help="with --suite sweep: a joint search over --space / "
+                     "--space-file with Ray Tune's ASHA scheduler (results in OUT/search/) instead of the grid")
+    run.add_argument("--space", action="append", default=[], metavar="KEY=SPEC",
+                     help="search space entry (repeatable): KEY=v1,v2,... | KEY=uniform:LO:HI | "
+                     "KEY=loguniform:LO:HI | KEY=randint:LO:HI")
+    run.add_argument("--space-file", help="search space YAML: {KEY: [values] | {loguniform: [LO, HI]}, ...}")
+    run.add_argument("--samples", type=_positive_int, default=16, help="configurations the search draws (default 16)")
+    run.add_argument("--report", default="reports/flowbench.pdf",
+                     help="where the PDF report of the results folder goes after the run (default "
+                          "reports/flowbench.pdf; tables and figures beside it)")
+    run.add_argument("--no-report", action="store_true", help="skip the report (build it later with `bench report`)")
+    _data_flags(run)
+
+    rep = sub.add_parser("report", help="build the PDF report (and CSV/Markdown tables, PNG figures) from results",
+                         description="One PDF: environment and commands, then each suite's table and figure. "
+                         "Each table is also written as CSV and Markdown, each figure as PNG, beside the PDF.")
+    rep.add_argument("--results", default="results", help="results folder (default results/)")
+    rep.add_argument("--suite", type=_csv("suite names"), help="comma-separated suites (default: every suite "
+                     "with results)")
+    rep.add_argument("--out", default="reports/flowbench.pdf", help="PDF path (default reports/flowbench.pdf)")
+
+    tea = sub.add_parser("teacher", help="fit teachers ahead of student runs, or list cached teachers",
+                         description="Teachers are fitted on the training split of (dataset, ratio) and "
+                         "their predictions for every window are cached in OUT/teachers/; students of the "
+                         "same dataset, ratio and preset read that cache.")
+    tsub = tea.add_subparsers(dest="action", required=True)
+    tfit = tsub.add_parser("fit", help="fit a teacher for the given ratios, save its weights and cache its "
+                           "predictions of every window")
+    tpred = tsub.add_parser("predict", help="cache the predictions of every window from the weights a "
+                            "`bench teacher fit --skip-predict` saved (same flags)")
+    timp = tsub.add_parser("import", help="cache an external teacher's predictions from an npz file: `pred` "
+                           "[windows, H_out, N, C] in original units for the windows a teacher cache covers, in time "
+                           "order (the training windows; the teacher's validation "
+                           "windows; every test window), optionally `starts` [windows]")
+    timp.add_argument("file", help="npz file with the predictions")
+    for t in (tfit, tpred, timp):
+        t.add_argument("--teacher", default="flowdistill-teacher",
+                       help="registered model the teacher is (default flowdistill-teacher; e.g. stwa)")
+        t.add_argument("--dataset", default=DEFAULT_DATASET)
+        t.add_argument("--ratios", type=_ratios, required=True, help="comma-separated training ratios")
+        t.add_argument("--epochs", type=_positive_int, help="cap on training epochs (match the student run)")
+        t.add_argument("--quick", action="store_true", help="the quick preset's caps (match a --quick run)")
+        t.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                       help="teacher config override, e.g. --set keep_layers=0 --set lm=PATH (repeatable)")
+        t.add_argument("--teacher-data", choices=TEACHER_DATA, default="disjoint",
+                       help="what the teacher is fitted on (match the student run; see `bench run --help`)")
+        t.add_argument("--device", choices=DEVICES, default="auto", help="where the teacher runs: auto (CUDA when "
+                       "present), cpu or cuda (match the student run)")
+        t.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
+        t.add_argument("--out", default="results")
+        _data_flags(t)
+    tfit.add_argument("--skip-predict", action="store_true", help="train and save weights only")
+    tfit.add_argument("--executor", choices=["ray", "inline"],
+                      help="inline: in this process with every core and progress bars (default without "
+                      "--address); ray: one Ray Tune trial per ratio (default with --address)")
+    tfit.add_argument("--address", help="Ray cluster that fits the ratios, spread over its nodes: HOST:PORT of "
+                      "its head; --out must be a folder every node sees at the same path")
+    tls = tsub.add_parser("list", help="list cached teacher predictions")
+    tls.add_argument("--out", default="results")
+
+    dat = sub.add_parser("data", help="make datasets that are generated rather than downloaded",
+                         description="Generated datasets are written into the data root, where the registry "
+                         "finds them.")
+    dsub = dat.add_subparsers(dest="action", required=True)
+    mk = dsub.add_parser("make", help="generate a dataset into the data root",
+                         description="navier-stokes: FNO's 2-D Navier-Stokes (vorticity on the unit torus, "
+                         "viscosity 1e-5, forcing 0.1(sin 2pi(x+y) + cos 2pi(x+y)), Gaussian random initial "
+                         "field), our pseudo-spectral Crank-Nicolson solver, 20 frames of 64 x 64 per sample, "
+                         "one per time unit. Default: the registry's NavierStokes (small: about 8 minutes on 2 "
+                         "CPU cores); --full: NavierStokes1200, FNO's own 1,200 samples at 256 x 256 and "
+                         "dt 1e-4 (a GPU machine's job).")
+    mk.add_argument("name", choices=["navier-stokes"])
+    mk.add_argument("--samples", type=_positive_int, help="samples to generate (default 120; --full: 1200)")
+    mk.add_argument("--seed", type=int, default=0, help="seed of the initial fields (default 0)")
+    mk.add_argument("--resolution", type=_positive_int, help="solver grid (default 128; --full: 256); a "
+                    "multiple of 64")
+    mk.add_argument("--dt", type=float, help="solver time step (default 2.5e-3; --full: 1e-4)")
+    mk.add_argument("--batch-size", type=_positive_int, default=20, help="samples solved at once (default 20)")
+    mk.add_argument("--full", action="store_true", help="FNO's settings: 1200 samples, 256 x 256, dt 1e-4")
+    mk.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _data_flags(mk)
+
+    lst = sub.add_parser("list", help="list registered models, datasets or suites")
+    lst.add_argument("what", choices=["models", "datasets", "suites"])
+    _data_flags(lst)
+    return p
+
+
+def _data_flags(p) -> None:
+    p.add_argument("--data-dir", help="data root (default: $BENCH_DATA_DIR, else ../shared/data beside the project)")
+    p.add_argument("--registry", help="extra dataset registry YAML (default: $BENCH_REGISTRY)")
+
+
+def cmd_list(args) -> int:
+    if args.what == "models":
+        for name in registry.names():
+            entry = registry.get(name)
+            teacher = entry.config().teacher
+            print(f"{name:20s} {entry.description}" + (f" [teacher: {teacher}]" if teacher else ""))
+    elif args.what == "suites":
+        for s in suites(listed_only=True):
+            quick = f" (quick: {', '.join(s.quick_models)})" if s.quick_models else ""
+            print(f"{s.name:18s} {s.description}\n{'':18s} models: {', '.join(s.models)}{quick}; "
+                  f"ratios: {', '.join(f'{r:g}' for r in s.ratios)} (quick: {', '.join(f'{r:g}' for r in s.quick_ratios)})")
+        for pr in PRESETS.values():
+            print(f"preset {pr.name:11s} {pr.description}")
+    else:
+        root = data_root(args.data_dir)
+        print(f"data root: {root}")
+        for name, entry in load_registry(args.registry).items():
+            present = (root / entry["data"]).is_file()
+            what = (f"{entry.get('kind', '')} samples, {entry.get('h_in', 12)} -> {entry.get('h_out', 12)} frames"
+                    if entry.get("layout") == "samples" else f"{entry.get('city', '')}, {entry.get('interval_min', '?')} min")
+            grid = f", grid {entry['grid'][0]} x {entry['grid'][1]}" if entry.get("grid") else ""
+            print(f"{name:12s} {what}{grid}, {'present' if present else 'MISSING ' + str(root / entry['data'])}")
+    return 0
+
+
+def _paths(args) -> tuple[Path, str, str | None]:
+    """Absolute (out, data root, registry file): Ray Tune runs each trial in its own working
+    directory, so no relative path may reach a trial."""
+    extra = args.registry or os.environ.get("BENCH_REGISTRY")
+    return (Path(args.out).resolve(), str(data_root(args.data_dir)),
+            str(Path(extra).resolve()) if extra else None)
+
+
+def cmd_run(args) -> int:
+    if args.search and args.suite != "sweep":
+        raise SuiteError("--search belongs to --suite sweep (a joint search over FlowDistill's hyperparameters)")
+    if args.suite != "all":
+        code = _run_suite(args, args.suite)
+        if code != 130:
+            _report_after_run(args)
+        return code
+    if args.ratios or args.models or args.search:
+        raise SuiteError("--suite all runs each suite with its own models and ratios; drop --models/--ratios/"
+                         "--search, or run one suite at a time")
+    start, codes = time.perf_counter(), {}
+    for name in run_order():
+        print(f"\n=== {name} ===")
+        codes[name] = _run_suite(args, name)
+        if codes[name] == 130:
+            return 130
+    _report_after_run(args)
+    print(f"all suites: {time.perf_counter() - start:.0f} s; " + ", ".join(
+        f"{n}: {'ok' if c == 0 else 'failed trials'}" for n, c in codes.items()))
+    return max(codes.values())
+
+
+def _log_command(out: Path, suite: str, argv: list[str]) -> None:
+    """Append the command line `bench ARGV` to OUT/SUITE/commands.log (the report lists it)."""
+    path = out / suite / "commands.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
+                f"{shlex.join(['bench'] + list(argv))}\n")
+
+
+def _report_after_run(args) -> None:
+    """The PDF report of the run's results folder (unless --no-report); a folder without finished
+    trials gets a note instead (the run's own exit code stands)."""
+    if args.no_report:
+        return
+    from bench.suites import report
+    try:
+        report.build(args.out, args.report)
+    except ReportError as exc:
+        print(f"no report: {exc}", file=sys.stderr)
+
+
+def _check_cluster(args) -> None:
+    """--address: with the Ray executor only, and reachable (a clear error within seconds)."""
+    if args.address and args.executor == "inline":
+        raise SuiteError("--address runs trials on a Ray cluster; drop --executor inline")
+    runner.check_address(args.address)
+
+
+def _run_suite(args, name: str) -> int:
+    _check_cluster(args)
+    suite = get_suite(name)
+    for m in args.models or []:
+        registry.get(m)
+    if args.epochs and args.models and not any(registry.trains(m) for m in args.models):
+        what = "is a reference forecaster" if len(args.models) == 1 else "are reference forecasters"
+        raise SuiteError(f"--epochs {args.epochs}: {', '.join(args.models)} {what}: not trained, so no epochs; "
+                         f"drop --epochs")
+    datasets = [args.dataset] if args.dataset else list(suite.datasets or (DEFAULT_DATASET,))
+    args = argparse.Namespace(**{**vars(args), "dataset": datasets[0],
+                                 "teacher_data": args.teacher_data or suite.teacher_data or "disjoint"})
+    for dataset in datasets:
+        data = load_dataset(dataset, args.data_dir, args.registry)  # fail early on missing/corrupt data
+        for ratio in args.ratios or []:                             # and on a ratio too small for it, before Ray
+            split_for(data, ratio)
+    preset = "quick" if args.quick else "full"
+    resolve_device(args.device)                                     # --device cuda without CUDA: a clear error
+    out, data_dir, registry_file = _paths(args)
+    if suite.execute:
+        return _run_execute(args, suite, preset, out, data_dir, registry_file)
+    scheduler = None
+    if args.search:
+        specs = _search_specs(args, suite, preset, out, data_dir, registry_file)
+        scheduler = "asha" if args.executor == "ray" else None
+    else:
+        specs = [s for dataset in datasets
+                 for s in build_specs(suite, dataset, preset, args.models, args.ratios, args.seeds, args.epochs,
+                                      args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
+                                      registry_file=registry_file,
+                                      cache_dir=str(out / "teachers"), num_nodes=args.nodes)]
+    table_name = specs[0].suite
+    _log_command(out, table_name, args.argv)
+    print(f"suite {table_name} on {', '.join(datasets)}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
+    start = time.perf_counter()
+    try:
+        specs = [dataclasses.replace(s, device=args.device) for s in specs]
+        path = runner.run(specs, str(out), args.executor, args.address, scheduler=scheduler,
+                          gpus_per_trial=args.gpus_per_trial)
+    except KeyboardInterrupt:               # Ctrl-C in an inline run: finished trials are on disk
+        print(f"\ninterrupted: run the same command again to resume (finished trials in "
+              f"{out / table_name} are skipped)", file=sys.stderr)
+        return 130
+    df = read_trials(path)
+    df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
+    print(f"\n{table_name} on {', '.join(datasets)} (test set, original units)")
+    shown = SUITES[table_name]              # "search" for `--suite sweep --search`: a report-only suite
+    extra = suite.after_run(datasets, preset, out, args.nodes, data_dir, registry_file) if suite.after_run else []
+    for title, table in tables_of(shown, df, path.parent) + extra:
+        print(f"\n{title}\n{frame_text(table)}")
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
+    failed = set(df.loc[~df["status"].isin(["ok", "pruned"]), "trial_id"])
+    missing = len(specs) - df["trial_id"].nunique()
+    if failed:
+        print(f"{len(failed)} trial(s) failed; see the error column of {path}", file=sys.stderr)
+    if missing:
+        print(f"interrupted: {missing} of {len(specs)} trial(s) did not finish; run the same command "
+              f"again to resume (finished trials are skipped)", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
+
+
+def _search_specs(args, suite, preset, out, data_dir, registry_file):
+    """One TrialSpec per configuration drawn from the search space (suite "search")."""
+    from bench.execution import search
+    space = search.load_space(args.space, args.space_file)
+    models = args.models or list(suite.models)
+    if len(models) != 1:
+        raise SuiteError("--search tunes one model; give --models NAME")
+    fields = {f.name for f in dataclasses.fields(registry.get(models[0]).config())}
+    unknown = sorted(set(space) - fields)
+    if unknown:
+        raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
+    plain = dataclasses.replace(suite, plan=None, quick_seeds=None)    # each model once, one seed per sampled config
+    base = build_specs(plain, args.dataset, preset, models, args.ratios, args.seeds, args.epochs, args.teacher,
+                       dict(args.settings), args.teacher_data, data_dir=data_dir, registry_file=registry_file,
+                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)
+    return [dataclasses.replace(s, suite="search", config=s.config | cfg)
+            for cfg in search.sample(space, args.samples) for s in base]
+
+
+def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:
+    """A suite that runs itself (its `execute` hook, e.g. scalability's points), then its tables."""
+    _log_command(out, suite.name, args.argv)
+    start = time.perf_counter()
+    path, ids = suite.execute(suite, args.dataset, args.models or list(suite.models), preset,
+                              args.seeds or suite.seeds, out, num_nodes=args.nodes, data_dir=data_dir,
+                              registry_file=registry_file)
+    df = rows_of(suite, path.parent)
+    df = df[df["trial_id"].astype(str).isin(ids)]
+    for title, table in tables_of(suite, df, path.parent):
+        print(f"\n{title}\n{frame_text(table)}")
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {path}")
+    failed = (df["status"] != "ok").sum()
+    if failed:
+        print(f"{failed} point(s) failed; see the error column of {path}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_report(args) -> int:
+    from bench.suites import report
+    report.build(args.results, args.out, args.suite)
+    return 0
+
+
+def _r(value, digits: int = 3):
+    return "" if value is None else round(float(value), digits)
+
+
+def cmd_teacher(args) -> int:
+    import json
+
+    import numpy as np
+
+    from bench.execution import teacher as teacher_mod
+    root = Path(args.out).resolve() / "teachers"
+    if args.action == "list":
+        rows = []
+        for path in sorted(root.glob("*/*.npz")):
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+            rows.append([meta["dataset"], meta["teacher"], meta["ratio"], meta.get("epochs"),
+                         _r(meta.get("val_mae", meta.get("best_val_mae"))), _r(meta.get("test_mae")),
+                         _r(meta.get("test_rmse")), _r(meta.get("train_s"), 1), _r(meta.get("predict_s"), 1),
+                         "imported" if meta.get("imported") else "", meta.get("node", ""), path.name])
+        print(tabulate(rows, headers=["dataset", "teacher", "ratio", "epochs", "val MAE", "test MAE", "test RMSE",
+                                      "train s", "predict s", "source", "node", "file"])
+              if rows else f"no cached teachers under {root}")
+        return 0
+    entry = registry.get(args.teacher)
+    settings = dict(args.settings)
+    entry.config(**settings)                    # raises ValueError naming a bad key or value
+    resolve_device(args.device)                 # --device cuda without CUDA: a clear error
+    load_dataset(args.dataset, args.data_dir, args.registry)
+    out, data_dir, registry_file = _paths(args)
+    preset = PRESETS["quick" if args.quick else "full"]
+    # the teacher spec of a student run with the same flags, so that their cache keys agree
+    specs = [teacher_mod.teacher_spec(
+        TrialSpec(suite="teacher", dataset=args.dataset, model=args.teacher, ratio=r, teacher_config=settings,
+                  **preset.caps(args.teacher, epochs=args.epochs) | {"teacher_max_steps": preset.max_steps(args.teacher)},
+                  num_nodes=args.nodes, teacher_data=args.teacher_data,
+                  device=args.device,
+                  data_dir=data_dir,
+                  registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]
+    if args.action == "import":
+        for spec in specs:
+            print(f"cached {teacher_mod.import_predictions(spec, args.file)}")
+    elif args.action == "predict":
+        for spec in specs:
+            print(f"cached {teacher_mod.predict_teacher(spec, show=True)}")
+    elif (args.executor or ("ray" if args.address else "inline")) == "inline":
+        _check_cluster(args)
+        for spec in specs:
+            teacher_mod.fit_teacher(spec, progress=_epoch_printer(spec), show=True,
+                                    predict_windows=not args.skip_predict)
+    else:
+        _check_cluster(args)
+        runner.fit_teachers(specs, str(out), "ray", args.address)
+    return cmd_teacher(argparse.Namespace(action="list", out=args.out))
+
+
+def cmd_data(args) -> int:
+    """`bench data make navier-stokes`: solve, then write navier_stokes/ns_V1e-05_N{S}_T20[_s{seed}].npz
+    into the data root (the file the registry's NavierStokes / NavierStokes1200 entries read)."""
+    import numpy as np
+
+    from bench.protocol import navier_stokes as ns
+    settings = dict(ns.FULL if args.full else ns.DEFAULT)
+    for key, value in (("num_samples", args.samples), ("resolution", args.resolution), ("dt", args.dt)):
+        if value is not None:
+            settings[key] = value
+    name = f"ns_V{settings['nu']:.0e}_N{settings['num_samples']}_T{settings['frames']}"
+    path = data_root(args.data_dir) / "navier_stokes" / (name + (f"_s{args.seed}" if args.seed else "") + ".npz")
+    if path.exists() and not args.force:
+        print(f"{path} exists; --force to overwrite it")
+        return 0
+    print(f"solving {settings['num_samples']} samples at {settings['resolution']}^2, dt {settings['dt']:g}, "
+          f"seed {args.seed} -> {path}", file=sys.stderr)
+    start = time.perf_counter()
+    u = ns.generate(seed=args.seed, batch_size=args.batch_size, **settings)
+    ns.write(path, u, {**settings, "seed": args.seed, "solve_s": round(time.perf_counter() - start, 1)})
+    print(f"wrote {path}: u {tuple(u.shape)} (samples, frames, H, W), |w| <= {np.abs(u).max():.2f}, "
+          f"{time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _epoch_printer(spec):
+    def show(epoch, logs):
+        print(f"{spec.model} ratio={spec.ratio:g} epoch {epoch}: loss {logs.get('loss', float('nan')):.3f} "
+              f"val MAE {logs['val_mae']:.3f}", file=sys.stderr, flush=True)
+    return show
+
+
+def main(argv=None) -> int:
+    try:
+        load_plugins()                    # suites named in $BENCH_SUITES join the built-in ones
+    except SuiteError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data}
+    try:
+        return commands[args.command](args)
+    except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
+            LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError, FloatingPointError,
+            ClusterError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

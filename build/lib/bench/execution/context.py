@@ -1,0 +1,122 @@
+"""The trial context: what a trial reads, built once (issue 15): its dataset (and node slice),
+split, scaler, windows, the model's config and the model on its device. A trial, a teacher fit
+and a teacher cache lookup all read the context instead of rebuilding it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from bench.protocol import registry
+from bench.protocol.data import DataError, Dataset, load_dataset, load_registry
+from bench.protocol.split import MixedWindows, Scaler, Split, Windows, horizons, prepare
+from bench.execution.spec import TrialSpec
+from bench.execution.train import resolve_device, set_seed
+
+
+@dataclass
+class TrialContext:
+    """Everything one trial reads.
+
+    Attributes:
+        spec: the TrialSpec.
+        data: the dataset, its first `spec.num_nodes` regions when set (`trial_data`).
+        split: the chronological split at `spec.ratio`; scaler: z-score fitted on its training part.
+        parts: {"train", "val", "test": Windows}, with the model's lookback set.
+        cfg: the model's config with the spec's overrides and caps (`TrialSpec.model_config`).
+        info: the ModelInfo the model was built from.
+        model: the model (seeded with `spec.seed`), on `device`.
+        device: where the model, its batches and its teacher's predictions live.
+        teacher_meta: the meta of the teacher cache attached to the training windows (None: none yet).
+    """
+
+    spec: TrialSpec
+    data: Dataset
+    split: Split
+    scaler: Scaler
+    parts: dict[str, Windows]
+    cfg: object
+    info: registry.ModelInfo
+    model: torch.nn.Module
+    device: torch.device
+    teacher_meta: dict | None = None
+
+
+@lru_cache(maxsize=8)
+def _trial_data(dataset: str, data_dir: str | None, registry_file: str | None, num_nodes: int | None) -> Dataset:
+    data = load_dataset(dataset, data_dir, registry_file)
+    return data.slice_nodes(num_nodes) if num_nodes else data
+
+
+def trial_data(spec: TrialSpec) -> Dataset:
+    """The spec's dataset (its first `num_nodes` regions when set), one object per process, so
+    its `fingerprint` is hashed once.
+
+    Raises:
+        DataError: unknown dataset or missing files (the message names the fix).
+    """
+    return _trial_data(spec.dataset, spec.data_dir, spec.registry_file, spec.num_nodes)
+
+
+def build_context(spec: TrialSpec) -> TrialContext:
+    """Load, split, scale, cut windows and build the model (seeded with `spec.seed`) on its
+    device (`resolve_device(spec.device)`).
+
+    Raises:
+        DataError, ProtocolError: bad dataset or ratio; DeviceError: --device cuda without CUDA.
+    """
+    data = trial_data(spec)
+    split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed,
+                                   train_stride=spec.train_stride)
+    cfg = spec.model_config()
+    info = registry.ModelInfo.of(data, scaler, *horizons(data))
+    set_seed(spec.seed)
+    model = registry.get(spec.model).cls(cfg, info)
+    for windows in parts.values():
+        windows.lookback = registry.lookback(model, info.h_in)
+    device = resolve_device(spec.device)
+    return TrialContext(spec, data, split, scaler, parts, cfg, info, model.to(device), device)
+
+
+def extra_dataset_names(spec: TrialSpec, cfg) -> list[str]:
+    """The datasets named by the model's `extra_datasets` config ("same-city": every other
+    registry dataset whose `city` equals the target's), target excluded.
+
+    Raises:
+        DataError: a named dataset is not in the registry.
+    """
+    wanted = tuple(getattr(cfg, "extra_datasets", None) or ())
+    if not wanted:
+        return []
+    entries = load_registry(spec.registry_file)
+    names = []
+    for name in wanted:
+        if name == "same-city":
+            city = entries.get(spec.dataset, {}).get("city")
+            names += [n for n, e in entries.items() if city and e.get("city") == city]
+        elif name not in entries:
+            raise DataError(f"extra_datasets names {name!r}, which is not a registered dataset; "
+                            f"known: {', '.join(entries)}")
+        else:
+            names.append(name)
+    return [n for n in dict.fromkeys(names) if n != spec.dataset]
+
+
+def training_windows(ctx: TrialContext, train: Windows | None = None):
+    """`train` (default: the context's training windows), or MixedWindows of it and the training
+    part (ratio 0.8: every step before their own validation and test parts) of each extra dataset
+    of the model's config, registered with the model through `model.add_dataset(name, info)`."""
+    spec, train = ctx.spec, ctx.parts["train"] if train is None else train
+    names = extra_dataset_names(spec, ctx.cfg)
+    if not names:
+        return train
+    others = []
+    for name in names:
+        data = _trial_data(name, spec.data_dir, spec.registry_file, None)     # loaded once per process
+        if spec.num_nodes:
+            data = data.slice_nodes(min(spec.num_nodes, data.num_nodes))
+        _, scaler, parts = prepare(data, 0.8, spec.max_train_windows, seed=spec.seed, train_stride=spec.train_stride)
+        ctx.model.add_dataset(name, registry.ModelInfo.of(data, scaler, *horizons(data)))
+        others.append(parts["train"])
+    return MixedWindows(train, others)

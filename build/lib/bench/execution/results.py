@@ -1,0 +1,120 @@
+"""Tidy results: `<out>/<suite>/trials.csv`, one row per trial and horizon, appended atomically."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock
+
+from bench.execution.spec import TrialSpec
+
+ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
+              "mae_unmasked", "rmse_unmasked",
+              "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
+              "work_id", "device", "steps", "best_epoch", "converged", "teacher_desc", "teacher_data",
+              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "mse", "ssim", "err_low", "err_high", "node"]
+# the row fields of a distilled student (empty for other rows): what the teacher was (e.g. the LM,
+# blocks kept, LoRA rank) and what it was fitted on, the teacher's own test MAE, the
+# share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
+# training MAE of the student and of the teacher on the same batches.
+# mse, ssim, err_low, err_high: image metrics of a dataset with a grid, overall row only
+# (`bench.protocol.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares)
+# node: where the trial ran (`node_name`: host, and the Ray node id on a cluster)
+DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
+
+NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "mae_unmasked", "rmse_unmasked", "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "steps",
+                  "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
+
+
+def node_name() -> str:
+    """Where this process runs: the host name, and on a Ray node the first 8 hex digits of its
+    node id (two nodes of one host differ, e.g. a head and a worker on loopback)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    return socket.gethostname()
+
+
+def trials_path(out: str | os.PathLike, suite: str) -> Path:
+    return Path(out) / suite / "trials.csv"
+
+
+def read_trials(path: Path) -> pd.DataFrame:
+    """The rows written so far (empty frame with the row columns when there are none)."""
+    if not path.exists():
+        return pd.DataFrame(columns=ROW_FIELDS)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in ROW_FIELDS:
+        if col not in df.columns:                       # a table written before the column existed
+            df[col] = ""
+    for col in NUMERIC_FIELDS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")      # "" (a failed trial's metric) -> NaN
+    return df
+
+
+def finished_ids(path: Path) -> set[str]:
+    """trial_ids with status ok (or pruned by a search scheduler): a rerun skips these."""
+    df = read_trials(path)
+    return set(df.loc[df["status"].isin(["ok", "pruned"]), "trial_id"].astype(str))
+
+
+def shared_rows(out: str | os.PathLike, exclude_suite: str) -> dict[str, pd.DataFrame]:
+    """Finished rows of the other suites under `out`, by work_id (a trial's identity without its
+    suite): the runner copies them instead of training the same model twice."""
+    found: dict[str, pd.DataFrame] = {}
+    for path in sorted(Path(out).glob("*/trials.csv")):
+        if path.parent.name == exclude_suite:
+            continue
+        df = read_trials(path)
+        df = df[(df["status"] == "ok") & (df["work_id"] != "")]
+        for work_id, rows in df.groupby("work_id"):
+            found.setdefault(str(work_id), rows)
+    return found
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) on a temporary file beside `path`, then rename it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write `obj` as JSON atomically (per-trial history files)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str)))
+
+
+def append_rows(path: Path, rows: list[dict], fields: list[str] = ROW_FIELDS) -> None:
+    """Append rows (columns `fields`), replacing earlier rows of the same trial_id (a retried
+    failure), atomically: the new table goes to a temporary file in the same folder, then
+    os.replace. Earlier rows are copied as written (a column they lack is left empty). A file
+    lock (`<path>.lock`, filelock) spans the read and the rename, so two runs writing one results
+    folder at once lose no row."""
+    new = pd.DataFrame([{k: r.get(k, "") for k in fields} for r in rows], columns=fields)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        old = (pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=fields, fill_value="")
+               if path.exists() else pd.DataFrame(columns=fields))
+        old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
+        table = pd.concat([old, new], ignore_index=True) if len(old) else new
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def error_rows(spec: TrialSpec, error: str, teacher: str = "") -> list[dict]:
+    """The single row that records a failed trial (NaN metrics, status "error")."""
+    return [{"suite": spec.suite, "dataset": spec.dataset, "model": spec.model, "teacher": teacher,
+             "ratio": spec.ratio, "seed": spec.seed, "trial_id": spec.trial_id, "horizon": "all", "bucket": "all",
+             "mae": float("nan"), "rmse": float("nan"), "mape": float("nan"), "epochs": 0, "train_s": 0.0,
+             "infer_s": 0.0, "params": 0, "peak_mem_mb": 0.0, "status": "error", "error": error[:500],
+             "config": spec.config_label(), "work_id": spec.work_id}]

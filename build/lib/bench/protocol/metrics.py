@@ -1,0 +1,159 @@
+"""Masked metrics on the original scale, as BasicTS and LargeST compute them.
+
+Entries whose ground truth equals `null_value` (0: no flow recorded) are left out of every mean.
+"""
+from __future__ import annotations
+
+import torch
+
+from bench.protocol.split import Windows, volume_buckets
+
+
+def _mask(truth: torch.Tensor, null_value: float) -> torch.Tensor:
+    return ~torch.isclose(truth, torch.full_like(truth, null_value))
+
+
+def masked_mae(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
+    """Mean |pred - truth| over entries with truth != null_value; any equal shapes; 0-d tensor.
+
+    Returns 0 when every entry is masked (so a loss stays finite on an all-zero batch).
+    """
+    mask = _mask(truth, null_value)
+    return (pred - truth).abs()[mask].sum() / mask.sum().clamp(min=1)
+
+
+def masked_rmse(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
+    """sqrt of the mean squared error over entries with truth != null_value."""
+    mask = _mask(truth, null_value)
+    return ((pred - truth) ** 2)[mask].sum().div(mask.sum().clamp(min=1)).sqrt()
+
+
+def masked_mape(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
+    """Mean |pred - truth| / |truth| over entries with truth != null_value, in percent."""
+    mask = _mask(truth, null_value)
+    return ((pred - truth).abs()[mask] / truth.abs()[mask]).sum().div(mask.sum().clamp(min=1)) * 100.0
+
+
+def evaluate(pred: torch.Tensor, truth: torch.Tensor, buckets=None) -> list[dict]:
+    """Overall, per-horizon and per-volume-bucket metrics.
+
+    Args:
+        pred, truth: [W, H_out, N, C] in original units.
+        buckets: optional [N] int bucket of each region (0 = lowest volume), see
+            `bench.protocol.split.volume_buckets`.
+    Returns:
+        rows {"horizon", "bucket", "mae", "rmse", "mape" (percent), "mae_unmasked", "rmse_unmasked"
+        (every entry, zeros included: the paper's eq. 13)}: first horizon "all" and bucket
+        "all", then horizons 1..H_out (bucket "all"), then buckets "q1".. (horizon "all").
+    """
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in shape")
+    rows = [_row("all", "all", pred, truth)]
+    rows += [_row(h + 1, "all", pred[:, h], truth[:, h]) for h in range(pred.shape[1])]
+    if buckets is not None:
+        buckets = torch.as_tensor(buckets)
+        rows += [_row("all", f"q{b + 1}", pred[:, :, buckets == b], truth[:, :, buckets == b])
+                 for b in range(int(buckets.max()) + 1)]
+    return rows
+
+
+def _row(horizon, bucket, pred, truth) -> dict:
+    return {"horizon": horizon, "bucket": bucket, "mae": float(masked_mae(pred, truth)),
+            "rmse": float(masked_rmse(pred, truth)), "mape": float(masked_mape(pred, truth)),
+            "mae_unmasked": float((pred - truth).abs().mean()), "rmse_unmasked": float((pred - truth).pow(2).mean().sqrt())}
+
+
+def masked_huber(pred: torch.Tensor, truth: torch.Tensor, beta: float = 1.0, null_value: float = 0.0) -> torch.Tensor:
+    """SmoothL1 (Huber, `beta`) averaged over entries with truth != null_value: the Huber losses of
+    STWA and EasyST under this protocol's mask."""
+    mask = _mask(truth, null_value)
+    return torch.nn.functional.smooth_l1_loss(pred[mask], truth[mask], beta=beta) if mask.any() else pred.sum() * 0.0
+
+
+def window_mae(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0) -> list[float]:
+    """Masked MAE of each window: [W, H_out, N, C] -> W floats (NaN for a window whose truth is all
+    null). The paired tests of `bench.protocol.stats` compare two models on these."""
+    mask = _mask(truth, null_value)
+    err = ((pred - truth).abs() * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
+    return [float(v) for v in err]
+
+
+# Frequency bands of grid fields (SDKD, Li et al., ICCV 2025; ../shared/paper/sdkd-summary.md 4.1, 9.3):
+# rfft2 over (H, W), "ortho" norm; low band = radial frequency <= k_c x Nyquist, high band = the rest.
+BAND_CUTOFF = 0.25
+
+
+def low_band(h: int, w: int, k_c: float, device=None) -> torch.Tensor:
+    """Bool mask [h, w // 2 + 1] of the rfft2 coefficients whose radial frequency
+    sqrt(f_y^2 + f_x^2) / 0.5 (1 = Nyquist) is at most `k_c`.
+
+    Raises:
+        ValueError: k_c not in (0, sqrt 2).
+    """
+    if not 0.0 < k_c < 2 ** 0.5:
+        raise ValueError(f"k_c={k_c}: the cut-off is a fraction of the Nyquist frequency, in (0, 1.41); e.g. 0.25")
+    fy = torch.fft.fftfreq(h, device=device)[:, None]
+    fx = torch.fft.rfftfreq(w, device=device)[None, :]
+    return torch.sqrt(fy ** 2 + fx ** 2) / 0.5 <= k_c + 1e-9
+
+
+def _rfft_weights(w: int, device=None) -> torch.Tensor:
+    """[w // 2 + 1] multiplicity of each rfft column in the full spectrum (1 for the zero and, for
+    even w, the Nyquist column; 2 for the others, which stand for a conjugate pair)."""
+    weights = torch.full((w // 2 + 1,), 2.0, device=device)
+    weights[0] = 1.0
+    if w % 2 == 0:
+        weights[-1] = 1.0
+    return weights
+
+
+def band_errors(a: torch.Tensor, b: torch.Tensor, k_c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared difference of two fields split into (low band, high band).
+
+    a, b: [..., H, W] (any leading axes: batch, frames, channels). Returns two 0-d tensors whose
+    sum equals ((a - b) ** 2).mean() (Plancherel), up to float rounding.
+    """
+    diff = a - b
+    h, w = diff.shape[-2:]
+    spec = torch.fft.rfft2(diff, norm="ortho")
+    energy = spec.real ** 2 + spec.imag ** 2
+    energy = energy * _rfft_weights(w, diff.device)
+    low = low_band(h, w, k_c, diff.device)
+    n = diff.numel()
+    return energy[..., low].sum() / n, energy[..., ~low].sum() / n
+
+
+def grid_metrics(pred: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int], k_c: float = BAND_CUTOFF) -> dict:
+    """Image metrics of forecasts on a grid (SDKD's tables): pred, truth [W, H_out, N, C] in original
+    units, N = H * W row-major.
+
+    Returns {"mse": unmasked mean squared error, "ssim": structural similarity (torchmetrics;
+    Gaussian window of 11 cells, sigma 1.5, or on a grid narrower than 11 the largest odd size k that
+    fits with sigma 1.5 k / 11; NaN when k < 3; data range = truth's max - min)
+    averaged over windows, steps and channels, "err_low" / "err_high": the MSE's share in the low
+    and the high frequency band (`band_errors`, they sum to "mse")}.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+    h, w = grid
+    frames = lambda t: t.permute(0, 1, 3, 2).reshape(-1, 1, h, w).double()   # [W * H_out * C, 1, H, W]
+    p, t = frames(pred), frames(truth)
+    kernel = min(11, min(h, w) - (1 - min(h, w) % 2))          # odd, at most the grid's short side
+    data_range = float(t.max() - t.min()) or 1.0
+    low, high = band_errors(p.squeeze(1), t.squeeze(1), k_c)
+    value = float("nan") if kernel < 3 else float(ssim(p, t, data_range=data_range, sigma=1.5 * kernel / 11))
+    return {"mse": float((p - t).pow(2).mean()), "ssim": value, "err_low": float(low), "err_high": float(high)}
+
+
+def score(pred: torch.Tensor, test: Windows, data, split) -> list[dict]:
+    """The metric rows of test predictions pred [W, H_out, N, C] (original units) of the `test`
+    windows: `evaluate` per horizon and volume bucket, the grid metrics (`grid_metrics`) on the
+    overall row of a dataset with a grid, and on that row `window_mae` and `window_every` (every
+    n-th window is non-overlapping: H_out on a series, 1 on independent samples) for the paired
+    tests of `bench.protocol.stats`."""
+    truth = test.targets()
+    rows = evaluate(pred, truth, volume_buckets(data.flow, split))
+    if data.meta.get("grid"):
+        rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred, truth, data.grid).items()}
+    rows[0]["window_mae"] = window_mae(pred, truth)
+    rows[0]["window_every"] = 1 if data.meta.get("sample_len") else test.h_out
+    return rows

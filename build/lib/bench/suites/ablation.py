@@ -1,0 +1,55 @@
+"""RQ6 (Table 4): FlowDistill against its variants without TB, IB, SC and TC."""
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.protocol import stats
+from bench.suites.base import Suite, register_suite
+from bench.suites.plots import palette, units_of
+from bench.suites.tables import ok_overall, seed_cell
+
+
+def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill", history_dir=None) -> pd.DataFrame:
+    """Table 4 as a frame: model, MAE, RMSE (mean, ± std over seeds) and the change of MAE against
+    `reference` in percent with the p-value of the paired Wilcoxon test over non-overlapping test
+    windows (`bench.protocol.stats`; none without `history_dir`), one row per model and ratio."""
+    ok = ok_overall(df)
+    if ok.empty:
+        return pd.DataFrame()
+    rows = []
+    for (model, ratio), g in ok.groupby(["model", "ratio"], sort=False):
+        ref_rows = ok[(ok["model"] == reference) & (ok["ratio"] == ratio)]
+        ref = ref_rows["mae"].mean()
+        change = (g["mae"].mean() / ref - 1) * 100 if ref == ref else float("nan")
+        p = stats.compare(history_dir, g, ref_rows)["p"] if model != reference else float("nan")
+        rows.append({"model": model, "ratio": f"{ratio:g}", "seeds": len(g), "MAE": seed_cell(g["mae"], g),
+                     "RMSE": seed_cell(g["rmse"]),
+                     f"MAE vs {reference}": (f"{change:+.1f} %" if change == change else "") + stats.p_note(p)})
+    return pd.DataFrame(rows)
+
+
+def _ablation_figure(df: pd.DataFrame):
+    """MAE and RMSE of each variant (mean, one sd over seeds)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = ok_overall(df)
+    units = units_of(ok["dataset"].iloc[0])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("mae", "rmse")):
+        sns.barplot(data=ok, x="model", y=metric, hue="model", errorbar="sd", ax=ax, legend=False,
+                    palette=palette(ok["model"].unique()))
+        ax.set_ylabel(f"test {metric.upper()} ({units})")
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle("Ablation (Table 4)")
+    fig.tight_layout()
+    return fig
+
+
+register_suite(Suite(
+    "ablation", "RQ6 (Table 4): FlowDistill and its variants without TB, IB, SC, TC at ratio 0.3 (quick: 0.5, "
+    "2 seeds)", ("flowdistill", "flowdistill-wo-tb", "flowdistill-wo-ib", "flowdistill-wo-sc", "flowdistill-wo-tc"),
+    (0.3,), (0.5,), quick_seeds=2, title="RQ6: ablation (Table 4)", rank=60, in_all=True,
+    tables=lambda df, folder: [("Table 4 (p: paired Wilcoxon against flowdistill over non-overlapping test windows)",
+                                ablation_frame(df, history_dir=folder / "history"))],
+    figures=lambda df, title: [("figure", _ablation_figure(df))]))

@@ -1,0 +1,149 @@
+"""The distill suite: does the teacher's forecast reach the student? Each teacher x eq. 2's gate x
+target x lambda_tbl against the student without teacher, with paired tests."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from bench.protocol import registry, stats
+from bench.suites.base import Suite, SuiteError, model_overrides, register_suite
+from bench.suites.plots import units_of
+from bench.suites.tables import ok_overall, seed_cell
+
+
+# the distill suite: each teacher, each way the teacher enters the student's loss (eq. 2's gate per
+# batch or per element; regress to the truth or to the teacher's forecast) and two weights; the
+# strongest pull runs first, so that a run cut short has those rows
+DISTILL_TEACHERS = ("seasonal-naive-week", "flowdistill-teacher", "flowdistill-teacher-wo-lm")
+
+DISTILL_VARIANTS = tuple({"tbl_gate": g, "tbl_target": t, "lambda_tbl": lam}
+                         for lam in (1.0, 0.1) for t in ("teacher", "truth") for g in ("element", "batch"))
+
+DISTILL_BASELINE = "flowdistill-wo-tb"
+
+DISTILL_QUICK_TEACHERS = ("seasonal-naive-week",)     # the quick preset: the teacher that costs nothing to fit
+
+def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = None) -> list[tuple]:
+    """The distill suite's trials per ratio as (model, config, teacher_config, seeds): the
+    student without teacher (DISTILL_BASELINE) and each student with each teacher and each
+    DISTILL_VARIANTS entry (every student row records its teacher's test MAE)
+    (keys equal to the student's defaults left out, so that the default variant shares its trial
+    with other suites). `teachers`: registered model names; `settings` as in model_overrides.
+
+    Raises:
+        SuiteError: a student without the fields the variants set, or an unknown teacher.
+    """
+    for m in students:
+        default = registry.get(m).config()
+        if not default.teacher or any(not hasattr(default, k) for k in DISTILL_VARIANTS[0]):
+            raise SuiteError(f"the distill suite varies tbl_gate, tbl_target and lambda_tbl of a distilled student; "
+                             f"{m!r} is not one (use flowdistill)")
+    plan = [(DISTILL_BASELINE, model_overrides([DISTILL_BASELINE], None, settings)[DISTILL_BASELINE], {}, None)]
+    for t in teachers:
+        t_config: dict[str, dict] = {}
+        for m in students:
+            base = model_overrides([m], t, settings, t_config)[m]
+            default = registry.get(m).config()
+            if base.get("teacher") == default.teacher:
+                del base["teacher"]
+            for variant in DISTILL_VARIANTS:
+                change = {k: v for k, v in variant.items() if getattr(default, k) != v and k not in (settings or {})}
+                plan.append((m, base | change, t_config.get(m, {}), None))
+    return list({json.dumps(p[:3], sort_keys=True): p for p in plan}.values())
+
+
+def plan(suite, models, preset, teacher, settings) -> list[tuple]:
+    """`distill_plan` with --teacher's teacher, else the preset's teachers (quick: the one that
+    needs no fit)."""
+    teachers = (teacher,) if teacher else (DISTILL_QUICK_TEACHERS if preset.quick else DISTILL_TEACHERS)
+    return distill_plan(models, teachers, settings)
+
+
+def _variant(row) -> dict:
+    """gate, target and lambda_tbl of a student's result row (its config over the model's defaults)."""
+    cfg = registry.get(row["model"]).config(**(json.loads(row["config"]) if row["config"] else {}))
+    return {"gate": cfg.tbl_gate, "target": cfg.tbl_target, "lambda_tbl": cfg.lambda_tbl}
+
+def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
+    """The distill suite's table: per ratio, the student without teacher, each teacher's own
+    test MAE, and each student variant with its MAE (mean ± std over seeds), the share of gate-open
+    elements over training, its change against the student without teacher, the share of the gap
+    between that student and the teacher it closes, and the Wilcoxon p-value of the paired test
+    over non-overlapping test windows (`bench.protocol.stats`; empty without history files)."""
+    ok = ok_overall(df)
+    if ok.empty:
+        return pd.DataFrame()
+    rows = []
+    for ratio, at in ok.groupby("ratio"):
+        base = at[at["model"] == DISTILL_BASELINE]
+        base_mae = base["mae"].mean() if len(base) else float("nan")
+        if len(base):
+            rows.append({"ratio": f"{ratio:g}", "teacher": "(none)", "teacher data": "", "teacher MAE": "", "gate": "",
+                         "target": "",
+                         "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": seed_cell(base["mae"], base),
+                         "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
+        students = at[at["teacher"].fillna("") != ""].copy()
+        if students.empty:
+            continue
+        students = students.join(pd.DataFrame([_variant(r) for _, r in students.iterrows()], index=students.index))
+        for (teacher, gate, target, lam, model), g in students.groupby(
+                ["teacher", "gate", "target", "lambda_tbl", "model"], sort=True):
+            t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
+            mae = g["mae"].mean()
+            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else float("nan")
+            test = stats.compare(history_dir, g, base)
+            data = ", ".join(sorted(set(g["teacher_data"].fillna("").astype(str)) - {""})) if "teacher_data" in g else ""
+            desc = ", ".join(sorted(set(g["teacher_desc"].fillna("").astype(str)) - {"", teacher})) if "teacher_desc" in g else ""
+            rows.append({"ratio": f"{ratio:g}", "teacher": f"{teacher} ({desc})" if desc else teacher,
+                         "teacher data": data or "-",
+                         "teacher MAE": f"{t_mae:.2f}", "gate": gate,
+                         "target": target, "lambda_tbl": f"{lam:g}", "model": model, "seeds": len(g),
+                         "MAE": seed_cell(g["mae"], g), "gate open": f"{g['gate_open'].mean():.2f}",
+                         "vs no teacher": f"{mae - base_mae:+.2f}" if base_mae == base_mae else "",
+                         "gap closed": f"{closed:.0f} %" if closed == closed else "", "p": stats.p_label(test["p"])})
+    return pd.DataFrame(rows)
+
+
+def _distill_figure(df: pd.DataFrame):
+    """Per ratio: each student variant's test MAE (mean, one sd over seeds), one colour per
+    teacher; the student without teacher (solid) and each teacher's own MAE (dashed) as lines."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = ok_overall(df)
+    units = units_of(df["dataset"].iloc[0])
+    ratios = sorted(ok["ratio"].unique())
+    fig, axes = plt.subplots(1, len(ratios), figsize=(6.5 * len(ratios), 4.6), squeeze=False)
+    for ax, ratio in zip(axes[0], ratios):
+        at = ok[ok["ratio"] == ratio]
+        students = at[at["teacher"].fillna("") != ""].copy()
+        if not students.empty:
+            v = pd.DataFrame([_variant(r) for _, r in students.iterrows()], index=students.index)
+            students["variant"] = v["gate"] + "/" + v["target"] + "/" + v["lambda_tbl"].map(lambda x: f"{x:g}")
+            sns.barplot(data=students.sort_values("variant"), x="variant", y="mae", hue="teacher", errorbar="sd", ax=ax)
+        base = at[at["model"] == DISTILL_BASELINE]["mae"]
+        if len(base):
+            ax.axhline(base.mean(), c="k", lw=1.2, label=f"{DISTILL_BASELINE} (no teacher)")
+        for teacher in sorted(set(students.get("teacher", []))):
+            own = students.loc[students["teacher"] == teacher, "teacher_mae"].dropna()
+            if len(own):
+                ax.axhline(own.mean(), c="0.4", ls="--", lw=1, label=f"teacher {teacher}")
+        ax.set_xlabel("gate / target / lambda_tbl")
+        ax.set_ylabel(f"test MAE ({units})")
+        ax.set_title(f"ratio {ratio:g}")
+        ax.tick_params(axis="x", rotation=35)
+        ax.legend(fontsize=7)
+    fig.suptitle("Distillation: student variants against the student without teacher and the teacher")
+    fig.tight_layout()
+    return fig
+
+
+register_suite(Suite(
+    "distill", "Does the teacher transfer? Each teacher (" + ", ".join(DISTILL_TEACHERS) + ") x eq. 2's gate "
+    "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb, 3 seeds, "
+    "with a paired Wilcoxon test over test windows (--teacher NAME: one teacher; quick: seasonal-naive-week)",
+    ("flowdistill",), (0.1, 0.3), (0.1,), kind="distill", seeds=3,
+    title="Distillation: does the teacher's forecast reach the student?", rank=70, in_all=True, plan=plan,
+    tables=lambda df, folder: [("each student variant against flowdistill-wo-tb (paired Wilcoxon over "
+                                "non-overlapping test windows)", distill_frame(df, folder / "history"))],
+    figures=lambda df, title: [("figure", _distill_figure(df))]))

@@ -1,0 +1,108 @@
+"""The ratio suites: RQ1 data efficiency (Fig. 3-4), RQ2 data-efficient scalability (Table 3) and
+RQ3 robustness per horizon step and volume bucket (Fig. 5-6): every model at each training ratio."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.suites.base import LIGHT_MODELS, MODELS, QUICK_MODELS, REFERENCES, Suite, register_suite
+from bench.suites.plots import palette, units_of
+from bench.suites.tables import NOT_CONVERGED, breakdown_frame, horizon_frame, ok_overall, ratio_frame, row_label
+
+
+def ratio_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]]:
+    """MAE / RMSE per ratio (masked, with the paired test against FlowDistill at the smallest
+    ratio), the same over every cell (zeros included: the paper's eq. 13), and horizons 3, 6, 12."""
+    tables = [("MAE / RMSE per training ratio (masked: truth 0 left out; black lines of the figure: floors; "
+               "p: paired Wilcoxon over non-overlapping test windows)", ratio_frame(df, history_dir=folder / "history"))]
+    unmasked = ratio_frame(df, unmasked=True)
+    if not unmasked.empty:
+        tables.append(("MAE / RMSE over every cell, zeros included (the paper's eq. 13)", unmasked))
+    return tables + [("masked MAE / RMSE at horizon steps 3, 6 and 12", horizon_frame(df))]
+
+
+def robustness_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]]:
+    """The overall MAE / RMSE, then masked MAE per horizon step (h1..h12) and volume bucket (q1..q4)."""
+    return [("overall", ratio_frame(df)), ("MAE per horizon step and volume bucket", breakdown_frame(df))]
+
+
+def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
+    """MAE and RMSE against the training ratio, one line per model, the floors in black, log scale."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
+    import seaborn as sns
+    ok = ok_overall(df)
+    ref = ok[(ok["model"] == "flowdistill") & (ok["ratio"] == ok["ratio"].min())]   # as ratio_frame's reference
+    ok["training ratio (%)"] = ok["ratio"] * 100
+    floors = ok[ok["model"].isin(REFERENCES)]
+    ok = ok[~ok["model"].isin(REFERENCES)].copy()
+    ok["model"] = row_label(ok)
+    if "converged" in ok:          # a model with a trial that did not converge is marked in the legend
+        late = set(ok.loc[ok["converged"].astype(str) == "False", "model"])
+        ok["model"] = [f"{m} {NOT_CONVERGED}" if m in late else m for m in ok["model"]]
+    units = units_of(df["dataset"].iloc[0])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, ("mae", "rmse")):
+        if not ok.empty:
+            sns.lineplot(data=ok, x="training ratio (%)", y=metric, hue="model", marker="o", errorbar="sd",
+                         err_style="bars", ax=ax, palette=palette(ok["model"].unique()))
+        for (name, g), style in zip(floors.groupby("model"), ("--", ":", "-.")):     # the floors: no training
+            mean = g.groupby("training ratio (%)")[metric].mean()
+            ax.plot(mean.index, mean.values, ls=style, c="k", lw=1.2, label=f"floor: {name}")
+        ax.set_yscale("log")       # converged light models and barely trained heavy ones differ by 10x
+        for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis_format(FormatStrFormatter("%g"))
+        ax.set_ylabel(f"test {metric.upper()} ({units}, log scale)")
+        ax.set_xlabel("training data ratio (%)")
+        if reference and not ref.empty:
+            ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['training ratio (%)'].min() / 100:g}")
+        if ax is axes[0] and ax.get_legend():
+            ax.get_legend().remove()
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(title + f" (black: floors that need no training; {NOT_CONVERGED}: did not converge)")
+    fig.tight_layout()
+    return fig
+
+
+def _robustness_figure(df: pd.DataFrame):
+    """Error per horizon step (Fig. 5) and per volume bucket (Fig. 6)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ok = df[df["status"] == "ok"].copy()
+    ok["model"] = row_label(ok)
+    units = units_of(ok["dataset"].iloc[0])
+    horizon = ok[(ok["bucket"].astype(str) == "all") & (ok["horizon"].astype(str) != "all")].copy()
+    horizon["step"] = horizon["horizon"].astype(int)
+    bucket = ok[ok["bucket"].astype(str) != "all"].copy()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for col, metric in enumerate(("mae", "rmse")):
+        sns.lineplot(data=horizon, x="step", y=metric, hue="model", marker="o", errorbar="sd", err_style="bars",
+                     ax=axes[0, col], legend=col == 1, palette=palette(horizon["model"].unique()))
+        axes[0, col].set_xlabel("horizon step (x 30 min)" if "30 min" in units else "horizon step")
+        axes[0, col].set_ylabel(f"test {metric.upper()} ({units})")
+        sns.barplot(data=bucket.sort_values("bucket"), x="bucket", y=metric, hue="model", errorbar="sd",
+                    ax=axes[1, col], legend=False, palette=palette(bucket["model"].unique()))
+        axes[1, col].set_xlabel("volume bucket: regions by mean flow over the training steps (q1 lowest .. q4 highest)")
+        axes[1, col].set_ylabel(f"test {metric.upper()} ({units})")
+    axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle("Robustness: error per horizon step (Fig. 5) and per volume bucket (Fig. 6)")
+    fig.tight_layout()
+    return fig
+
+
+register_suite(Suite(
+    "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio (quick: "
+    "the light models, which converge on 2 CPU cores, and the floors)",
+    MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.5), quick_models=LIGHT_MODELS,
+    title="RQ1: data efficiency (Fig. 3-4)", rank=10, in_all=True, tables=ratio_tables,
+    figures=lambda df, title: [("figure", _ratio_figure(df, title))]))
+register_suite(Suite(
+    "data-scalability", "RQ2 (Table 3): ratios up to 0.7, and the smallest ratio at which each model "
+    "matches FlowDistill's MAE at the smallest ratio", MODELS, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+    (0.1, 0.5, 0.7), quick_models=QUICK_MODELS, title="RQ2: data-efficient scalability (Table 3)", rank=20,
+    in_all=True, tables=ratio_tables, figures=lambda df, title: [("figure", _ratio_figure(df, title, reference=True))]))
+register_suite(Suite(
+    "robustness", "RQ3 (Fig. 5-6): MAE/RMSE per horizon step 1..12 and per traffic-volume bucket at ratio 0.5",
+    MODELS, (0.5,), (0.5,), quick_models=QUICK_MODELS, title="RQ3: robustness by horizon and volume (Fig. 5-6)",
+    rank=30, in_all=True, tables=robustness_tables, figures=lambda df, title: [("figure", _robustness_figure(df))]))

@@ -1,0 +1,242 @@
+"""`bench report`: one PDF from the results of every suite, plus each table as CSV and Markdown and
+each figure as PNG beside it.
+
+Pages: "What this run shows" (`bench.suites.summary`: sentences written from the numbers), a cover with the environment (dataset, protocol, hardware, software versions, project
+commit) and the commands that produced the results, then for each suite with results its
+table(s) (the paper's rows and columns, mean ± std over seeds) and its figure (error bars: one
+standard deviation over seeds).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench import suites as S
+from bench.suites import summary
+from bench.protocol.data import load_dataset
+from bench.protocol.split import H_IN, H_OUT, TEST_FRAC, VAL_FRAC
+from bench.suites.plots import style, units_of
+
+ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next
+
+
+class ReportError(RuntimeError):
+    """No results to report; the message says where it looked."""
+
+
+@dataclass
+class Section:
+    suite: str
+    title: str
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[tuple[str, object]] = field(default_factory=list)     # (name, matplotlib Figure)
+    commands: list[str] = field(default_factory=list)
+
+
+def _commands(results: Path, suite: str) -> list[str]:
+    log = results / suite / "commands.log"
+    return [line.strip() for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
+def collect(results: str | Path, names=None) -> list[Section]:
+    """A Section for each registered suite (or each of `names`) with finished rows under
+    `results`, by rank: the suite's tables and figures (`tables_of`, `figures_of`)."""
+    results = Path(results)
+    style()
+    sections = []
+    for suite in S.suites():
+        if names and suite.name not in names:
+            continue
+        folder = results / suite.name
+        df = S.rows_of(suite, folder)
+        if df.empty or not (df["status"] == "ok").any():
+            continue
+        sec = Section(suite.name, suite.title or suite.name, S.tables_of(suite, df, folder), S.figures_of(suite, df))
+        sec.commands = _commands(results, suite.name)
+        sections.append(sec)
+    return sections
+
+
+def environment(results: Path) -> list[str]:
+    """Lines of the environment page: protocol, hardware, software, project commit."""
+    import importlib.metadata as md
+    import subprocess
+
+    import torch
+
+    datasets = set()
+    for path in results.glob("*/trials.csv"):
+        try:
+            datasets |= set(pd.read_csv(path, usecols=["dataset"])["dataset"].astype(str))
+        except Exception:
+            pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+        mem = f"{psutil.virtual_memory().total / 2**30:.0f} GiB"
+    except Exception:
+        mem = "?"
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    versions = []
+    for pkg in ("torch", "numpy", "pandas", "ray", "transformers", "peft", "matplotlib", "seaborn"):
+        try:
+            versions.append(f"{pkg} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or "?"
+    except Exception:
+        commit = "?"
+    spans, samples = [], []
+    for d in sorted(datasets):
+        try:
+            data = load_dataset(d)
+            if data.meta.get("sample_len"):          # independent samples: one window each, split on samples
+                n = data.flow.shape[0] // data.meta["sample_len"]
+                samples.append(f"{d}: {n} independent samples of {data.meta['sample_len']} frames, one window each "
+                               f"(H_in = {data.meta['h_in']} -> H_out = {data.meta['h_out']}), split on samples; "
+                               f"ratio 0.1 = {round(0.1 * n)} training samples; unmasked MSE, SSIM and band errors "
+                               f"beside the masked metrics")
+                continue
+            days = data.flow.shape[0] / data.steps_per_day
+            spans.append(f"{d}: {days:.0f} days ({data.flow.shape[0]} steps of {data.meta['interval_min']} min), so "
+                         f"ratio 0.1 = {0.1 * days:.0f} days of training")
+        except Exception:
+            pass
+    return [
+        f"generated {datetime.datetime.now().isoformat(timespec='seconds')} from {results.resolve()}",
+        *(["span: " + "; ".join(spans) + ". The paper's NYC-Taxi and Chicago-Taxi span 01/01/21 - 12/31/21 "
+           "(its Table 2: 365 days), so a ratio there means about 6 times more days than on a 60-day series."]
+          if spans or not samples else []),
+        *[f"samples: {line}" for line in samples],
+        f"dataset(s): {', '.join(sorted(datasets)) or '?'} "
+        f"({'; '.join(f'{d}: {units_of(d)}' for d in sorted(datasets))})",
+        f"protocol: chronological split; validation {VAL_FRAC:.0%} and test {TEST_FRAC:.0%} of the steps at the end, "
+        f"training ratio = share of steps right before validation; H_in = {H_IN} -> H_out = {H_OUT} (datasets of "
+        f"samples: their own, above); "
+        "z-score fitted on the training part only; masked MAE / RMSE / MAPE (truth = 0 left out) on the "
+        "test windows in original units; volume buckets: quartiles of the regions' mean flow over the training steps.",
+        "spread: mean ± one standard deviation over seeds where a run used --seeds N > 1 (the paper reports single runs).",
+        f"hardware: {cpu}, {os.cpu_count()} logical cores, {mem} memory, GPU: {gpu}",
+        f"software: Python {platform.python_version()} on {platform.platform()}; {', '.join(versions)}",
+        f"project commit: {commit}",
+    ]
+
+
+def _table_figure(title: str, table: pd.DataFrame):
+    """A landscape page holding `table` (font shrunk to fit its width)."""
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(11.69, 8.27))
+    ax = fig.add_axes([0.03, 0.05, 0.94, 0.85])
+    ax.axis("off")
+    fig.suptitle(title, fontsize=12, x=0.03, ha="left")
+    if table.empty:
+        ax.text(0, 1, "(no finished trials)", va="top")
+        return fig
+    cells = table.astype(str).to_numpy().tolist()
+    tab = ax.table(cellText=cells, colLabels=[str(c) for c in table.columns], loc="upper left", cellLoc="center")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(max(5.0, min(10.0, 150 / max(len(table.columns), 1))))
+    tab.auto_set_column_width(list(range(len(table.columns))))
+    tab.scale(1, 1.5)
+    return fig
+
+
+def _text_pages(title: str, lines: list[str]) -> list:
+    """Pages of wrapped text (lines starting with two spaces in monospace); text that does not fit
+    goes on over the next page, never cut."""
+    import matplotlib.pyplot as plt
+    wrapped = [(part, line.startswith("  ")) for line in lines for part in (textwrap.wrap(line, 150) or [""])]
+    per_page = 35
+    figs = []
+    for k in range(0, max(len(wrapped), 1), per_page):
+        fig = plt.figure(figsize=(11.69, 8.27))
+        fig.text(0.04, 0.95, title + (" (continued)" if k else ""), fontsize=15, va="top", weight="bold")
+        for i, (part, mono) in enumerate(wrapped[k:k + per_page]):
+            fig.text(0.04, 0.89 - 0.024 * i, part, fontsize=8.5, va="top", family="monospace" if mono else None)
+        figs.append(fig)
+    return figs
+
+
+def build(results: str | Path = "results", out: str | Path = "reports/flowbench.pdf", suites=None,
+          log=print) -> dict:
+    """Write the PDF and, beside it, `<suite>[-k].csv/.md` per table and `<suite>.png` per figure.
+
+    Returns {"pdf": path, "pages": n, "files": [...], "suites": [...]}.
+
+    Raises:
+        ReportError: `results` does not exist, or no suite under it has finished trials.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    results, out = Path(results), Path(out)
+    known = [s.name for s in S.suites()]
+    unknown = set(suites or []) - set(known)
+    if unknown:
+        raise ReportError(f"unknown suite(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    if not results.is_dir():
+        raise ReportError(f"results folder {results.resolve()} does not exist; run `bench run --suite NAME` first "
+                          f"(its --out) or pass --results DIR")
+    sections = collect(results, suites)
+    if not sections:
+        raise ReportError(f"no finished trials under {results.resolve()}; run `bench run --suite NAME` first "
+                          f"(or pass --results DIR)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files, pages = [], 0
+    cover = ["What ran, and how (each suite's commands are listed on its pages and below).", ""]
+    cover += environment(results)
+    cover += ["", "suites in this report:"] + [f"  {s.suite}: {s.title}" for s in sections]
+    commands = dict.fromkeys(c.split("  ", 1)[-1] for s in sections for c in s.commands)   # distinct, in order
+    cover += ["", "commands (each suite's own pages give the time of its last run):"] + [f"  {c}" for c in commands]
+    tmp = out.with_name(f".{out.name}.tmp")
+    with PdfPages(tmp) as pdf:
+        shows = summary.summary_lines(results, [s.suite for s in sections])
+        for fig in _text_pages("What this run shows", shows) + \
+                _text_pages("FlowBench report: FlowDistill (arXiv 2504.02094) under one protocol", cover):
+            pdf.savefig(fig)
+            plt.close(fig)
+            pages += 1
+        for sec in sections:
+            for i, (name, table) in enumerate(sec.tables):
+                stem = sec.suite if len(sec.tables) == 1 else f"{sec.suite}-{i + 1}"
+                table.to_csv(out.parent / f"{stem}.csv", index=False)
+                (out.parent / f"{stem}.md").write_text(
+                    f"# {sec.title}: {name}\n\n" + S.frame_text(table) + "\n")
+                files += [out.parent / f"{stem}.csv", out.parent / f"{stem}.md"]
+                chunks = [table.iloc[i:i + ROWS_PER_PAGE] for i in range(0, max(len(table), 1), ROWS_PER_PAGE)]
+                for k, chunk in enumerate(chunks):           # a long table goes on over pages, never cut
+                    part = f" (rows {k * ROWS_PER_PAGE + 1}-{k * ROWS_PER_PAGE + len(chunk)} of {len(table)})" \
+                        if len(chunks) > 1 else ""
+                    fig = _table_figure(f"{sec.title}: {name}{part}", chunk)
+                    if chunk.astype(str).apply(lambda c: c.str.contains(S.NOT_CONVERGED)).to_numpy().any():
+                        fig.text(0.03, 0.045, f"{S.NOT_CONVERGED}: a trial of this cell did not converge (its epoch "
+                                 "budget ran out before early stopping fired)", fontsize=8)
+                    if sec.commands:
+                        fig.text(0.03, 0.02, "command: " + sec.commands[-1], fontsize=7, family="monospace")
+                    pdf.savefig(fig)
+                    plt.close(fig)
+                    pages += 1
+            for name, fig in sec.figures:
+                fig.savefig(out.parent / f"{sec.suite}.png", dpi=130, bbox_inches="tight")
+                files.append(out.parent / f"{sec.suite}.png")
+                pdf.savefig(fig, bbox_inches="tight")
+                plt.close(fig)
+                pages += 1
+    os.replace(tmp, out)
+    log(f"report: {out} ({pages} pages, {len(sections)} suites); tables and figures beside it in {out.parent}/")
+    return {"pdf": out, "pages": pages, "files": files, "suites": [s.suite for s in sections]}

@@ -1,0 +1,204 @@
+"""The report's first page, "What this run shows": sentences written from the numbers of a results
+folder, never from expectations. For each ratio suite: the best trained model per ratio against
+the best floor (forecasts that need no training), every model against the floors, the distilled
+student against the same student without teacher (paired Wilcoxon over non-overlapping test
+windows, `bench.protocol.stats`), what the teacher was, its test MAE and how often eq. 2's gate was open,
+and the trials that did not converge; for the distill suite, the best student variant per ratio
+against the student without teacher; then the preset and what it cannot show, and whether the
+paper's claim holds on this run by a stated criterion.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.protocol import registry, stats
+from bench.execution.results import read_trials, trials_path
+from bench.suites import (DISTILL_BASELINE, QUICK_STEP_BUDGETS, REFERENCES, SUITES, distill_frame, ok_overall,
+                          seed_cell)
+
+STUDENT = "flowdistill"
+ALPHA = 0.05              # the significance level of every "significantly" on the page
+
+
+def _trains(model: str) -> bool:
+    try:
+        return registry.trains(model)
+    except KeyError:
+        return True
+
+
+def _is_floor(model: str) -> bool:
+    return model in REFERENCES or not _trains(model)
+
+
+def ratio_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
+    """Sentences on one ratio suite's results (overall rows of finished trials)."""
+    ok = ok_overall(df)
+    if ok.empty:
+        return ["no finished trials"]
+    lines = []
+    for ratio, at in ok.groupby("ratio"):
+        means = at.groupby("model")["mae"].mean()
+        floors = means[[m for m in means.index if _is_floor(m)]]
+        trained = means[[m for m in means.index if not _is_floor(m)]]
+        head = f"ratio {ratio:g}:"
+        if trained.empty:
+            lines.append(f"{head} no trained model finished")
+            continue
+        best = trained.idxmin()
+        text = f"{head} best trained model {best} (MAE {seed_cell(at[at['model'] == best]['mae'])})"
+        if not floors.empty:
+            floor = floors.idxmin()
+            gap = (trained[best] / floors[floor] - 1) * 100
+            below = sorted(m for m in trained.index if trained[m] < floors[floor])
+            text += (f"; best floor {floor} {floors[floor]:.2f}: the best model is {abs(gap):.0f} % "
+                     f"{'below' if gap < 0 else 'above'} it; {len(below)} of {len(trained)} trained models beat "
+                     f"it" + (f" ({', '.join(below)})" if below else ""))
+        lines.append(text + ".")
+        student, base = at[at["model"] == STUDENT], at[at["model"] == DISTILL_BASELINE]
+        if len(student) and len(base):
+            test = stats.compare(history_dir, student, base)
+            diff = student["mae"].mean() - base["mae"].mean()
+            verdict = ("significantly better" if diff < 0 else "significantly worse") \
+                if test["p"] == test["p"] and test["p"] < ALPHA else "not significantly different"
+            lines.append(f"  distilled {STUDENT} {seed_cell(student['mae'])} against {DISTILL_BASELINE} (no teacher) "
+                         f"{seed_cell(base['mae'])}: {diff:+.2f}, {verdict}"
+                         + (f" ({stats.p_label(test['p'])}, {test['n']} windows)" if test["p"] == test["p"] else
+                            " (no paired test: history files missing)") + ".")
+            if "teacher_mae" in student and student["teacher_mae"].notna().any():
+                desc = ", ".join(sorted(set(student["teacher_desc"].fillna("").astype(str)) - {""})) \
+                    if "teacher_desc" in student else ""
+                teacher = ", ".join(sorted(set(student["teacher"].astype(str))))
+                lines.append(f"  its teacher {teacher}" + (f" ({desc})" if desc and desc != teacher else "")
+                             + f": test MAE {student['teacher_mae'].mean():.2f}; eq. 2's gate open on "
+                             f"{student['gate_open'].mean():.0%} of the training elements.")
+    lines += convergence_lines(ok)
+    return lines
+
+
+def convergence_lines(ok: pd.DataFrame) -> list[str]:
+    """Which trained rows did not converge (early stopping had not fired when the budget ran out)."""
+    if "converged" not in ok:
+        return []
+    trained = ok[[not _is_floor(m) for m in ok["model"]]]
+    late = trained[trained["converged"].astype(str) == "False"]
+    if late.empty:
+        return [f"every trained trial converged (early stopping fired before its budget ran out)."] if len(trained) else []
+    cells = late.groupby(["model", "ratio"]).size()
+    total = trained.groupby(["model", "ratio"]).size()
+    listed = ", ".join(f"{m}@{r:g} ({n} of {total[(m, r)]})" for (m, r), n in cells.items())
+    return [f"did not converge (budget ran out before early stopping; their numbers are not the models' "
+            f"accuracy): {listed}."]
+
+
+def claim_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
+    """The paper's claim against a stated criterion: at the smallest ratio, the distilled student
+    is significantly better (p < ALPHA) than the same student without teacher, and better than
+    every floor."""
+    ok = ok_overall(df)
+    if ok.empty or not (ok["model"] == STUDENT).any() or not (ok["model"] == DISTILL_BASELINE).any():
+        return []
+    r0 = ok[ok["model"] == STUDENT]["ratio"].min()
+    at = ok[ok["ratio"] == r0]
+    student, base = at[at["model"] == STUDENT], at[at["model"] == DISTILL_BASELINE]
+    if base.empty:
+        return []
+    test = stats.compare(history_dir, student, base)
+    floors = at[[_is_floor(m) for m in at["model"]]].groupby("model")["mae"].mean()
+    helps = test["p"] == test["p"] and test["p"] < ALPHA and student["mae"].mean() < base["mae"].mean()
+    beats_floor = floors.empty or student["mae"].mean() < floors.min()
+    criterion = (f"criterion: at the smallest ratio ({r0:g}) {STUDENT} is significantly better than "
+                 f"{DISTILL_BASELINE} (paired Wilcoxon, p < {ALPHA}) and better than every floor")
+    if helps and beats_floor:
+        return [f"The paper's claim (distillation helps a light student when data is scarce) holds on this run; "
+                f"{criterion}: met."]
+    why = []
+    if not helps:
+        why.append(f"{STUDENT} {student['mae'].mean():.2f} against {DISTILL_BASELINE} {base['mae'].mean():.2f}"
+                   + (f", {stats.p_label(test['p'])}" if test["p"] == test["p"] else ", no paired test"))
+    if not beats_floor:
+        why.append(f"{STUDENT} {student['mae'].mean():.2f} against the floor {floors.idxmin()} {floors.min():.2f}")
+    return [f"The paper's claim (distillation helps a light student when data is scarce) is not shown by this run; "
+            f"{criterion}: not met ({'; '.join(why)})."]
+
+
+def preset_lines(results: Path, suites) -> list[str]:
+    """The preset(s) of the run (from each suite's commands.log) and what the quick preset cannot show."""
+    commands = []
+    for name in suites:
+        log = results / name / "commands.log"
+        if log.exists():
+            commands += [c for c in log.read_text().splitlines() if c.strip()]
+    quick = any("--quick" in c for c in commands)
+    seeds, models = set(), set()
+    for name in suites:
+        path = trials_path(results, name)
+        if path.exists():
+            df = ok_overall(read_trials(path))
+            if not df.empty:
+                seeds.add(int(df.groupby(["model", "ratio"])["seed"].nunique().max()))
+                models |= set(df["model"])
+    lines = [f"preset: {'quick' if quick else 'full'}; seeds per cell: at most {max(seeds) if seeds else '?'}."]
+    heavy = [m for m, _ in QUICK_STEP_BUDGETS if m in models]
+    if quick and heavy:
+        lines.append(f"The quick preset gives the heavy models ({', '.join(heavy)}) a fixed budget of a few dozen "
+                     "optimiser steps: their rows are marked as not converged and say nothing about those models' "
+                     "accuracy; the light models train until early stopping.")
+    elif quick:
+        lines.append("The quick preset's first run has the light models (they train until early stopping) and the "
+                     "floors; the heavy models and the LLM teacher cannot converge on 2 CPU cores and are left out "
+                     "(`bench run --suite data-scalability --quick` has their step-budgeted rows; the full preset, "
+                     "on a GPU, trains them).")
+    if seeds and max(seeds) < 2:
+        lines.append("One seed per cell: no seed spread; the p-values test the difference over test windows only "
+                     "(run with --seeds 2 or more for mean ± std).")
+    return lines
+
+
+def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
+    """Per ratio of a distill suite: the best student variant (lowest mean MAE) against the student
+    without teacher, with its paired test and the share of the gap to its teacher it closes."""
+    table = distill_frame(df, history_dir)
+    if table.empty:
+        return ["no finished trials"]
+    lines = []
+    for ratio, at in table.groupby("ratio", sort=False):
+        base = at[at["model"] == DISTILL_BASELINE]
+        students = at[at["model"] != DISTILL_BASELINE]
+        if students.empty:
+            continue
+        best = students.loc[students["MAE"].map(lambda c: float(c.split()[0])).idxmin()]
+        against = f"against {DISTILL_BASELINE} {base['MAE'].iloc[0]}" if len(base) else "(no teacher-free run)"
+        lines.append(f"ratio {ratio}: best variant {best['model']} (teacher {best['teacher']} MAE {best['teacher MAE']}; "
+                     f"gate {best['gate']}, target {best['target']}, lambda_tbl {best['lambda_tbl']}; "
+                     f"{best['seeds']} seeds): MAE {best['MAE']} {against}: {best['vs no teacher'] or '?'}"
+                     + (f", {best['p']}" if best["p"] else ", no paired test")
+                     + (f"; gap to the teacher closed {best['gap closed']}" if best["gap closed"] else "")
+                     + f"; {len(students)} variants in all.")
+    return lines + convergence_lines(ok_overall(df))
+
+
+def summary_lines(results: str | Path, suites) -> list[str]:
+    """The lines of the "What this run shows" page for the given suites under `results`."""
+    results = Path(results)
+    lines = preset_lines(results, suites)
+    claimed = False
+    for name in suites:
+        path = trials_path(results, name)
+        kind = SUITES[name].kind if name in SUITES else None      # ratio suites and distill suites are summarised
+        if kind not in ("ratio", "distill") or not path.exists():
+            continue
+        df = read_trials(path)
+        history = results / name / "history"
+        body = distill_lines(df, history) if kind == "distill" else ratio_lines(df, history)
+        lines += ["", f"{name}:"] + [f"  {line}" for line in body]
+        if kind == "distill":
+            continue
+        if not claimed:
+            claim = claim_lines(df, history)
+            if claim:
+                lines += ["", *claim]
+                claimed = True
+    return lines

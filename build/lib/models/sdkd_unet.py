@@ -1,0 +1,69 @@
+"""U-Net student of SDKD (Li et al., ICCV 2025, arXiv 2507.02939; the notes' best student,
+../shared/paper/sdkd-summary.md section 3): frames folded into channels, two stride-2 levels,
+skip connections by concatenation; blocks Conv2d + BatchNorm2d + LeakyReLU and ConvTranspose2d +
+BatchNorm2d + LeakyReLU, as the released code's `U_net` is described. Width 16 (bottleneck 32 =
+25 % of the teacher's latent width 128: the notes' 20-30 %). Its latent for SDKD's latent mode is
+the bottleneck. Usable without distillation, with output KD and with SDKD (`models.sdkd_student`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.protocol.registry import ModelInfo, register
+from models.grid import fold, from_frames, to_frames, unfold
+from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
+
+
+@dataclass
+class SDKDUNetConfig(SDKDStudentConfig):
+    """width: channels of the first level (the bottleneck has 2 * width); teacher_width: the
+    teacher latent's width that the latent-mode adapter maps to (sdkd-teacher's hid_t)."""
+
+    width: int = 16
+    teacher_width: int = 128
+
+
+def down(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2))
+
+
+def up(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 2, 2), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2))
+
+
+@register("sdkd-unet", "SDKD's U-Net student without distillation")
+@register("sdkd-unet-kd", "SDKD's U-Net student with plain output KD (MSE to the teacher's forecast)",
+          kd="output", teacher="sdkd-teacher")
+@register("sdkd-unet-sdkd", "SDKD's U-Net student with frequency-aligned KD on the forecast",
+          kd="sdkd", teacher="sdkd-teacher")
+@register("sdkd-unet-sdkd-latent", "SDKD's U-Net student with frequency-aligned KD on the teacher's latent",
+          kd="sdkd", sdkd_on="latent", teacher="sdkd-teacher")
+class SDKDUNet(GridStudent):
+    """forward: x [B, H_in, N, C] z-scored (N = H * W of the dataset's `grid`) -> [B, H_out, N, C].
+
+    Raises:
+        ValueError: no grid in the dataset's registry entry, bad kd / sdkd_on, kd without teacher.
+    """
+
+    Config = SDKDUNetConfig
+
+    def __init__(self, cfg: SDKDUNetConfig, info: ModelInfo):
+        super().__init__(cfg, info, "sdkd-unet")
+        w, c_in, c_out = cfg.width, info.h_in * info.num_channels, info.h_out * info.num_channels
+        self.enc1, self.enc2, self.bottom = down(c_in, w, 1), down(w, 2 * w, 2), down(2 * w, 2 * w, 2)
+        self.up2, self.dec2 = up(2 * w, 2 * w), down(4 * w, 2 * w, 1)
+        self.up1, self.dec1 = up(2 * w, w), down(2 * w, w, 1)
+        self.head = nn.Conv2d(w, c_out, 1)
+        self.adapter = latent_adapter(cfg, 2 * w, cfg.teacher_width)
+
+    def _run(self, x):
+        e1 = self.enc1(fold(to_frames(x, self.grid)))
+        e2 = self.enc2(e1)
+        latent = self.bottom(e2)
+        d2 = self.dec2(torch.cat([self.up2(latent)[..., :e2.shape[-2], :e2.shape[-1]], e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up1(d2)[..., :e1.shape[-2], :e1.shape[-1]], e1], dim=1))
+        return from_frames(unfold(self.head(d1), self.info.h_out)), latent
+
