@@ -447,14 +447,14 @@ def cmd_teacher(args) -> int:
     elif args.action == "predict":
         for spec in specs:
             print(f"cached {teacher_mod.predict_teacher(spec, show=True)}")
-    elif (args.executor or ("ray" if args.address else "inline")) == "inline":
-        _check_cluster(args)
-        for spec in specs:
-            teacher_mod.fit_teacher(spec, progress=_epoch_printer(spec), show=True,
-                                    predict_windows=not args.skip_predict)
     else:
         _check_cluster(args)
-        runner.fit_teachers(specs, str(out), "ray", args.address)
+        if (args.executor or ("ray" if args.address else "inline")) == "inline":
+            for spec in specs:
+                teacher_mod.fit_teacher(spec, progress=_epoch_printer(spec), show=True,
+                                        predict_windows=not args.skip_predict)
+        else:
+            runner.fit_teachers(specs, str(out), "ray", args.address)
     return cmd_teacher(argparse.Namespace(action="list", out=args.out))
 
 

@@ -17,7 +17,7 @@ choice, tokenizer caches) and the end of the last, over --steps. The LLM teacher
 block of its language model (keep_layers=0; --teacher-steps steps). Steps of one trial are an upper
 bound: the model's own `max_epochs` (the full preset caps nothing; `bench.execution.train.fit` stops earlier
 when early stopping fires) x steps per epoch (its training batches at that ratio, from the real
-split of `bench.protocol.split.prepare`, extra datasets included: `bench.execution.context.training_windows`).
+split of `bench.protocol.split.prepare`, extra datasets included: `bench.execution.context.extra_training_parts`).
 Teachers are fitted once per ratio (seed 0, `bench.execution.teacher.teacher_spec`) on their own windows
 (`bench.execution.teacher.teacher_training_windows`: by default the steps before the student's part). The
 7B teacher: 6 x parameters x tokens per training sample x samples, with tokens per sample counted
@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-import types
 from functools import lru_cache
 
 import torch
@@ -45,7 +43,7 @@ from tabulate import tabulate
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from bench.protocol import registry
-from bench.execution.context import training_windows, trial_data
+from bench.execution.context import extra_training_parts, trial_data
 from bench.protocol.split import MixedWindows, horizons, prepare
 from bench.execution.spec import TrialSpec
 from bench.suites import get_suite
@@ -105,17 +103,6 @@ def seconds_per_step(name: str, steps: int, device: torch.device, nodes: int | N
             "batch": row["batch"], "params": row["params"], "peak_mb": row["peak MB"], "config": dict(config or {})}
 
 
-def steps_per_epoch(windows, batch_size: int) -> int:
-    """Optimiser steps of one full epoch over `windows` (as `Windows.batches` and
-    `MixedWindows.batches` cut them: the target's batches, then as many of the other datasets')."""
-    if isinstance(windows, MixedWindows):
-        own = math.ceil(len(windows.target) / batch_size)
-        if not windows.others:
-            return own
-        return own + (own or sum(math.ceil(len(w) / batch_size) for w in windows.others))
-    return math.ceil(len(windows) / batch_size)
-
-
 @lru_cache(maxsize=None)
 def _prepared(ratio: float):
     """(data, split, scaler, parts) of NYCTaxi (every region) at `ratio`, built once per ratio."""
@@ -124,16 +111,10 @@ def _prepared(ratio: float):
     return data, split, scaler, parts
 
 
-class _NoModel:
-    """Stands in for the model in `training_windows`, which only tells it about extra datasets."""
-
-    def add_dataset(self, name, info) -> None:
-        pass
-
-
 def _training_set(spec: TrialSpec, cfg, own):
     """`own` windows plus the extra datasets of the model's config, as a trial trains on them."""
-    return training_windows(types.SimpleNamespace(spec=spec, cfg=cfg, parts={"train": own}, model=_NoModel()), own)
+    extras = extra_training_parts(spec, cfg)
+    return MixedWindows(own, [windows for _, _, windows in extras]) if extras else own
 
 
 def trial_steps(name: str, ratios, config: dict | None = None) -> dict[float, int]:
@@ -144,7 +125,7 @@ def trial_steps(name: str, ratios, config: dict | None = None) -> dict[float, in
         spec = TrialSpec(suite="cost", dataset=DATASET, model=name, ratio=ratio, config=dict(config or {}))
         cfg = spec.model_config()
         train = _training_set(spec, cfg, _prepared(ratio)[3]["train"])
-        out[ratio] = cfg.max_epochs * steps_per_epoch(train, cfg.batch_size)
+        out[ratio] = cfg.max_epochs * train.num_batches(cfg.batch_size)
     return out
 
 
@@ -159,7 +140,7 @@ def teacher_fit_steps(student: str, ratios) -> dict[float, int]:
         cfg = spec.model_config()
         data, split, scaler, parts = _prepared(ratio)
         own = teacher_training_windows(spec, data, split, scaler, parts["train"])
-        out[ratio] = cfg.max_epochs * steps_per_epoch(_training_set(spec, cfg, own), cfg.batch_size)
+        out[ratio] = cfg.max_epochs * _training_set(spec, cfg, own).num_batches(cfg.batch_size)
     return out
 
 

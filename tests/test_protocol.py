@@ -100,3 +100,13 @@ def test_split_and_window_arithmetic(total, ratio, h_in, h_out):
             assert starts.min() >= 0 and np.all(np.diff(starts) == 1)
         if part == "train" and len(starts):
             assert starts.min() >= s.train_start                                       # inputs inside too
+
+
+def test_num_batches_counts_what_batches_yields():
+    from bench.protocol.split import MixedWindows
+    target = prepare(synthetic(T=600), 0.3)[2]["train"]
+    other = prepare(synthetic(T=900, seed=1), 0.8)[2]["train"]
+    empty = target.subset(0)                                   # a target with no windows: the others' batches
+    for windows in (target, MixedWindows(target, [other]), MixedWindows(target, []), MixedWindows(empty, [other])):
+        for batch_size in (7, 32):
+            assert windows.num_batches(batch_size) == len(list(windows.batches(batch_size))) > 0

@@ -103,20 +103,28 @@ def extra_dataset_names(spec: TrialSpec, cfg) -> list[str]:
     return [n for n in dict.fromkeys(names) if n != spec.dataset]
 
 
-def training_windows(ctx: TrialContext, train: Windows | None = None):
-    """`train` (default: the context's training windows), or MixedWindows of it and the training
-    part (ratio 0.8: every step before their own validation and test parts) of each extra dataset
-    of the model's config, registered with the model through `model.add_dataset(name, info)`."""
-    spec, train = ctx.spec, ctx.parts["train"] if train is None else train
-    names = extra_dataset_names(spec, ctx.cfg)
-    if not names:
-        return train
-    others = []
-    for name in names:
+def extra_training_parts(spec: TrialSpec, cfg) -> list[tuple[str, registry.ModelInfo, Windows]]:
+    """(name, ModelInfo, training windows) of each extra dataset of the model's config
+    (`extra_dataset_names`): its training part at ratio 0.8, i.e. every step before its own
+    validation and test parts, with the spec's node cap and training caps."""
+    parts_of = []
+    for name in extra_dataset_names(spec, cfg):
         data = _trial_data(name, spec.data_dir, spec.registry_file, None)     # loaded once per process
         if spec.num_nodes:
             data = data.slice_nodes(min(spec.num_nodes, data.num_nodes))
         _, scaler, parts = prepare(data, 0.8, spec.max_train_windows, seed=spec.seed, train_stride=spec.train_stride)
-        ctx.model.add_dataset(name, registry.ModelInfo.of(data, scaler, *horizons(data)))
-        others.append(parts["train"])
-    return MixedWindows(train, others)
+        parts_of.append((name, registry.ModelInfo.of(data, scaler, *horizons(data)), parts["train"]))
+    return parts_of
+
+
+def training_windows(ctx: TrialContext, train: Windows | None = None):
+    """`train` (default: the context's training windows), or MixedWindows of it and the training
+    windows of each extra dataset of the model's config (`extra_training_parts`), each registered
+    with the model through `model.add_dataset(name, info)`."""
+    train = ctx.parts["train"] if train is None else train
+    extras = extra_training_parts(ctx.spec, ctx.cfg)
+    if not extras:
+        return train
+    for name, info, _ in extras:
+        ctx.model.add_dataset(name, info)
+    return MixedWindows(train, [windows for _, _, windows in extras])

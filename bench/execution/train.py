@@ -84,7 +84,7 @@ def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256, prog
     batches = windows.batches(batch_size)
     if progress:
         from tqdm import tqdm
-        batches = tqdm(batches, desc=progress, total=math.ceil(len(windows) / batch_size), unit="batch")
+        batches = tqdm(batches, desc=progress, total=windows.num_batches(batch_size), unit="batch")
     out = [scaler.inverse(forward(model, to_device(b, device))).cpu() for b in batches]
     return torch.cat(out)
 

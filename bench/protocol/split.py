@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -267,6 +268,10 @@ class Windows:
             self._targets = torch.cat([b["y"] for b in self.batches(1024)])
         return self._targets
 
+    def num_batches(self, batch_size: int) -> int:
+        """Batches `batches(batch_size)` yields: one epoch's optimiser steps."""
+        return math.ceil(len(self) / batch_size)
+
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for i in range(0, len(self), batch_size):
@@ -325,6 +330,14 @@ class MixedWindows:
         if not len(self.target):
             return sum(len(w) for w in self.others)
         return len(self.target) * (2 if self.others else 1)
+
+    def num_batches(self, batch_size: int) -> int:
+        """Batches `batches(batch_size)` yields: the target's, then as many of the others' (all of
+        theirs once when the target has none)."""
+        own = self.target.num_batches(batch_size)
+        if not self.others:
+            return own
+        return own + (own or sum(w.num_batches(batch_size) for w in self.others))
 
     def batches(self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None):
         def chunks(w: Windows):
