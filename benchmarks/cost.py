@@ -181,13 +181,14 @@ def big_teacher(fit_steps: dict[float, int], tokens: list[int], params: float = 
     params x tokens of every chunk), which the totals leave out."""
     cfg = registry.get(LLM_TEACHER).config()
     tokens_sample = sum(tokens) / len(tokens) * cfg.train_chunks
-    samples = {r: s * cfg.batch_size for r, s in fit_steps.items()}
+    lm_batch = cfg.lm_windows if cfg.lm_role == "residual" else cfg.batch_size
+    samples = {r: s * lm_batch for r, s in fit_steps.items()}
     flops = {r: 6 * params * tokens_sample * n for r, n in samples.items()}
     windows = {r: sum(len(w) for w in _prepared(r)[3].values()) for r in fit_steps}
     predict = {r: 2 * params * sum(tokens) * n for r, n in windows.items()}
     hours = {r: f / (peak * mfu) / 3600 for r, f in flops.items()}
     return {"model": "7B teacher (Vicuna-7B, on paper)", "params": params, "tokens_per_chunk": tokens,
-            "tokens_per_sample": tokens_sample, "batch": cfg.batch_size, "steps": fit_steps, "samples": samples,
+            "tokens_per_sample": tokens_sample, "batch": lm_batch, "steps": fit_steps, "samples": samples,
             "flops": flops, "total_flops": sum(flops.values()), "mfu": mfu, "peak_flops": peak, "fit_hours": hours,
             "device_hours": sum(hours.values()), "longest_hours": max(hours.values()),
             "predict_flops": sum(predict.values()), "predict_hours": sum(predict.values()) / (peak * mfu) / 3600}

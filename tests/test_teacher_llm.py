@@ -99,7 +99,8 @@ def test_st_his_embeddings_land_at_their_placeholders(taxi, tiny_lm):
     with torch.no_grad():
         x = batch["x"].permute(0, 2, 1, 3).reshape(12, H_IN, 2)          # (window, region) order
         slot = batch["tod"][:, -1].repeat_interleave(6)
-        st = model.st_projector(model.encoder(x, slot, batch["dow"][:, -1].repeat_interleave(6)))
+        region = model.regions[model.info.dataset](torch.arange(6).repeat(2))
+        st = model.st_projector(model.encoder(x, slot, batch["dow"][:, -1].repeat_interleave(6), region))
     first = seen["emb"]
     torch.testing.assert_close(first[his[:len(first)]], st.reshape(-1, st.shape[-1])[:his[:len(first)].sum()])
     text_pos = ~(his | (ids == model.pre_id))
@@ -137,10 +138,30 @@ def test_teacher_says_what_it_is_and_learns_without_its_lm(taxi, tiny_lm):
     assert_learns(model, batch)
 
 
+def test_residual_teacher_starts_as_its_encoder_and_the_lm_reads_lm_windows(taxi, tiny_lm):
+    model, parts = build_teacher(taxi.slice_nodes(8), tiny_lm, lm_windows=2, train_chunks=1)
+    assert model.cfg.lm_role == "residual"
+    batch = parts["train"].batch(torch.arange(0, 40, 8))                   # 5 windows, 2 chunks of 4 regions
+    ctx, picks = model.info, [(b, r) for b in range(5) for r in model.chunks(8)]
+    with torch.no_grad():                                                  # the LM's correction starts at zero
+        direct = model.direct(model._encode(ctx, batch["x"], batch["tod"], batch["dow"], picks))
+        out = model.forward_batch(batch)
+    torch.testing.assert_close(out, direct.reshape(5, 8, H_OUT, 2).permute(0, 2, 1, 3))
+    seen = []
+    model.lm.register_forward_pre_hook(lambda m, a, k: seen.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
+    loss, _ = model.training_loss(batch)
+    assert sum(seen) == 2 * 1                                              # lm_windows x train_chunks sequences
+    loss.backward()
+    assert model.direct.out_head.weight.grad.abs().sum() > 0 and model.head.out_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="lm_role.*head.*residual"):
+        build_teacher(taxi.slice_nodes(8), tiny_lm, lm_role="tail")
+
+
 def test_tiny_lm_teacher_learns_on_a_real_slice(taxi, tiny_lm):
-    model, parts = build_teacher(taxi.slice_nodes(8), tiny_lm)
-    batch = parts["train"].batch(torch.arange(0, 64, 8))
-    assert_learns(model, batch)
+    for role in ("head", "residual"):
+        model, parts = build_teacher(taxi.slice_nodes(8), tiny_lm, lm_role=role)
+        batch = parts["train"].batch(torch.arange(0, 64, 8))
+        assert_learns(model, batch)
 
 
 def test_teacher_cache_key_tracks_data_ratio_and_config(tmp_path):

@@ -121,7 +121,7 @@ LIGHT_MODELS = ("easyst", "flowdistill-wo-tb", "flowdistill", "bigst") + REFEREN
 # the quick preset's fixed optimiser step budgets of the heavy models (teachers included): about
 # about a minute each on one CPU core (s/step on NYCTaxi, one thread: LLM teacher 0.74, STWA 1.45,
 # ASTGCN 1.04, STSGCN 5.8, ST-MLP about 14); every other model trains until early stopping
-QUICK_STEP_BUDGETS = (("flowdistill-teacher", 60), ("stwa", 40), ("astgcn", 40), ("stsgcn", 8), ("st-mlp", 6))
+QUICK_STEP_BUDGETS = (("flowdistill-teacher", 800), ("flowdistill-teacher-wo-lm", 800), ("stwa", 40), ("astgcn", 40), ("stsgcn", 8), ("st-mlp", 6))
 
 # the quick preset's teacher for the students whose default teacher is expensive to fit on a CPU
 QUICK_TEACHER_SWAP = (("flowdistill-teacher", "seasonal-naive-week"), ("stwa", "seasonal-naive-week"))
