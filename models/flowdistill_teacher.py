@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.protocol.metrics import masked_mae
 from bench.protocol.registry import ModelInfo, TrainConfig, check_choice, register
 from models import language_model
 
@@ -241,6 +242,8 @@ class FlowDistillTeacher(nn.Module):
         check_choice("lm_role", cfg.lm_role, LM_ROLES)
         on_cuda = torch.cuda.is_available()
         keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if on_cuda else CPU_LAYERS)
+        st_layers = cfg.st_layers if cfg.st_layers is not None else (3 if on_cuda else 0)
+        encoder = f"encoder {cfg.st_hidden} wide, {st_layers} gated conv layers"
         if cfg.use_lm:
             self.tokenizer, decoder, width, self.layers_kept = language_model.load(cfg.lm, cfg.gguf_file, keep)
             self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
@@ -249,12 +252,11 @@ class FlowDistillTeacher(nn.Module):
             source, gguf = language_model.resolve(cfg.lm, cfg.gguf_file)
             name = gguf.removesuffix(".gguf") if gguf else source.rstrip("/").split("/")[-1]
             self.description = (f"{name}, {self.layers_kept}/{getattr(decoder, 'blocks_total', '?')} blocks, "
-                                f"LoRA r{cfg.lora_r}")
+                                f"LoRA r{cfg.lora_r}, {cfg.lm_role}, {encoder}")
         else:
-            width, self.layers_kept = cfg.st_hidden, 0
-            self.description = f"no LM: temporal encoder (hidden {cfg.st_hidden}) + heads"
+            self.layers_kept = 0
+            self.description = f"no LM: {encoder} + head"
         c = info.num_channels
-        st_layers = cfg.st_layers if cfg.st_layers is not None else (3 if on_cuda else 0)
         self.encoder = GatedTemporalEncoder(c, cfg.st_hidden, st_layers, h_in=info.h_in if cfg.window_linear else 0)
         self.residual = cfg.use_lm and cfg.lm_role == "residual"
         if not cfg.use_lm or self.residual:                   # the encoder's own forecast
@@ -386,20 +388,18 @@ class FlowDistillTeacher(nn.Module):
         """Masked MAE in original units. The language model reads `train_chunks` random region
         chunks of each window (lm_role head) or of the first `lm_windows` windows (lm_role
         residual, where the encoder's forecast covers every region of every window)."""
-        from bench.protocol.metrics import masked_mae
         ctx = self._ctx(batch)
-        chunks = self.chunks(batch["x"].shape[2])
-        sampled = lambda b: [(b, chunks[k]) for k in torch.randperm(len(chunks))[:self.cfg.train_chunks].tolist()]  # noqa: E731
-        windows = range(batch["x"].shape[0])
-        if self.residual:
-            picks = [(b, r) for b in windows for r in chunks]
-            lm = [i for i, (b, r) in enumerate(picks) if b < self.cfg.lm_windows]
-            keep = set(torch.randperm(len(chunks))[:self.cfg.train_chunks].tolist())
-            lm = [i for i in lm if (i % len(chunks)) in keep]
-        elif self.cfg.use_lm:
-            picks, lm = [p for b in windows for p in sampled(b)], None
-        else:
-            picks, lm = [(b, r) for b in windows for r in chunks], None
+        chunks, windows = self.chunks(batch["x"].shape[2]), range(batch["x"].shape[0])
+        every = [(b, r) for b in windows for r in chunks]
+        if not self.cfg.use_lm:
+            picks, lm = every, None
+        elif self.residual:                    # the LM reads train_chunks chunks of the first lm_windows windows
+            keep = sorted(torch.randperm(len(chunks))[:self.cfg.train_chunks].tolist())
+            picks, lm = every, [b * len(chunks) + k for b in windows[:self.cfg.lm_windows] for k in keep]
+        else:                                  # UrbanGPT's layout: train_chunks random chunks of every window
+            picks = [(b, chunks[k]) for b in windows
+                     for k in torch.randperm(len(chunks))[:self.cfg.train_chunks].tolist()]
+            lm = None
         pred = ctx.scaler.inverse(self._run(ctx, batch["x"], batch["tod"], batch["dow"], batch["start"], picks, lm))
         truth = torch.cat([batch["y"][b][:, torch.as_tensor(r)].permute(1, 0, 2) for b, r in picks]).to(self.device_)
         loss = masked_mae(pred, truth)

@@ -1,5 +1,11 @@
-"""Refactors keep behaviour: a few trials give, to 1e-5, the metrics recorded before the trial
-context and the module split of issue 15 (2026-12-02, commit 3153b4a)."""
+"""Refactors keep behaviour: a few trials give the metrics recorded before the trial context and
+the module split of issue 15 (2026-12-02, commit 3153b4a), to a relative 2e-3.
+
+The tolerance is the CPU's, not the code's: on the machine that recorded them they matched to
+1e-5; on another (Xeon with AVX-512 and AMX, same torch 2.13.0 wheel, 2026-12-06) the same code
+gives them to a relative 1.4e-4 to 7.2e-4 (its float kernels round differently, and 10 optimiser
+steps carry that on). A change of behaviour moves them further: lambda_kl 0.001 -> 0.0011 moved
+flowdistill-wo-tb's MAE by 7.6e-3 relative, another seed by 1.2e-2."""
 import pytest
 
 from bench.execution import teacher
@@ -28,4 +34,4 @@ def test_metrics_match_those_recorded_before_the_refactor(model, tmp_path):
     assert rows[0]["status"] == "ok", rows[0]["error"]
     assert rows[3]["horizon"] == 3
     got = [rows[0]["mae"], rows[0]["rmse"], rows[3]["mae"]]
-    assert got == pytest.approx(expected, abs=1e-5)
+    assert got == pytest.approx(expected, rel=2e-3)

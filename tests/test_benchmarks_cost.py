@@ -31,11 +31,13 @@ def test_cost_counts_steps_trials_hours_and_the_7b_flops(tmp_path, capsys):
     assert math.isclose(row["wall_hours_8"], max(row["device_hours"] / 8,
                                                  row["s_per_step"] * max(row["steps_per_ratio"].values()) / 3600))
 
-    # the 7B teacher: 6 x params x tokens per sample x (steps x batch), at 989 TFLOP/s x 0.35
+    # the 7B teacher: 6 x params x tokens per sample x (steps x windows the LM reads per step), at
+    # 989 TFLOP/s x 0.35; lm_role residual: the LM reads lm_windows windows of each batch
     big, t_cfg = doc["big_teacher"], registry.get("flowdistill-teacher").config()
+    assert t_cfg.lm_role == "residual" and big["batch"] == t_cfg.lm_windows
     assert len(big["tokens_per_chunk"]) == 2 and min(big["tokens_per_chunk"]) > 5 * 100   # 200 regions, 100 a chunk
     steps = sum(big["steps"].values())
-    flops = 6 * 6.74e9 * (sum(big["tokens_per_chunk"]) / 2) * steps * t_cfg.batch_size
+    flops = 6 * 6.74e9 * (sum(big["tokens_per_chunk"]) / 2) * steps * t_cfg.lm_windows
     assert math.isclose(big["total_flops"], flops)
     assert math.isclose(big["device_hours"], flops / (989e12 * 0.35) / 3600)
     fit = next(r for r in doc["teachers"] if r["model"] == "flowdistill-teacher (teacher fit)")
