@@ -99,8 +99,10 @@ def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     df = read_trials(trials_path(out, "distill"))
     overall = df[(df["horizon"] == "all") & (df["bucket"] == "all")]
-    # wo-tb x 2 seeds, 2 variants x 2 seeds
-    assert sorted(overall["model"].value_counts().items()) == [("flowdistill", 4), ("flowdistill-wo-tb", 2)]
+    # wo-tb x 2 seeds, 2 variants x 2 seeds, the 3 floors x 1 seed
+    assert sorted(overall["model"].value_counts().items()) == [
+        ("flowdistill", 4), ("flowdistill-wo-tb", 2), ("historical-average", 1), ("seasonal-naive-day", 1),
+        ("seasonal-naive-week", 1)]
     floor = run_trial(TrialSpec(suite="t", dataset="NYCTaxi", model="seasonal-naive-week", ratio=0.1, num_nodes=6))
     teacher_mae = floor[0]["mae"]
     students = overall[overall["model"] == "flowdistill"]
@@ -113,18 +115,24 @@ def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     history = json.loads((out / "distill" / "history" / f"{students['trial_id'].iloc[0]}.json").read_text())
     assert len(history["window_mae"]) > 200
     table = suites.distill_frame(df, out / "distill" / "history")
-    assert list(table["model"]) == ["flowdistill-wo-tb", "flowdistill", "flowdistill"]
-    assert table["p"].iloc[1].startswith("p") and table["teacher MAE"].iloc[1] == f"{teacher_mae:.2f}"
+    assert list(table["model"]) == ["flowdistill-wo-tb", "seasonal-naive-week", "seasonal-naive-day",
+                                    "historical-average", "flowdistill", "flowdistill"]
+    floors = table.iloc[1:4]
+    assert (floors["teacher"] == "(floor)").all() and floors["MAE"].iloc[0] == f"{teacher_mae:.2f}"
+    students = table.iloc[4:]
+    assert students["p"].iloc[0].startswith("p") and students["teacher MAE"].iloc[0] == f"{teacher_mae:.2f}"
     # the report's first page says which variant did best, against the student without teacher
     from bench.suites.summary import summary_lines
     page = "\n".join(summary_lines(out, ["distill"]))
-    best = table.iloc[1:].assign(m=table["MAE"].iloc[1:].map(lambda c: float(c.split()[0]))).sort_values("m").iloc[0]
+    best = students.assign(m=students["MAE"].map(lambda c: float(c.split()[0]))).sort_values("m").iloc[0]
     assert f"ratio 0.1: best variant flowdistill (teacher seasonal-naive-week MAE {teacher_mae:.2f}" in page
     assert f"MAE {best['MAE']} against flowdistill-wo-tb {table['MAE'].iloc[0]}: {best['vs no teacher']}, {best['p']}" in page
     assert "2 variants in all" in page and "did not converge" in page
+    below = sum(students["MAE"].map(lambda c: float(c.split()[0])) < floors["MAE"].map(lambda c: float(c.split()[0])).min())
+    assert "ratio 0.1: best floor" in page and f"{below} of 2 variants below it" in page
     assert "gap closed" in printed and "element" in printed
     assert main(argv) == 0                                        # a rerun skips every finished trial
-    assert "resuming: 6 of 6 trials already finished" in capsys.readouterr().out
+    assert "resuming: 9 of 9 trials already finished" in capsys.readouterr().out
 
 
 def test_distill_table_says_how_much_of_the_gap_a_student_closes():

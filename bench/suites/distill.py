@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from bench.protocol import registry, stats
-from bench.suites.base import Suite, SuiteError, model_overrides, register_suite
+from bench.suites.base import REFERENCES, Suite, SuiteError, model_overrides, register_suite
 from bench.suites.plots import units_of
 from bench.suites.tables import ok_overall, seed_cell
 
@@ -26,8 +26,9 @@ DISTILL_QUICK_TEACHERS = ("seasonal-naive-week",)     # the quick preset: the te
 
 def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = None) -> list[tuple]:
     """The distill suite's trials per ratio as (model, config, teacher_config, seeds): the
-    student without teacher (DISTILL_BASELINE) and each student with each teacher and each
-    DISTILL_VARIANTS entry (every student row records its teacher's test MAE)
+    student without teacher (DISTILL_BASELINE), each student with each teacher and each
+    DISTILL_VARIANTS entry (every student row records its teacher's test MAE), and the floors
+    (REFERENCES, one seed: they draw nothing at random)
     (keys equal to the student's defaults left out, so that the default variant shares its trial
     with other suites). `teachers`: registered model names; `settings` as in model_overrides.
 
@@ -50,6 +51,7 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
             for variant in DISTILL_VARIANTS:
                 change = {k: v for k, v in variant.items() if getattr(default, k) != v and k not in (settings or {})}
                 plan.append((m, base | change, t_config.get(m, {}), None))
+    plan += [(ref, {}, {}, 1) for ref in REFERENCES]
     return list({json.dumps(p[:3], sort_keys=True): p for p in plan}.values())
 
 
@@ -66,8 +68,8 @@ def _variant(row) -> dict:
     return {"gate": cfg.tbl_gate, "target": cfg.tbl_target, "lambda_tbl": cfg.lambda_tbl}
 
 def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
-    """The distill suite's table: per ratio, the student without teacher, each teacher's own
-    test MAE, and each student variant with its MAE (mean ± std over seeds), the share of gate-open
+    """The distill suite's table: per ratio, the student without teacher, the floors (teacher
+    "(floor)": forecasts that need no training), each teacher's own test MAE, and each student variant with its MAE (mean ± std over seeds), the share of gate-open
     elements over training, its change against the student without teacher, the share of the gap
     between that student and the teacher it closes, and the Wilcoxon p-value of the paired test
     over non-overlapping test windows (`bench.protocol.stats`; empty without history files)."""
@@ -83,6 +85,13 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "target": "",
                          "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": seed_cell(base["mae"], base),
                          "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
+        for ref in [r for r in REFERENCES if r in set(at["model"])]:
+            own = at[at["model"] == ref]
+            rows.append({"ratio": f"{ratio:g}", "teacher": "(floor)", "teacher data": "", "teacher MAE": "", "gate": "",
+                         "target": "", "lambda_tbl": "", "model": ref, "seeds": len(own),
+                         "MAE": seed_cell(own["mae"], own), "gate open": "",
+                         "vs no teacher": f"{own['mae'].mean() - base_mae:+.2f}" if base_mae == base_mae else "",
+                         "gap closed": "", "p": ""})
         students = at[at["teacher"].fillna("") != ""].copy()
         if students.empty:
             continue
@@ -107,7 +116,8 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
 
 def _distill_figure(df: pd.DataFrame):
     """Per ratio: each student variant's test MAE (mean, one sd over seeds), one colour per
-    teacher; the student without teacher (solid) and each teacher's own MAE (dashed) as lines."""
+    teacher; the student without teacher (solid), each teacher's own MAE (dashed) and the floors
+    (dotted) as lines."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     ok = ok_overall(df)
@@ -128,6 +138,10 @@ def _distill_figure(df: pd.DataFrame):
             own = students.loc[students["teacher"] == teacher, "teacher_mae"].dropna()
             if len(own):
                 ax.axhline(own.mean(), c="0.4", ls="--", lw=1, label=f"teacher {teacher}")
+        for ref, colour in zip(REFERENCES, ("tab:red", "tab:orange", "tab:purple")):
+            floor = at.loc[at["model"] == ref, "mae"]
+            if len(floor):
+                ax.axhline(floor.mean(), c=colour, ls=":", lw=1.2, label=f"floor {ref}")
         ax.set_xlabel("gate / target / lambda_tbl")
         ax.set_ylabel(f"test MAE ({units})")
         ax.set_title(f"ratio {ratio:g}")
@@ -140,7 +154,7 @@ def _distill_figure(df: pd.DataFrame):
 
 register_suite(Suite(
     "distill", "Does the teacher transfer? Each teacher (" + ", ".join(DISTILL_TEACHERS) + ") x eq. 2's gate "
-    "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb, 3 seeds, "
+    "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb and the floors, 3 seeds, "
     "with a paired Wilcoxon test over test windows (--teacher NAME: one teacher; quick: seasonal-naive-week)",
     ("flowdistill",), (0.1, 0.3), (0.1,), kind="distill", seeds=3,
     title="Distillation: does the teacher's forecast reach the student?", rank=70, in_all=True, plan=plan,

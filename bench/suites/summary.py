@@ -85,7 +85,7 @@ def convergence_lines(ok: pd.DataFrame) -> list[str]:
     trained = ok[[not _is_floor(m) for m in ok["model"]]]
     late = trained[trained["converged"].astype(str) == "False"]
     if late.empty:
-        return [f"every trained trial converged (early stopping fired before its budget ran out)."] if len(trained) else []
+        return ["every trained trial converged (early stopping fired before its budget ran out)."] if len(trained) else []
     cells = late.groupby(["model", "ratio"]).size()
     total = trained.groupby(["model", "ratio"]).size()
     listed = ", ".join(f"{m}@{r:g} ({n} of {total[(m, r)]})" for (m, r), n in cells.items())
@@ -166,7 +166,8 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     lines = []
     for ratio, at in table.groupby("ratio", sort=False):
         base = at[at["model"] == DISTILL_BASELINE]
-        students = at[at["model"] != DISTILL_BASELINE]
+        floors = at[at["teacher"] == "(floor)"]
+        students = at[(at["model"] != DISTILL_BASELINE) & (at["teacher"] != "(floor)")]
         if students.empty:
             continue
         best = students.loc[students["MAE"].map(lambda c: float(c.split()[0])).idxmin()]
@@ -177,6 +178,12 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
                      + (f", {best['p']}" if best["p"] else ", no paired test")
                      + (f"; gap to the teacher closed {best['gap closed']}" if best["gap closed"] else "")
                      + f"; {len(students)} variants in all.")
+        if len(floors):
+            mae = floors["MAE"].map(lambda c: float(c.split()[0]))
+            floor = floors.loc[mae.idxmin()]
+            beat = sum(students["MAE"].map(lambda c: float(c.split()[0])) < mae.min())
+            lines.append(f"ratio {ratio}: best floor {floor['model']} MAE {floor['MAE']}; "
+                         f"{beat} of {len(students)} variants below it.")
     return lines + convergence_lines(ok_overall(df))
 
 
