@@ -41,6 +41,7 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
             raise SuiteError(f"the distill suite varies tbl_gate, tbl_target and lambda_tbl of a distilled student; "
                              f"{m!r} is not one (use flowdistill)")
     plan = [(DISTILL_BASELINE, model_overrides([DISTILL_BASELINE], None, settings)[DISTILL_BASELINE], {}, None)]
+    plan += [(ref, {}, {}, 1) for ref in REFERENCES]          # cheap: a run cut short still has them
     for t in teachers:
         t_config: dict[str, dict] = {}
         for m in students:
@@ -51,7 +52,6 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
             for variant in DISTILL_VARIANTS:
                 change = {k: v for k, v in variant.items() if getattr(default, k) != v and k not in (settings or {})}
                 plan.append((m, base | change, t_config.get(m, {}), None))
-    plan += [(ref, {}, {}, 1) for ref in REFERENCES]
     return list({json.dumps(p[:3], sort_keys=True): p for p in plan}.values())
 
 
