@@ -22,6 +22,8 @@ DISTILL_VARIANTS = tuple({"tbl_gate": g, "tbl_target": t, "lambda_tbl": lam}
 
 DISTILL_BASELINE = "flowdistill-wo-tb"
 
+FLOOR_TEACHER = "(floor)"     # the teacher column of a floor's row in the distill table
+
 DISTILL_QUICK_TEACHERS = ("seasonal-naive-week",)     # the quick preset: the teacher that costs nothing to fit
 
 def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = None) -> list[tuple]:
@@ -87,7 +89,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
         for ref in [r for r in REFERENCES if r in set(at["model"])]:
             own = at[at["model"] == ref]
-            rows.append({"ratio": f"{ratio:g}", "teacher": "(floor)", "teacher data": "", "teacher MAE": "", "gate": "",
+            rows.append({"ratio": f"{ratio:g}", "teacher": FLOOR_TEACHER, "teacher data": "", "teacher MAE": "", "gate": "",
                          "target": "", "lambda_tbl": "", "model": ref, "seeds": len(own),
                          "MAE": seed_cell(own["mae"], own), "gate open": "",
                          "vs no teacher": f"{own['mae'].mean() - base_mae:+.2f}" if base_mae == base_mae else "",

@@ -15,8 +15,8 @@ import pandas as pd
 
 from bench.protocol import registry, stats
 from bench.execution.results import read_trials, trials_path
-from bench.suites import (DISTILL_BASELINE, QUICK_STEP_BUDGETS, REFERENCES, SUITES, distill_frame, ok_overall,
-                          seed_cell)
+from bench.suites import (DISTILL_BASELINE, FLOOR_TEACHER, QUICK_STEP_BUDGETS, REFERENCES, SUITES, distill_frame,
+                          ok_overall, seed_cell)
 
 STUDENT = "flowdistill"
 ALPHA = 0.05              # the significance level of every "significantly" on the page
@@ -166,8 +166,8 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     lines = []
     for ratio, at in table.groupby("ratio", sort=False):
         base = at[at["model"] == DISTILL_BASELINE]
-        floors = at[at["teacher"] == "(floor)"]
-        students = at[(at["model"] != DISTILL_BASELINE) & (at["teacher"] != "(floor)")]
+        floors = at[at["teacher"] == FLOOR_TEACHER]
+        students = at[(at["model"] != DISTILL_BASELINE) & (at["teacher"] != FLOOR_TEACHER)]
         if students.empty:
             continue
         best = students.loc[students["MAE"].map(lambda c: float(c.split()[0])).idxmin()]
