@@ -160,12 +160,14 @@ class GatedTemporalEncoder(nn.Module):
     WaveNet blocks) over each region's window, one output vector per channel.
 
     forward(x [M, H_in, C], slot [M] time-of-day slot, dow [M]) -> [M, C, hidden].
+    With `layers` = 0 there is no convolution at all (no input map either): the vector is the
+    embeddings plus, with `h_in`, STID's FC(X) of the raw window.
     """
 
     def __init__(self, channels: int, hidden: int, layers: int, slots: int = 48, h_in: int = 0):
         super().__init__()
         self.window = nn.Linear(h_in, hidden) if h_in else None
-        self.inp = nn.Conv1d(1, hidden, 1)
+        self.inp = nn.Conv1d(1, hidden, 1) if layers else None
         self.filt = nn.ModuleList(nn.Conv1d(hidden, hidden, 2, dilation=2 ** i) for i in range(layers))
         self.gate = nn.ModuleList(nn.Conv1d(hidden, hidden, 2, dilation=2 ** i) for i in range(layers))
         self.skip = nn.ModuleList(nn.Conv1d(hidden, hidden, 1) for _ in range(layers))
@@ -177,15 +179,16 @@ class GatedTemporalEncoder(nn.Module):
     def forward(self, x: torch.Tensor, slot: torch.Tensor, dow: torch.Tensor,
                 region: torch.Tensor | None = None) -> torch.Tensor:
         m, h, c = x.shape
-        z = self.inp(x.permute(0, 2, 1).reshape(m * c, 1, h))
-        skip = z.new_zeros(m * c, z.shape[1], h)
-        for filt, gate, proj in zip(self.filt, self.gate, self.skip):
-            pad = nn.functional.pad(z, (filt.dilation[0], 0))
-            g = torch.tanh(filt(pad)) * torch.sigmoid(gate(pad))
-            z = z + g
-            skip = skip + proj(g)
-        last = torch.relu(skip[:, :, -1]).reshape(m, c, -1)
-        last = last + self.channel.weight + (self.tod(slot) + self.dow(dow))[:, None]
+        last = self.channel.weight + (self.tod(slot) + self.dow(dow))[:, None]
+        if self.inp is not None:
+            z = self.inp(x.permute(0, 2, 1).reshape(m * c, 1, h))
+            skip = z.new_zeros(m * c, z.shape[1], h)
+            for filt, gate, proj in zip(self.filt, self.gate, self.skip):
+                pad = nn.functional.pad(z, (filt.dilation[0], 0))
+                g = torch.tanh(filt(pad)) * torch.sigmoid(gate(pad))
+                z = z + g
+                skip = skip + proj(g)
+            last = last + torch.relu(skip[:, :, -1]).reshape(m, c, -1)
         if region is not None:
             last = last + region[:, None]
         if self.window is not None:
@@ -275,7 +278,7 @@ class FlowDistillTeacher(nn.Module):
     @property
     def device_(self) -> torch.device:
         """Where the parameters are (the runner moves the model; inputs follow it)."""
-        return self.encoder.inp.weight.device
+        return self.encoder.out.weight.device
 
     # ------------------------------------------------------------------ data contexts
     def add_dataset(self, name: str, info: ModelInfo) -> None:

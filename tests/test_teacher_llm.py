@@ -139,6 +139,19 @@ def test_teacher_says_what_it_is_and_learns_without_its_lm(taxi, tiny_lm):
     assert_learns(model, batch)
 
 
+@pytest.mark.parametrize("st_layers", [0, 2])
+def test_every_parameter_of_the_teacher_without_lm_gets_a_gradient(taxi, st_layers):
+    data = taxi.slice_nodes(8)
+    split, scaler, parts = prepare(data, 0.1)
+    entry = registry.get("flowdistill-teacher-wo-lm")
+    model = entry.cls(entry.config(st_layers=st_layers), registry.ModelInfo.of(data, scaler, H_IN, H_OUT))
+    assert (model.encoder.inp is None) == (st_layers == 0)               # no input map feeding no convolution
+    loss, _ = model.training_loss(parts["train"].batch(torch.arange(0, 64, 8)))
+    loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not unused
+
+
 def test_residual_teacher_starts_as_its_encoder_and_the_lm_reads_lm_windows(taxi, tiny_lm):
     model, parts = build_teacher(taxi.slice_nodes(8), tiny_lm, lm_windows=2, train_chunks=1)
     assert model.cfg.lm_role == "residual"
