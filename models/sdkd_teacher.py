@@ -93,6 +93,7 @@ class SDKDTeacher(nn.Module):
 
     Config = SDKDTeacherConfig
     description = "sdkd-teacher"
+    needs_grid = True       # the registry's flag: suites leave grid models out on datasets without a grid
 
     def __init__(self, cfg: SDKDTeacherConfig, info: ModelInfo):
         super().__init__()

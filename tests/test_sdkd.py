@@ -53,6 +53,20 @@ def test_grid_errors_name_the_registry_field(taxi):
             entry.cls(entry.config(), info)
 
 
+def test_data_efficiency_runs_the_sdkd_models_only_where_there_is_a_grid():
+    from bench.suites import SUITES
+    from bench.suites.base import SuiteError, build_specs
+    assert {n for n in registry.names() if registry.get(n).needs_grid} == set(GRID_MODELS)
+    suite = SUITES["data-efficiency"]
+    models = lambda ds, **kw: {s.model for s in build_specs(suite, ds, ratios=(0.1,), **kw)}
+    sdkd = {"sdkd-teacher", "sdkd-unet", "sdkd-unet-sdkd"}
+    assert sdkd <= models("NYCTaxi") and sdkd <= models("NYCTaxi", num_nodes=40)     # 2 whole rows of 20
+    assert not sdkd & models("LosLoop") and not sdkd & models("NYCTaxi", num_nodes=16)
+    assert "flowdistill" in models("LosLoop") and not sdkd & models("NYCTaxi", preset="quick")
+    with pytest.raises(SuiteError, match="sdkd-unet: grid model.*LosLoop has no grid.*`grid: \\[H, W\\]`"):
+        build_specs(suite, "LosLoop", models=["flowdistill", "sdkd-unet"], ratios=(0.1,))
+
+
 def test_band_errors_split_the_mse_exactly_hand_computed():
     h, w = 8, 10
     y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")

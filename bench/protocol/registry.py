@@ -126,6 +126,12 @@ class ModelEntry:
         """False for a reference forecaster (class attribute `trainable = False`)."""
         return getattr(self.cls, "trainable", True)
 
+    @property
+    def needs_grid(self) -> bool:
+        """True for a grid model (class attribute `needs_grid = True`, e.g. SDKD's teacher and
+        students): it runs only on a dataset whose registry entry has `grid: [H, W]`."""
+        return getattr(self.cls, "needs_grid", False)
+
     def config(self, **changes: Any) -> TrainConfig:
         """The model's Config with registry overrides, then `changes`.
 

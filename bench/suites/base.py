@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.protocol import registry
+from bench.protocol.data import load_registry
 from bench.protocol.split import TEACHER_DATA
 from bench.execution.spec import TrialSpec
 
@@ -120,8 +121,10 @@ LIGHT_MODELS = ("easyst", "flowdistill-wo-tb", "flowdistill", "bigst") + REFEREN
 
 # the quick preset's fixed optimiser step budgets of the heavy models (teachers included): about
 # about a minute each on one CPU core (s/step on NYCTaxi, one thread: LLM teacher 0.74, STWA 1.45,
-# ASTGCN 1.04, STSGCN 5.8, ST-MLP about 14); every other model trains until early stopping
-QUICK_STEP_BUDGETS = (("flowdistill-teacher", 800), ("flowdistill-teacher-wo-lm", 800), ("stwa", 40), ("astgcn", 40), ("stsgcn", 8), ("st-mlp", 6))
+# ASTGCN 1.04, STSGCN 5.8, ST-MLP about 14, SDKD's teacher 0.6 at batch 16); every other model trains
+# until early stopping
+QUICK_STEP_BUDGETS = (("flowdistill-teacher", 800), ("flowdistill-teacher-wo-lm", 800), ("stwa", 40), ("astgcn", 40), ("stsgcn", 8), ("st-mlp", 6),
+                      ("sdkd-teacher", 400))
 
 # the quick preset's teacher for the students whose default teacher is expensive to fit on a CPU
 QUICK_TEACHER_SWAP = (("flowdistill-teacher", "seasonal-naive-week"), ("stwa", "seasonal-naive-week"))
@@ -289,6 +292,25 @@ def default_plan(suite: Suite, models, preset: Preset, teacher: str | None, sett
     return [(m, config[m], t_config.get(m, {}), None) for m in models]
 
 
+def grid_models_for(dataset: str, asked, default, registry_file=None, num_nodes: int | None = None) -> list[str]:
+    """The models to run on `dataset`: `asked` (--models) or else the suite's `default`, where a
+    dataset without `grid: [H, W]` in its registry entry (or a node slice `num_nodes` that is not
+    whole rows of it) drops the suite's grid models (SDKD's).
+
+    Raises:
+        SuiteError: a grid model asked for by name on a dataset without a grid (names the field).
+    """
+    grid = (load_registry(registry_file).get(dataset) or {}).get("grid")
+    if grid and not (num_nodes and num_nodes % grid[-1]):
+        return list(asked or default)
+    flat = [m for m in (asked or default) if m in registry.names() and registry.get(m).needs_grid]
+    if asked and flat:
+        raise SuiteError(f"{', '.join(flat)}: grid model(s), but dataset {dataset} has no grid shape; add "
+                         f"`grid: [H, W]` to its registry entry or pick a dataset that has one "
+                         f"(NYCTaxi, NYCBike1, NYCBike2, NavierStokes)")
+    return [m for m in (asked or default) if m not in flat]
+
+
 def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, ratios=None, seeds: int | None = None,
                 epochs: int | None = None, teacher: str | None = None, settings: dict | None = None,
                 teacher_data: str = "disjoint", **paths) -> list[TrialSpec]:
@@ -306,7 +328,8 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
         raise SuiteError(f"--teacher-data {teacher_data!r}; use one of {', '.join(TEACHER_DATA)}")
     p = PRESETS[preset]
     ratios = ratios or (suite.quick_ratios if p.quick else suite.ratios)
-    models = models or (suite.quick_models if p.quick and suite.quick_models else suite.models)
+    models = grid_models_for(dataset, models, (suite.quick_models if p.quick and suite.quick_models else suite.models),
+                             paths.get("registry_file"), paths.get("num_nodes"))
     seeds = seeds or (suite.quick_seeds if p.quick and suite.quick_seeds else suite.seeds)
     plan = (suite.plan or default_plan)(suite, models, p, teacher, settings)
     specs = {}            # the order the runner starts them in: the suite's models (most expensive first), each

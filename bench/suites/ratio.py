@@ -91,10 +91,16 @@ def _robustness_figure(df: pd.DataFrame):
     return fig
 
 
+# the second method's models in the data-efficiency suite (SDKD, ICCV 2025, issue 17 item 2): its
+# teacher, its U-Net student without KD and with frequency-aligned KD; grid models, so a dataset
+# without `grid` leaves them out (`grid_models_for`); not in the quick preset (the sdkd suite has them)
+SDKD_RATIO_MODELS = ("sdkd-teacher", "sdkd-unet", "sdkd-unet-sdkd")
+
 register_suite(Suite(
-    "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio (quick: "
-    "the light models, which converge on 2 CPU cores, and the floors)",
-    MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.5), quick_models=LIGHT_MODELS,
+    "data-efficiency", "RQ1 (Fig. 3-4): MAE/RMSE of every model against the training-data ratio, SDKD's "
+    "teacher and U-Net student on grid datasets (quick: the light models, which converge on 2 CPU cores, "
+    "and the floors)",
+    MODELS + SDKD_RATIO_MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.5), quick_models=LIGHT_MODELS,
     title="RQ1: data efficiency (Fig. 3-4)", rank=10, in_all=True, tables=ratio_tables,
     figures=lambda df, title: [("figure", _ratio_figure(df, title))]))
 register_suite(Suite(
