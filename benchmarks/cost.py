@@ -147,19 +147,14 @@ def teacher_fit_steps(student: str, ratios) -> dict[float, int]:
 def prompt_tokens(ratio: float = MEASURE_RATIO) -> list[int]:
     """Tokens of each sequence (one per chunk of `regions_per_sequence` regions) of the LLM
     teacher for the first training window of NYCTaxi (every region) at `ratio`: the teacher's own
-    `build` with its tokenizer (the language model's weights are not loaded)."""
-    from models import language_model
-    from models.flowdistill_teacher import FlowDistillTeacher
+    `Prompts` with its tokenizer (the language model's weights are not loaded)."""
+    from models.flowdistill_teacher import Prompts
     cfg = registry.get(LLM_TEACHER).config()
-    tokenizer = _tokenizer(cfg)
-    teacher = FlowDistillTeacher.__new__(FlowDistillTeacher)    # build() needs the tokenizer and caches only
-    torch.nn.Module.__init__(teacher)
-    teacher.cfg, teacher.tokenizer, teacher._prefix, teacher._lines = cfg, tokenizer, {}, {}
-    teacher.pre_id = tokenizer.convert_tokens_to_ids(language_model.SPECIAL_TOKENS[1])
+    prompts = Prompts(_tokenizer(cfg), cfg)
     data, split, scaler, parts = _prepared(ratio)
     info = registry.ModelInfo.of(data, scaler, *horizons(data))
     start = int(parts["train"].batch([0])["start"][0])
-    return [int(teacher.build(info, [start], [chunk]).shape[1]) for chunk in teacher.chunks(data.num_nodes)]
+    return [int(prompts.build(info, [start], [chunk]).shape[1]) for chunk in prompts.chunks(data.num_nodes)]
 
 
 def _tokenizer(cfg):

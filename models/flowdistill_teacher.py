@@ -221,84 +221,29 @@ class RegressionHead(nn.Module):
         return self.out_head(z).permute(0, 2, 1)
 
 
-@register("flowdistill-teacher", "FlowDistill teacher: UrbanGPT-style LLM (SmolLM2 + LoRA) regressing future flow")
-@register("flowdistill-teacher-wo-lm", "FlowDistill teacher without its language model (same encoder, heads, data)",
-          use_lm=False)
-class FlowDistillTeacher(nn.Module):
-    """Spatio-temporal LLM teacher (module docstring: design, sources, deviations).
+def region_chunks(num_nodes: int, per_sequence: int) -> list[np.ndarray]:
+    """Regions 0..num_nodes-1 in consecutive chunks of `per_sequence` (the last may be shorter)."""
+    return [np.arange(i, min(i + per_sequence, num_nodes)) for i in range(0, num_nodes, per_sequence)]
 
-    With use_lm=False (`flowdistill-teacher-wo-lm`, is the language model needed?) no language
-    model is loaded: the <ST_HIS> vectors (encoder + projector, width st_hidden) go straight into
-    the same regression heads, and the <ST_PRE> input is the learned per-channel vector alone;
-    data, loss and budget are the teacher's.
 
-    forward_batch(batch) -> [B, H_out, N, C] z-scored forecasts of the batch's dataset; batch as
-    built by bench.protocol.split.Windows (x [B, H_in, N, C] z-scored, tod/dow [B, H_in], start [B],
-    dataset). Runs where its parameters are (CUDA with bf16 autocast when present), returns CPU tensors.
+class Prompts:
+    """The teacher's token sequences: UrbanGPT's instruction for a window start and a chunk of
+    regions, wrapped in the tokenizer's chat frame, the <ST_HIS> placeholders in the region lines and
+    2 <ST_PRE> per region at the end (`instruction`, `region_line`). Token ids of the instruction
+    and the region lines are cached. Needs the tokenizer only, not the language model's weights
+    (benchmarks/cost.py counts prompt tokens with it).
     """
 
-    Config = FlowDistillTeacherConfig
-
-    def __init__(self, cfg: FlowDistillTeacherConfig, info: ModelInfo):
-        super().__init__()
-        self.cfg, self.info = cfg, info
-        check_choice("lm_role", cfg.lm_role, LM_ROLES)
-        on_cuda = torch.cuda.is_available()
-        keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if on_cuda else CPU_LAYERS)
-        st_layers = cfg.st_layers if cfg.st_layers is not None else (3 if on_cuda else 0)
-        encoder = f"encoder {cfg.st_hidden} wide, {st_layers} gated conv layers"
-        if cfg.use_lm:
-            self.tokenizer, decoder, width, self.layers_kept = language_model.load(cfg.lm, cfg.gguf_file, keep)
-            self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-            self.embed = decoder.get_input_embeddings()
-            self.his_id, self.pre_id = self.tokenizer.convert_tokens_to_ids(list(language_model.SPECIAL_TOKENS))
-            source, gguf = language_model.resolve(cfg.lm, cfg.gguf_file)
-            name = gguf.removesuffix(".gguf") if gguf else source.rstrip("/").split("/")[-1]
-            self.description = (f"{name}, {self.layers_kept}/{getattr(decoder, 'blocks_total', '?')} blocks, "
-                                f"LoRA r{cfg.lora_r}, {cfg.lm_role}, {encoder}")
-        else:
-            self.layers_kept = 0
-            self.description = f"no LM: {encoder} + head"
-        c = info.num_channels
-        self.encoder = GatedTemporalEncoder(c, cfg.st_hidden, st_layers, h_in=info.h_in if cfg.window_linear else 0)
-        self.residual = cfg.use_lm and cfg.lm_role == "residual"
-        if not cfg.use_lm or self.residual:                   # the encoder's own forecast
-            self.direct = RegressionHead(cfg.st_hidden, cfg.lin_hidden, info.h_out, c)
-        if cfg.use_lm:                                        # the forecast (or correction) read off the LM
-            self.st_projector = nn.Linear(cfg.st_hidden, width)
-            self.head = RegressionHead(width, cfg.lin_hidden, info.h_out, c, zero_out=self.residual)
-        self.contexts: dict[str, ModelInfo] = {info.dataset: info}
-        self.regions = nn.ModuleDict()
-        self._add_regions(info)
+    def __init__(self, tokenizer, cfg: FlowDistillTeacherConfig):
+        self.tokenizer, self.cfg = tokenizer, cfg
+        self.pre_id = tokenizer.convert_tokens_to_ids(language_model.SPECIAL_TOKENS[1])
         self._prefix: dict[tuple[str, int, int], list[int]] = {}
         self._lines: dict[tuple[str, int], list[int]] = {}
-        if on_cuda:
-            self.to("cuda")
-
-    @property
-    def device_(self) -> torch.device:
-        """Where the parameters are (the runner moves the model; inputs follow it)."""
-        return self.encoder.out.weight.device
-
-    # ------------------------------------------------------------------ data contexts
-    def add_dataset(self, name: str, info: ModelInfo) -> None:
-        """Register another dataset (instruction tuning on several datasets of one city)."""
-        self.contexts[name] = info
-        self._add_regions(info)
-
-    def _add_regions(self, info: ModelInfo) -> None:
-        if self.cfg.region_embedding and info.dataset not in self.regions:
-            self.regions[info.dataset] = nn.Embedding(info.num_nodes, self.cfg.st_hidden).to(self.device_)
-            nn.init.normal_(self.regions[info.dataset].weight, std=0.02)
-
-    def _ctx(self, batch: dict) -> ModelInfo:
-        return self.contexts.get(batch.get("dataset", self.info.dataset), self.info)
 
     def chunks(self, num_nodes: int) -> list[np.ndarray]:
-        r = self.cfg.regions_per_sequence
-        return [np.arange(i, min(i + r, num_nodes)) for i in range(0, num_nodes, r)]
+        """Regions 0..num_nodes-1 in chunks of `regions_per_sequence` (one sequence each)."""
+        return region_chunks(num_nodes, self.cfg.regions_per_sequence)
 
-    # ------------------------------------------------------------------ token sequences
     def _prefix_ids(self, ctx: ModelInfo, start: int, num_regions: int) -> list[int]:
         key = (ctx.dataset, int(start), ctx.num_nodes)
         if key not in self._prefix:
@@ -333,6 +278,87 @@ class FlowDistillTeacher(nn.Module):
             enc = lambda t: self.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
             self._frame_ids = (enc(head), enc(tail), enc("\n"))
         return self._frame_ids
+
+
+@register("flowdistill-teacher", "FlowDistill teacher: UrbanGPT-style LLM (SmolLM2 + LoRA) regressing future flow")
+@register("flowdistill-teacher-wo-lm", "FlowDistill teacher without its language model (same encoder, heads, data)",
+          use_lm=False)
+class FlowDistillTeacher(nn.Module):
+    """Spatio-temporal LLM teacher (module docstring: design, sources, deviations).
+
+    With use_lm=False (`flowdistill-teacher-wo-lm`, is the language model needed?) no language
+    model is loaded: the <ST_HIS> vectors (encoder + projector, width st_hidden) go straight into
+    the same regression heads, and the <ST_PRE> input is the learned per-channel vector alone;
+    data, loss and budget are the teacher's.
+
+    forward_batch(batch) -> [B, H_out, N, C] z-scored forecasts of the batch's dataset; batch as
+    built by bench.protocol.split.Windows (x [B, H_in, N, C] z-scored, tod/dow [B, H_in], start [B],
+    dataset). Runs where its parameters are (CUDA with bf16 autocast when present), returns CPU tensors.
+    """
+
+    Config = FlowDistillTeacherConfig
+
+    def __init__(self, cfg: FlowDistillTeacherConfig, info: ModelInfo):
+        super().__init__()
+        self.cfg, self.info = cfg, info
+        check_choice("lm_role", cfg.lm_role, LM_ROLES)
+        on_cuda = torch.cuda.is_available()
+        keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if on_cuda else CPU_LAYERS)
+        st_layers = cfg.st_layers if cfg.st_layers is not None else (3 if on_cuda else 0)
+        encoder = f"encoder {cfg.st_hidden} wide, {st_layers} gated conv layers"
+        if cfg.use_lm:
+            self.tokenizer, decoder, width, self.layers_kept = language_model.load(cfg.lm, cfg.gguf_file, keep)
+            self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+            self.embed = decoder.get_input_embeddings()
+            self.his_id, self.pre_id = self.tokenizer.convert_tokens_to_ids(list(language_model.SPECIAL_TOKENS))
+            self.prompts = Prompts(self.tokenizer, cfg)
+            source, gguf = language_model.resolve(cfg.lm, cfg.gguf_file)
+            name = gguf.removesuffix(".gguf") if gguf else source.rstrip("/").split("/")[-1]
+            self.description = (f"{name}, {self.layers_kept}/{getattr(decoder, 'blocks_total', '?')} blocks, "
+                                f"LoRA r{cfg.lora_r}, {cfg.lm_role}, {encoder}")
+        else:
+            self.layers_kept = 0
+            self.description = f"no LM: {encoder} + head"
+        c = info.num_channels
+        self.encoder = GatedTemporalEncoder(c, cfg.st_hidden, st_layers, h_in=info.h_in if cfg.window_linear else 0)
+        self.residual = cfg.use_lm and cfg.lm_role == "residual"
+        if not cfg.use_lm or self.residual:                   # the encoder's own forecast
+            self.direct = RegressionHead(cfg.st_hidden, cfg.lin_hidden, info.h_out, c)
+        if cfg.use_lm:                                        # the forecast (or correction) read off the LM
+            self.st_projector = nn.Linear(cfg.st_hidden, width)
+            self.head = RegressionHead(width, cfg.lin_hidden, info.h_out, c, zero_out=self.residual)
+        self.contexts: dict[str, ModelInfo] = {info.dataset: info}
+        self.regions = nn.ModuleDict()
+        self._add_regions(info)
+        if on_cuda:
+            self.to("cuda")
+
+    @property
+    def device_(self) -> torch.device:
+        """Where the parameters are (the runner moves the model; inputs follow it)."""
+        return self.encoder.out.weight.device
+
+    # ------------------------------------------------------------------ data contexts
+    def add_dataset(self, name: str, info: ModelInfo) -> None:
+        """Register another dataset (instruction tuning on several datasets of one city)."""
+        self.contexts[name] = info
+        self._add_regions(info)
+
+    def _add_regions(self, info: ModelInfo) -> None:
+        if self.cfg.region_embedding and info.dataset not in self.regions:
+            self.regions[info.dataset] = nn.Embedding(info.num_nodes, self.cfg.st_hidden).to(self.device_)
+            nn.init.normal_(self.regions[info.dataset].weight, std=0.02)
+
+    def _ctx(self, batch: dict) -> ModelInfo:
+        return self.contexts.get(batch.get("dataset", self.info.dataset), self.info)
+
+    def chunks(self, num_nodes: int) -> list[np.ndarray]:
+        """Regions 0..num_nodes-1 in chunks of `regions_per_sequence` (one sequence each)."""
+        return region_chunks(num_nodes, self.cfg.regions_per_sequence)
+
+    def build(self, ctx: ModelInfo, starts, chunks) -> torch.Tensor:
+        """Token ids [S, L] of the sequences (window start, region chunk), as `Prompts.build`."""
+        return self.prompts.build(ctx, starts, chunks)
 
     # ------------------------------------------------------------------ forward
     def _encode(self, ctx: ModelInfo, x, tod, dow, picks) -> torch.Tensor:
