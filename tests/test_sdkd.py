@@ -243,6 +243,8 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
     assert set(cost["model"]) == {"sdkd-teacher", "sdkd-unet", "sdkd-resnet"} and (cost["status"] == "ok").all()
     frame = suites.cost_frame(cost)
     assert frame["model"].iloc[0] == "sdkd-teacher" and frame["params vs teacher"].iloc[0] == "100%"
+    assert set(cost["measure"]) == {"memory", "train_memory", "latency"} and (cost["value"] >= 0).all()
+    assert frame["train peak MB"].ne("").all() and frame["train memory vs teacher"].iloc[0] in ("100%", "")
     pdf = build(out, tmp_path / "r.pdf")
     text = "".join(page.extract_text() for page in PdfReader(pdf["pdf"]).pages)
     assert "SDKD" in text and "81.3" in text and "high band" in text

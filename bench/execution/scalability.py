@@ -8,6 +8,9 @@ part). A point runs `python -m bench.execution.scalability POINT_JSON` and print
 - memory: one forward pass without gradients on `x` windows. CUDA: torch.cuda.max_memory_allocated
   (weights, inputs and activations). CPU: the peak resident set size, sampled every millisecond
   during the forward pass, minus the size before the model was built (psutil).
+- train_memory: the same peak (weights included) over one training step on `x` windows (the
+  model's training loss, backward, an Adam step: gradients and Adam's state count); a student is
+  measured without its teacher's forecast in the batch (the cost points use the students without KD).
 - latency: seconds to predict the base test windows repeated `x` times in batches of
   `latency_batch`, after one warm-up batch (CUDA: synchronised).
 
@@ -32,7 +35,8 @@ import pandas as pd
 
 FIELDS = ["suite", "dataset", "model", "measure", "x", "seed", "value", "unit", "windows", "device", "threads",
           "status", "error", "trial_id", "params"]
-UNITS = {"memory": "MB", "latency": "s"}
+UNITS = {"memory": "MB", "train_memory": "MB", "latency": "s"}
+MEASURES = tuple(UNITS)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ GRIDS = {
 
 @dataclass(frozen=True)
 class Point:
-    """One measurement: `measure` "memory" (x = batch size) or "latency" (x = test multiple)."""
+    """One measurement: `measure` "memory" or "train_memory" (x = batch size) or "latency" (x =
+    test multiple)."""
 
     dataset: str
     model: str
@@ -89,13 +94,13 @@ COST_BATCH = 16
 
 
 def build_points_for(datasets, models, preset: str = "full", **paths) -> list[Point]:
-    """The cost points of teacher and students (`SDKD_COST_MODELS`) on each dataset: memory at
-    batch COST_BATCH and latency over the whole test part (x1), 3 seeds under the full preset
-    and 1 under quick."""
+    """The cost points of teacher and students (`SDKD_COST_MODELS`) on each dataset: memory of a
+    forward pass and of a training step at batch COST_BATCH, and latency over the whole test part
+    (x1), 3 seeds under the full preset and 1 under quick."""
     seeds = 1 if preset == "quick" else 3
-    return [Point(d, m, measure, COST_BATCH if measure == "memory" else 1, s, base_windows=None,
+    return [Point(d, m, measure, 1 if measure == "latency" else COST_BATCH, s, base_windows=None,
                   latency_batch=COST_BATCH, **paths)
-            for d in datasets for m in models for measure in ("memory", "latency") for s in range(seeds)]
+            for d in datasets for m in models for measure in MEASURES for s in range(seeds)]
 
 
 def _rss() -> int:
@@ -104,13 +109,17 @@ def _rss() -> int:
 
 
 def measure(point: Point) -> dict:
-    """Run one point in this process; returns {"value", "unit", "windows", "device", "threads"}."""
+    """Run one point in this process; returns {"value", "unit", "windows", "device", "threads", "params"}.
+
+    Raises:
+        ValueError: an unknown measure (names the allowed ones).
+    """
     import torch
 
     from bench.protocol import registry
     from bench.protocol.data import load_dataset
     from bench.protocol.split import horizons, prepare
-    from bench.execution.train import forward, set_seed
+    from bench.execution.train import default_loss, forward, set_seed
 
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
@@ -124,43 +133,70 @@ def measure(point: Point) -> dict:
         b = test.batch(positions)
         return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()}
 
+    if point.measure not in MEASURES:
+        raise ValueError(f"unknown measure {point.measure!r}; use one of {', '.join(MEASURES)}")
     set_seed(point.seed)
-    if point.measure == "memory":
+    build = lambda: registry.get(point.model).cls(registry.get(point.model).config(),   # noqa: E731
+                                                  registry.ModelInfo.of(data, scaler, *horizons(data))).to(dev)
+    if point.measure == "train_memory":
         batch = batch_of(np.arange(point.x) % len(test))
-        base = _rss()
+        base = _rss()                     # weights, gradients, Adam's state and activations count
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-    model = registry.get(point.model).cls(registry.get(point.model).config(),
-                                          registry.ModelInfo.of(data, scaler, *horizons(data))).to(dev).eval()
-    with torch.no_grad():
-        if point.measure == "memory":
-            peak, done = [base], threading.Event()
+        model = build().train()
+        optim = torch.optim.Adam(model.parameters())
+        loss_fn = getattr(model, "training_loss", None)
 
-            def sample():
-                while not done.is_set():
-                    peak[0] = max(peak[0], _rss())
-                    time.sleep(0.001)
-            watcher = threading.Thread(target=sample, daemon=True)
-            watcher.start()
-            forward(model, batch)
-            done.set()
-            watcher.join()
+        def step():
+            loss = loss_fn(batch)[0] if loss_fn else default_loss(model, batch, scaler)[0]
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        return _row(_peak_mb(step, cuda, base), point.x, point, model, cuda)
+    if point.measure == "memory":
+        batch = batch_of(np.arange(point.x) % len(test))
+        base = _rss()                     # the model's weights count, as they always did
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        model = build().eval()
+        with torch.no_grad():
+            return _row(_peak_mb(lambda: forward(model, batch), cuda, base), point.x, point, model, cuda)
+    model = build().eval()                # latency
+    order = np.tile(np.arange(len(test)), point.x)
+    with torch.no_grad():
+        forward(model, batch_of(order[:point.latency_batch]))          # warm-up
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for i in range(0, len(order), point.latency_batch):
+            forward(model, batch_of(order[i:i + point.latency_batch]))
+        if cuda:
+            torch.cuda.synchronize()
+    return _row(time.perf_counter() - start, len(order), point, model, cuda)
+
+
+def _peak_mb(run, cuda: bool, base: int) -> float:
+    """Peak memory (MB) while `run()` runs: the CUDA allocator's peak since its last reset, or on a
+    CPU the peak resident set size (sampled every millisecond) minus `base` (bytes)."""
+    import torch
+    peak, done = [base], threading.Event()
+
+    def sample():
+        while not done.is_set():
             peak[0] = max(peak[0], _rss())
-            value = (torch.cuda.max_memory_allocated() if cuda else peak[0] - base) / 2**20
-            windows = point.x
-        elif point.measure == "latency":
-            order = np.tile(np.arange(len(test)), point.x)
-            forward(model, batch_of(order[:point.latency_batch]))          # warm-up
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for i in range(0, len(order), point.latency_batch):
-                forward(model, batch_of(order[i:i + point.latency_batch]))
-            if cuda:
-                torch.cuda.synchronize()
-            value, windows = time.perf_counter() - start, len(order)
-        else:
-            raise ValueError(f"unknown measure {point.measure!r}; use memory or latency")
+            time.sleep(0.001)
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    run()
+    done.set()
+    watcher.join()
+    peak[0] = max(peak[0], _rss())
+    return (torch.cuda.max_memory_allocated() if cuda else peak[0] - base) / 2**20
+
+
+def _row(value: float, windows: int, point: Point, model, cuda: bool) -> dict:
+    """A point's measured fields: value, unit, windows, device, threads, params."""
+    import torch
     return {"value": float(value), "unit": UNITS[point.measure], "windows": int(windows),
             "device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(),
             "params": sum(p.numel() for p in model.parameters())}

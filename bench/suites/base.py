@@ -294,14 +294,16 @@ def default_plan(suite: Suite, models, preset: Preset, teacher: str | None, sett
 
 def grid_models_for(dataset: str, asked, default, registry_file=None, num_nodes: int | None = None) -> list[str]:
     """The models to run on `dataset`: `asked` (--models) or else the suite's `default`, where a
-    dataset without `grid: [H, W]` in its registry entry (or a node slice `num_nodes` that is not
-    whole rows of it) drops the suite's grid models (SDKD's).
+    dataset without a grid (neither `grid: [H, W]` in its registry entry nor `layout: samples`, whose
+    samples are frames), or a node slice `num_nodes` that is not whole rows of it, drops the suite's
+    grid models (SDKD's).
 
     Raises:
         SuiteError: a grid model asked for by name on a dataset without a grid (names the field).
     """
-    grid = (load_registry(registry_file).get(dataset) or {}).get("grid")
-    if grid and not (num_nodes and num_nodes % grid[-1]):
+    entry = load_registry(registry_file).get(dataset) or {}
+    grid = entry.get("grid")
+    if entry.get("layout") == "samples" or (grid and not (num_nodes and num_nodes % grid[-1])):
         return list(asked or default)
     flat = [m for m in (asked or default) if m in registry.names() and registry.get(m).needs_grid]
     if asked and flat:

@@ -64,10 +64,11 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
 
 def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFrame:
     """The sdkd suite's cost table from its cost points (`bench.execution.scalability.build_points_for`):
-    parameters, latency (ms per test window) and peak memory (MB, one forward pass on a batch of
-    `bench.execution.scalability.COST_BATCH`) per dataset and model, mean ± std over seeds, with each
+    parameters, latency (ms per test window), peak memory (MB) of one forward pass and of one
+    training step (weights, gradients, Adam's state, activations) on a batch of
+    `bench.execution.scalability.COST_BATCH`, per dataset and model, mean ± std over seeds, with each
     model's ratio to the `reference` model (else the first of its dataset): parameter share,
-    speed-up, memory share."""
+    speed-up, memory shares (points measured before training memory was: those cells empty)."""
     ok = df[df["status"] == "ok"] if len(df) else df
     if ok.empty:
         return pd.DataFrame()
@@ -79,14 +80,18 @@ def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFram
             lat = g[g["measure"] == "latency"]
             ms = (lat["value"] / lat["windows"] * 1000) if len(lat) else pd.Series(dtype=float)
             mem = g[g["measure"] == "memory"]["value"]
+            train = g[g["measure"] == "train_memory"]["value"]
             params = int(pd.to_numeric(g["params"], errors="coerce").max()) if "params" in g else 0
-            ref = ref or {"params": params, "ms": ms.mean(), "mem": mem.mean()}
+            ref = ref or {"params": params, "ms": ms.mean(), "mem": mem.mean(), "train": train.mean()}
             rows.append({"dataset": dataset, "model": model, "params": params,
                          "ms / window": seed_cell(ms, None, ".3g") if len(ms) else "",
                          "peak MB": seed_cell(mem, None, ".3g") if len(mem) else "",
                          "params vs teacher": f"{params / ref['params']:.0%}",
                          "speed-up": f"{ref['ms'] / ms.mean():.2f}x" if len(ms) else "",
-                         "memory vs teacher": f"{mem.mean() / ref['mem']:.0%}" if len(mem) and ref["mem"] else ""})
+                         "memory vs teacher": f"{mem.mean() / ref['mem']:.0%}" if len(mem) and ref["mem"] else "",
+                         "train peak MB": seed_cell(train, None, ".3g") if len(train) else "",
+                         "train memory vs teacher": f"{train.mean() / ref['train']:.0%}"
+                         if len(train) and ref["train"] == ref["train"] and ref["train"] else ""})
     return pd.DataFrame(rows)
 
 def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=None) -> pd.DataFrame:
@@ -114,8 +119,10 @@ def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=
     for _, r in costs.iterrows():
         if r["model"] == "sdkd-unet":
             rows.append({"claim": "student at 20-30 % of the teacher's memory; inference >= 2x faster",
-                         "where": r["dataset"], "measured": f"memory {r['memory vs teacher']} (forward pass), "
-                                                            f"params {r['params vs teacher']}, speed-up {r['speed-up']}"})
+                         "where": r["dataset"], "measured": f"memory {r['memory vs teacher']} (forward pass)"
+                                                            + (f", {r['train memory vs teacher']} (training step)"
+                                                               if r["train memory vs teacher"] else "")
+                                                            + f", params {r['params vs teacher']}, speed-up {r['speed-up']}"})
     rows.append({"claim": "headline: 81.3 % lower MSE, 52.3 % lower MAE on Navier-Stokes", "where": "quoted",
                  "measured": "not targeted: the notes find no table it comes from"})
     return pd.DataFrame(rows)
@@ -130,7 +137,8 @@ def sdkd_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]
                "band, share of the teacher's accuracy kept, and the change against the same student without KD "
                "(paired Wilcoxon)", sdkd_frame(df, history))]
     if (cost["status"] == "ok").any():
-        tables.append(("parameters, latency and peak memory (one forward pass), side by side", cost_frame(cost)))
+        tables.append(("parameters, latency and peak memory (one forward pass; one training step), side by side",
+                       cost_frame(cost)))
     return tables + [("SDKD's claims (reported by the notes) against this run", sdkd_claims(df, cost, history))]
 
 
@@ -140,7 +148,8 @@ def measure_cost(datasets, preset: str, out, num_nodes=None, data_dir=None, regi
     path = scalability.run(scalability.build_points_for(datasets, SDKD_COST_MODELS, preset, num_nodes=num_nodes,
                                                         data_dir=data_dir, registry_file=registry_file),
                            out, name="sdkd-cost")
-    return [("parameters, inference latency and peak memory, measured side by side (one process each)",
+    return [("parameters, inference latency and peak memory (forward pass, training step), measured side by side "
+             "(one process each)",
              cost_frame(scalability.read_points(path)))]
 
 
