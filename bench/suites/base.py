@@ -123,8 +123,8 @@ LIGHT_MODELS = ("easyst", "flowdistill-wo-tb", "flowdistill", "bigst") + REFEREN
 # about a minute each on one CPU core (s/step on NYCTaxi, one thread: LLM teacher 0.74, STWA 1.45,
 # ASTGCN 1.04, STSGCN 5.8, ST-MLP about 14, SDKD's teacher 0.6 at batch 16); every other model trains
 # until early stopping
-QUICK_STEP_BUDGETS = (("flowdistill-teacher", 800), ("flowdistill-teacher-wo-lm", 800), ("stwa", 40), ("astgcn", 40), ("stsgcn", 8), ("st-mlp", 6),
-                      ("sdkd-teacher", 400))
+QUICK_STEP_BUDGETS = (("flowdistill-teacher", 800), ("flowdistill-teacher-wo-lm", 800), ("stwa", 40), ("astgcn", 40),
+                      ("stsgcn", 8), ("st-mlp", 6), ("sdkd-teacher", 400))
 
 # the quick preset's teacher for the students whose default teacher is expensive to fit on a CPU
 QUICK_TEACHER_SWAP = (("flowdistill-teacher", "seasonal-naive-week"), ("stwa", "seasonal-naive-week"))
