@@ -130,6 +130,10 @@ def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     assert "2 variants in all" in page and "did not converge" in page
     below = sum(students["MAE"].map(lambda c: float(c.split()[0])) < floors["MAE"].map(lambda c: float(c.split()[0])).min())
     assert "ratio 0.1: best floor" in page and f"{below} of 2 variants below it" in page
+    p = students["p"].map(lambda s: float(s[2:]))                # "p=0.0079" or "p<1e-4"
+    worse = students["vs no teacher"].str.startswith("+")
+    assert (f"{int(((p < 0.01) & ~worse).sum())} of 2 variants better and {int(((p < 0.01) & worse).sum())} worse "
+            f"with p < 0.01") in page
     assert "gap closed" in printed and "element" in printed
     assert main(argv) == 0                                        # a rerun skips every finished trial
     assert "resuming: 9 of 9 trials already finished" in capsys.readouterr().out

@@ -157,6 +157,11 @@ def preset_lines(results: Path, suites) -> list[str]:
     return lines
 
 
+def _p_value(label: str) -> float:
+    """The number in a p label of `bench.protocol.stats.p_label` ("p=0.0079", "p<1e-4")."""
+    return float(label[2:])
+
+
 def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     """Per ratio of a distill suite: the best student variant (lowest mean MAE) against the student
     without teacher, with its paired test and the share of the gap to its teacher it closes."""
@@ -178,6 +183,12 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
                      + (f", {best['p']}" if best["p"] else ", no paired test")
                      + (f"; gap to the teacher closed {best['gap closed']}" if best["gap closed"] else "")
                      + f"; {len(students)} variants in all.")
+        tested = students[students["p"].astype(str).str.startswith("p")]
+        if len(tested):
+            sig = tested["p"].map(_p_value) < 0.01
+            worse = tested["vs no teacher"].astype(str).str.startswith("+")
+            lines.append(f"ratio {ratio}: against {DISTILL_BASELINE}, {int((sig & ~worse).sum())} of {len(tested)} "
+                         f"variants better and {int((sig & worse).sum())} worse with p < 0.01 (paired Wilcoxon).")
         if len(floors):
             mae = floors["MAE"].map(lambda c: float(c.split()[0]))
             floor = floors.loc[mae.idxmin()]
