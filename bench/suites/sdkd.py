@@ -94,6 +94,11 @@ def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFram
                          if len(train) and ref["train"] == ref["train"] and ref["train"] else ""})
     return pd.DataFrame(rows)
 
+def _missing(*models: str) -> str:
+    """A claims-table cell for a claim whose rows did not run: "no A or B rows"."""
+    return "no " + " or ".join(models) + " rows"
+
+
 def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=None) -> pd.DataFrame:
     """SDKD's claims (notes ../shared/paper/sdkd-summary.md sections 6-7, reported, not checked
     against the PDF) beside what this run measured, per dataset and ratio, for the U-Net student
@@ -109,13 +114,16 @@ def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=
         t, base, kd, sd = mse("sdkd-teacher"), mse("sdkd-unet"), mse("sdkd-unet-kd"), mse("sdkd-unet-sdkd")
         where = f"{dataset} @ {ratio:g}"
         rows.append({"claim": "student keeps > 95 % of the teacher's accuracy", "where": where,
-                     "measured": f"{t / sd:.0%} (sdkd-unet-sdkd), {t / base:.0%} without KD" if t == t else "no teacher rows"})
+                     "measured": f"{t / sd:.0%} (sdkd-unet-sdkd), {t / base:.0%} without KD"
+                     if t == t and sd == sd and base == base else _missing("sdkd-teacher", "sdkd-unet(-sdkd)")})
         p = stats.p_label(stats.compare(history_dir, at[at["model"] == "sdkd-unet-sdkd"],
                                         at[at["model"] == "sdkd-unet-kd"])["p"])
         rows.append({"claim": "SDKD better than plain output KD", "where": where,
-                     "measured": f"MSE {sd:.4g} vs {kd:.4g} ({(sd - kd) / kd * 100:+.1f} %{', ' + p if p else ''})"})
+                     "measured": f"MSE {sd:.4g} vs {kd:.4g} ({(sd - kd) / kd * 100:+.1f} %{', ' + p if p else ''})"
+                     if sd == sd and kd == kd else _missing("sdkd-unet-sdkd", "sdkd-unet-kd")})
         rows.append({"claim": "SDKD gains about 3-4 % over the student without KD (NS ablation)", "where": where,
-                     "measured": f"{(sd - base) / base * 100:+.1f} % MSE"})
+                     "measured": f"{(sd - base) / base * 100:+.1f} % MSE" if sd == sd and base == base
+                     else _missing("sdkd-unet-sdkd", "sdkd-unet")})
     for _, r in costs.iterrows():
         if r["model"] == "sdkd-unet":
             rows.append({"claim": "student at 20-30 % of the teacher's memory; inference >= 2x faster",
