@@ -124,8 +124,10 @@ def test_suite_spreads_over_two_nodes_and_survives_losing_the_worker(cluster, tm
     assert sorted(m["ratio"] for m in metas) == [0.1, 0.2] and len({m["node"] for m in metas}) == 2
     assert all(m["node"] in output for m in metas)             # `bench teacher list` shows where each was fitted
 
+    # 10 epochs: a trial lasts a few seconds, long enough to be caught mid-trial on a fast machine (at 2 epochs
+    # the 6 trials took 2 s each and the suite could end before the kill condition held)
     args = ["run", "--suite", "data-efficiency", "--models", "flowdistill", "--teacher", "seasonal-naive-week",
-            "--ratios", "0.1", "--seeds", str(SEEDS), "--epochs", "2", "--nodes", "8", "--address", address,
+            "--ratios", "0.1", "--seeds", str(SEEDS), "--epochs", "10", "--nodes", "8", "--address", address,
             "--out", str(out), "--no-report"]
     path = out / "data-efficiency" / "trials.csv"
     run = _bench(args, env)
