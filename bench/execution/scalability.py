@@ -138,11 +138,15 @@ def measure(point: Point) -> dict:
     set_seed(point.seed)
     build = lambda: registry.get(point.model).cls(registry.get(point.model).config(),   # noqa: E731
                                                   registry.ModelInfo.of(data, scaler, *horizons(data))).to(dev)
-    if point.measure == "train_memory":
+    if point.measure in ("memory", "train_memory"):
         batch = batch_of(np.arange(point.x) % len(test))
-        base = _rss()                     # weights, gradients, Adam's state and activations count
+        base = _rss()                     # the model's weights count (training: gradients, Adam's state too)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        if point.measure == "memory":
+            model = build().eval()
+            with torch.no_grad():
+                return _row(_peak_mb(lambda: forward(model, batch), cuda, base), point.x, point, model, cuda)
         model = build().train()
         optim = torch.optim.Adam(model.parameters())
         loss_fn = getattr(model, "training_loss", None)
@@ -153,14 +157,6 @@ def measure(point: Point) -> dict:
             loss.backward()
             optim.step()
         return _row(_peak_mb(step, cuda, base), point.x, point, model, cuda)
-    if point.measure == "memory":
-        batch = batch_of(np.arange(point.x) % len(test))
-        base = _rss()                     # the model's weights count, as they always did
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        model = build().eval()
-        with torch.no_grad():
-            return _row(_peak_mb(lambda: forward(model, batch), cuda, base), point.x, point, model, cuda)
     model = build().eval()                # latency
     order = np.tile(np.arange(len(test)), point.x)
     with torch.no_grad():
