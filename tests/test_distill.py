@@ -242,3 +242,16 @@ def test_easyst_keeps_its_released_loss_by_default_and_takes_the_element_gate():
     model.cfg.tbl_gate = "element"                             # delta 0.1 on SmoothL1 errors, per element
     _, logs = model.training_loss(batch)
     assert 0.0 < logs["tbl_active"] < 1.0
+
+
+def test_fixing_a_variant_key_narrows_the_students_and_keeps_the_baselines_trials():
+    """`--set lambda_tbl=1` keeps the lambda_tbl = 1 variants only; the student without teacher,
+    which has no teacher to weigh, keeps the trial ids of a run without the setting."""
+    plain = suites.build_specs(suites.SUITES["distill"], "NYCTaxi", "quick", ratios=[0.3])
+    fixed = suites.build_specs(suites.SUITES["distill"], "NYCTaxi", "quick", ratios=[0.3],
+                               settings={"lambda_tbl": 1.0})
+    assert {s.trial_id for s in fixed} < {s.trial_id for s in plain}
+    students = [s for s in fixed if s.model == "flowdistill"]
+    assert len(students) == 4 * 3                    # 2 gates x 2 targets x 3 seeds
+    assert all(s.model_config().lambda_tbl == 1.0 for s in students)
+    assert len([s for s in fixed if s.model == suites.DISTILL_BASELINE]) == 3

@@ -32,7 +32,9 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
     DISTILL_VARIANTS entry (every student row records its teacher's test MAE), and the floors
     (REFERENCES, one seed: they draw nothing at random)
     (keys equal to the student's defaults left out, so that the default variant shares its trial
-    with other suites). `teachers`: registered model names; `settings` as in model_overrides.
+    with other suites). `teachers`: registered model names; `settings` as in model_overrides (a
+    setting of a variant key, e.g. lambda_tbl, fixes it for every student with a teacher and does
+    not reach the student without teacher).
 
     Raises:
         SuiteError: a student without the fields the variants set, or an unknown teacher.
@@ -42,7 +44,11 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
         if not default.teacher or any(not hasattr(default, k) for k in DISTILL_VARIANTS[0]):
             raise SuiteError(f"the distill suite varies tbl_gate, tbl_target and lambda_tbl of a distilled student; "
                              f"{m!r} is not one (use flowdistill)")
-    plan = [(DISTILL_BASELINE, model_overrides([DISTILL_BASELINE], None, settings)[DISTILL_BASELINE], {}, None)]
+    # the student without teacher ignores what only acts through a teacher, so that `--set lambda_tbl=1`
+    # narrows the variants without retraining the baseline under a new trial id
+    base_cfg = {k: v for k, v in model_overrides([DISTILL_BASELINE], None, settings)[DISTILL_BASELINE].items()
+                if k not in DISTILL_VARIANTS[0]}
+    plan = [(DISTILL_BASELINE, base_cfg, {}, None)]
     plan += [(ref, {}, {}, 1) for ref in REFERENCES]          # cheap: a run cut short still has them
     for t in teachers:
         t_config: dict[str, dict] = {}
