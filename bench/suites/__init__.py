@@ -25,7 +25,7 @@ from bench.suites.tables import (NOT_CONVERGED, breakdown_frame, breakdown_table
 from bench.suites import ratio, sweep, scalability, ablation, distill, sdkd   # noqa: E402  the built-in suites
 from bench.suites.ablation import ablation_frame
 from bench.suites.distill import (DISTILL_BASELINE, DISTILL_QUICK_TEACHERS, DISTILL_TEACHERS, DISTILL_VARIANTS,
-                                  FLOOR_TEACHER, distill_frame, distill_plan)
+                                  FLOOR_TEACHER, distill_frame, distill_numbers, distill_plan)
 from bench.suites.sdkd import SDKD_COST_MODELS, SDKD_MODELS, cost_frame, sdkd_claims, sdkd_frame
 from bench.suites.sweep import SWEEP_GRID, search_frame, sweep_configs, sweep_frame, sweep_points
 

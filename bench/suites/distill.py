@@ -75,31 +75,33 @@ def _variant(row) -> dict:
     cfg = registry.get(row["model"]).config(**(json.loads(row["config"]) if row["config"] else {}))
     return {"gate": cfg.tbl_gate, "target": cfg.tbl_target, "lambda_tbl": cfg.lambda_tbl}
 
-def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
-    """The distill suite's table: per ratio, the student without teacher, the floors (teacher
-    "(floor)": forecasts that need no training), each teacher's own test MAE, and each student variant with its MAE (mean ± std over seeds), the share of gate-open
-    elements over training, its change against the student without teacher, the share of the gap
-    between that student and the teacher it closes, and the Wilcoxon p-value of the paired test
-    over non-overlapping test windows (`bench.protocol.stats`; empty without history files)."""
+def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
+    """The distill suite's numbers, one row per ratio and entry: `kind` "baseline" (the student
+    without teacher), "floor" (forecasts that need no training) or "student" (a variant: teacher,
+    gate, target, lambda_tbl); `mae` (mean over seeds), `mae_cell` (mean ± std, marked when a seed
+    did not converge), `seeds`, `teacher_mae` (the teacher's cache's test MAE), `gate_open` (share
+    of gate-open elements over training), `diff` (against the student without teacher), `closed`
+    (% of the gap between that student and the teacher closed) and `p` (paired Wilcoxon over
+    non-overlapping test windows, `bench.protocol.stats`; NaN without history files). Empty when
+    no trial finished."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
+    nan = float("nan")
     rows = []
     for ratio, at in ok.groupby("ratio"):
         base = at[at["model"] == DISTILL_BASELINE]
-        base_mae = base["mae"].mean() if len(base) else float("nan")
+        base_mae = base["mae"].mean() if len(base) else nan
+        blank = {"ratio": ratio, "teacher": "", "teacher_data": "", "teacher_mae": nan, "gate": "", "target": "",
+                 "lambda_tbl": nan, "gate_open": nan, "closed": nan, "p": nan}
         if len(base):
-            rows.append({"ratio": f"{ratio:g}", "teacher": "(none)", "teacher data": "", "teacher MAE": "", "gate": "",
-                         "target": "",
-                         "lambda_tbl": "", "model": DISTILL_BASELINE, "seeds": len(base), "MAE": seed_cell(base["mae"], base),
-                         "gate open": "", "vs no teacher": "", "gap closed": "", "p": ""})
+            rows.append(blank | {"kind": "baseline", "teacher": "(none)", "model": DISTILL_BASELINE, "seeds": len(base),
+                                 "mae": base_mae, "mae_cell": seed_cell(base["mae"], base), "diff": nan})
         for ref in [r for r in REFERENCES if r in set(at["model"])]:
             own = at[at["model"] == ref]
-            rows.append({"ratio": f"{ratio:g}", "teacher": FLOOR_TEACHER, "teacher data": "", "teacher MAE": "", "gate": "",
-                         "target": "", "lambda_tbl": "", "model": ref, "seeds": len(own),
-                         "MAE": seed_cell(own["mae"], own), "gate open": "",
-                         "vs no teacher": f"{own['mae'].mean() - base_mae:+.2f}" if base_mae == base_mae else "",
-                         "gap closed": "", "p": ""})
+            rows.append(blank | {"kind": "floor", "teacher": FLOOR_TEACHER, "model": ref, "seeds": len(own),
+                                 "mae": own["mae"].mean(), "mae_cell": seed_cell(own["mae"], own),
+                                 "diff": own["mae"].mean() - base_mae})
         students = at[at["teacher"].fillna("") != ""].copy()
         if students.empty:
             continue
@@ -108,18 +110,33 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                 ["teacher", "gate", "target", "lambda_tbl", "model"], sort=True):
             t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
             mae = g["mae"].mean()
-            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else float("nan")
-            test = stats.compare(history_dir, g, base)
+            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else nan
             data = ", ".join(sorted(set(g["teacher_data"].fillna("").astype(str)) - {""})) if "teacher_data" in g else ""
             desc = ", ".join(sorted(set(g["teacher_desc"].fillna("").astype(str)) - {"", teacher})) if "teacher_desc" in g else ""
-            rows.append({"ratio": f"{ratio:g}", "teacher": f"{teacher} ({desc})" if desc else teacher,
-                         "teacher data": data or "-",
-                         "teacher MAE": f"{t_mae:.2f}", "gate": gate,
-                         "target": target, "lambda_tbl": f"{lam:g}", "model": model, "seeds": len(g),
-                         "MAE": seed_cell(g["mae"], g), "gate open": f"{g['gate_open'].mean():.2f}",
-                         "vs no teacher": f"{mae - base_mae:+.2f}" if base_mae == base_mae else "",
-                         "gap closed": f"{closed:.0f} %" if closed == closed else "", "p": stats.p_label(test["p"])})
+            rows.append({"ratio": ratio, "kind": "student", "teacher": f"{teacher} ({desc})" if desc else teacher,
+                         "teacher_data": data or "-", "teacher_mae": t_mae, "gate": gate, "target": target,
+                         "lambda_tbl": lam, "model": model, "seeds": len(g), "mae": mae,
+                         "mae_cell": seed_cell(g["mae"], g), "gate_open": g["gate_open"].mean(),
+                         "diff": mae - base_mae, "closed": closed, "p": stats.compare(history_dir, g, base)["p"]})
     return pd.DataFrame(rows)
+
+
+def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
+    """The distill suite's table, `distill_numbers` formatted: per ratio, the student without
+    teacher, the floors (teacher "(floor)"), and each student variant with its teacher, the
+    teacher's data and own test MAE, the student's MAE (mean ± std over seeds), the gate-open
+    share, the change against the student without teacher, the share of the gap to the teacher
+    closed and the p-value of the paired test (empty without history files)."""
+    numbers = distill_numbers(df, history_dir)
+
+    def num(x, fmt):
+        return "" if x != x else f"{x:{fmt}}"
+    return pd.DataFrame([{"ratio": f"{r.ratio:g}", "teacher": r.teacher, "teacher data": r.teacher_data,
+                          "teacher MAE": num(r.teacher_mae, ".2f"), "gate": r.gate, "target": r.target,
+                          "lambda_tbl": num(r.lambda_tbl, "g"), "model": r.model, "seeds": r.seeds, "MAE": r.mae_cell,
+                          "gate open": num(r.gate_open, ".2f"), "vs no teacher": num(r.diff, "+.2f"),
+                          "gap closed": "" if r.closed != r.closed else f"{r.closed:.0f} %", "p": stats.p_label(r.p)}
+                         for r in numbers.itertuples()])
 
 
 def _distill_figure(df: pd.DataFrame):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.protocol import registry, stats
 from bench.execution.results import read_trials, trials_path
-from bench.suites import (DISTILL_BASELINE, FLOOR_TEACHER, QUICK_STEP_BUDGETS, REFERENCES, SUITES, distill_frame,
+from bench.suites import (DISTILL_BASELINE, QUICK_STEP_BUDGETS, REFERENCES, SUITES, distill_numbers,
                           ok_overall, seed_cell)
 
 STUDENT = "flowdistill"
@@ -157,43 +157,39 @@ def preset_lines(results: Path, suites) -> list[str]:
     return lines
 
 
-def _p_value(label: str) -> float:
-    """The number in a p label of `bench.protocol.stats.p_label` ("p=0.0079", "p<1e-4")."""
-    return float(label[2:])
-
-
 def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     """Per ratio of a distill suite: the best student variant (lowest mean MAE) against the student
-    without teacher, with its paired test and the share of the gap to its teacher it closes."""
-    table = distill_frame(df, history_dir)
-    if table.empty:
+    without teacher, with its paired test and the share of the gap to its teacher it closes; how
+    many variants are better and worse than that student with p < 0.01; the best floor."""
+    numbers = distill_numbers(df, history_dir)
+    if numbers.empty:
         return ["no finished trials"]
     lines = []
-    for ratio, at in table.groupby("ratio", sort=False):
-        base = at[at["model"] == DISTILL_BASELINE]
-        floors = at[at["teacher"] == FLOOR_TEACHER]
-        students = at[(at["model"] != DISTILL_BASELINE) & (at["teacher"] != FLOOR_TEACHER)]
+    for ratio, at in numbers.groupby("ratio", sort=True):
+        base = at[at["kind"] == "baseline"]
+        floors = at[at["kind"] == "floor"]
+        students = at[at["kind"] == "student"]
         if students.empty:
             continue
-        best = students.loc[students["MAE"].map(lambda c: float(c.split()[0])).idxmin()]
-        against = f"against {DISTILL_BASELINE} {base['MAE'].iloc[0]}" if len(base) else "(no teacher-free run)"
-        lines.append(f"ratio {ratio}: best variant {best['model']} (teacher {best['teacher']} MAE {best['teacher MAE']}; "
-                     f"gate {best['gate']}, target {best['target']}, lambda_tbl {best['lambda_tbl']}; "
-                     f"{best['seeds']} seeds): MAE {best['MAE']} {against}: {best['vs no teacher'] or '?'}"
-                     + (f", {best['p']}" if best["p"] else ", no paired test")
-                     + (f"; gap to the teacher closed {best['gap closed']}" if best["gap closed"] else "")
+        best = students.loc[students["mae"].idxmin()]
+        against = f"against {DISTILL_BASELINE} {base['mae_cell'].iloc[0]}" if len(base) else "(no teacher-free run)"
+        lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} MAE {best['teacher_mae']:.2f}; "
+                     f"gate {best['gate']}, target {best['target']}, lambda_tbl {best['lambda_tbl']:g}; "
+                     f"{best['seeds']} seeds): MAE {best['mae_cell']} {against}: "
+                     + (f"{best['diff']:+.2f}" if best["diff"] == best["diff"] else "?")
+                     + (f", {stats.p_label(best['p'])}" if best["p"] == best["p"] else ", no paired test")
+                     + (f"; gap to the teacher closed {best['closed']:.0f} %" if best["closed"] == best["closed"] else "")
                      + f"; {len(students)} variants in all.")
-        tested = students[students["p"].astype(str).str.startswith("p")]
+        tested = students[students["p"].notna()]
         if len(tested):
-            sig = tested["p"].map(_p_value) < 0.01
-            worse = tested["vs no teacher"].astype(str).str.startswith("+")
-            lines.append(f"ratio {ratio}: against {DISTILL_BASELINE}, {int((sig & ~worse).sum())} of {len(tested)} "
+            sig = tested["p"] < 0.01
+            worse = tested["diff"] > 0
+            lines.append(f"ratio {ratio:g}: against {DISTILL_BASELINE}, {int((sig & ~worse).sum())} of {len(tested)} "
                          f"variants better and {int((sig & worse).sum())} worse with p < 0.01 (paired Wilcoxon).")
         if len(floors):
-            mae = floors["MAE"].map(lambda c: float(c.split()[0]))
-            floor = floors.loc[mae.idxmin()]
-            beat = sum(students["MAE"].map(lambda c: float(c.split()[0])) < mae.min())
-            lines.append(f"ratio {ratio}: best floor {floor['model']} MAE {floor['MAE']}; "
+            floor = floors.loc[floors["mae"].idxmin()]
+            beat = int((students["mae"] < floor["mae"]).sum())
+            lines.append(f"ratio {ratio:g}: best floor {floor['model']} MAE {floor['mae_cell']}; "
                          f"{beat} of {len(students)} variants below it.")
     return lines + convergence_lines(ok_overall(df))
 
