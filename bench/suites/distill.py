@@ -75,6 +75,11 @@ def _variant(row) -> dict:
     cfg = registry.get(row["model"]).config(**(json.loads(row["config"]) if row["config"] else {}))
     return {"gate": cfg.tbl_gate, "target": cfg.tbl_target, "lambda_tbl": cfg.lambda_tbl}
 
+def _values(rows: pd.DataFrame, column: str, leave=("",)) -> list[str]:
+    """The distinct values of a text column but `leave`, sorted (none when the column is absent)."""
+    return sorted(set(rows[column].fillna("").astype(str)) - set(leave)) if column in rows else []
+
+
 def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     """The distill suite's numbers, one row per ratio and entry: `kind` "baseline" (the student
     without teacher), "floor" (forecasts that need no training) or "student" (a variant: teacher,
@@ -110,9 +115,9 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                 ["teacher", "gate", "target", "lambda_tbl", "model"], sort=True):
             t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
             mae = g["mae"].mean()
-            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae and base_mae != t_mae else nan
-            data = ", ".join(sorted(set(g["teacher_data"].fillna("").astype(str)) - {""})) if "teacher_data" in g else ""
-            desc = ", ".join(sorted(set(g["teacher_desc"].fillna("").astype(str)) - {"", teacher})) if "teacher_desc" in g else ""
+            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae != t_mae else nan
+            data = ", ".join(_values(g, "teacher_data"))
+            desc = ", ".join(_values(g, "teacher_desc", ("", teacher)))
             rows.append({"ratio": ratio, "kind": "student", "teacher": f"{teacher} ({desc})" if desc else teacher,
                          "teacher_data": data or "-", "teacher_mae": t_mae, "gate": gate, "target": target,
                          "lambda_tbl": lam, "model": model, "seeds": len(g), "mae": mae,

@@ -173,13 +173,13 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             continue
         best = students.loc[students["mae"].idxmin()]
         against = f"against {DISTILL_BASELINE} {base['mae_cell'].iloc[0]}" if len(base) else "(no teacher-free run)"
-        lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} MAE {best['teacher_mae']:.2f}; "
-                     f"gate {best['gate']}, target {best['target']}, lambda_tbl {best['lambda_tbl']:g}; "
-                     f"{best['seeds']} seeds): MAE {best['mae_cell']} {against}: "
-                     + (f"{best['diff']:+.2f}" if best["diff"] == best["diff"] else "?")
-                     + (f", {stats.p_label(best['p'])}" if best["p"] == best["p"] else ", no paired test")
-                     + (f"; gap to the teacher closed {best['closed']:.0f} %" if best["closed"] == best["closed"] else "")
-                     + f"; {len(students)} variants in all.")
+        diff = f"{best['diff']:+.2f}" if best["diff"] == best["diff"] else "?"
+        test = f", {stats.p_label(best['p'])}" if best["p"] == best["p"] else ", no paired test"
+        closed = f"; gap to the teacher closed {best['closed']:.0f} %" if best["closed"] == best["closed"] else ""
+        lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} "
+                     f"MAE {best['teacher_mae']:.2f}; gate {best['gate']}, target {best['target']}, "
+                     f"lambda_tbl {best['lambda_tbl']:g}; {best['seeds']} seeds): MAE {best['mae_cell']} {against}: "
+                     f"{diff}{test}{closed}; {len(students)} variants in all.")
         tested = students[students["p"].notna()]
         if len(tested):
             sig = tested["p"] < 0.01
