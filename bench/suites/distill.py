@@ -86,7 +86,8 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     gate, target, lambda_tbl); `mae` (mean over seeds), `mae_cell` (mean ± std, marked when a seed
     did not converge), `seeds`, `teacher_mae` (the teacher's cache's test MAE), `gate_open` (share
     of gate-open elements over training), `diff` (against the student without teacher), `closed`
-    (% of the gap between that student and the teacher closed) and `p` (paired Wilcoxon over
+    (% of the gap between that student and a better teacher closed; NaN when the teacher is not
+    better) and `p` (paired Wilcoxon over
     non-overlapping test windows, `bench.protocol.stats`; NaN without history files). Empty when
     no trial finished."""
     ok = ok_overall(df)
@@ -115,7 +116,8 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                 ["teacher", "gate", "target", "lambda_tbl", "model"], sort=True):
             t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
             mae = g["mae"].mean()
-            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae == base_mae != t_mae else nan
+            # the gap closed means something only when the teacher is better than the student without it
+            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae > t_mae else nan
             data = ", ".join(_values(g, "teacher_data"))
             desc = ", ".join(_values(g, "teacher_desc", ("", teacher)))
             rows.append({"ratio": ratio, "kind": "student", "teacher": f"{teacher} ({desc})" if desc else teacher,
@@ -124,6 +126,15 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "mae_cell": seed_cell(g["mae"], g), "gate_open": g["gate_open"].mean(),
                          "diff": mae - base_mae, "closed": closed, "p": stats.compare(history_dir, g, base)["p"]})
     return pd.DataFrame(rows)
+
+
+def _gap_cell(r) -> str:
+    """The "gap closed" cell of a `distill_numbers` row: "67 %", "no gap" where the teacher is not
+    better than the student without teacher, or empty (no teacher, no baseline)."""
+    if r.closed == r.closed:
+        return f"{r.closed:.0f} %"
+    base = r.mae - r.diff
+    return "no gap (teacher worse)" if r.kind == "student" and base == base and r.teacher_mae >= base else ""
 
 
 def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
@@ -140,7 +151,7 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                           "teacher MAE": num(r.teacher_mae, ".2f"), "gate": r.gate, "target": r.target,
                           "lambda_tbl": num(r.lambda_tbl, "g"), "model": r.model, "seeds": r.seeds, "MAE": r.mae_cell,
                           "gate open": num(r.gate_open, ".2f"), "vs no teacher": num(r.diff, "+.2f"),
-                          "gap closed": "" if r.closed != r.closed else f"{r.closed:.0f} %", "p": stats.p_label(r.p)}
+                          "gap closed": _gap_cell(r), "p": stats.p_label(r.p)}
                          for r in numbers.itertuples()])
 
 

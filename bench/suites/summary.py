@@ -176,6 +176,8 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
         diff = f"{best['diff']:+.2f}" if best["diff"] == best["diff"] else "?"
         test = f", {stats.p_label(best['p'])}" if best["p"] == best["p"] else ", no paired test"
         closed = f"; gap to the teacher closed {best['closed']:.0f} %" if best["closed"] == best["closed"] else ""
+        if len(base) and best["teacher_mae"] >= base["mae"].iloc[0]:
+            closed = "; its teacher is worse than the student without teacher (no gap to close)"
         lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} "
                      f"MAE {best['teacher_mae']:.2f}; gate {best['gate']}, target {best['target']}, "
                      f"lambda_tbl {best['lambda_tbl']:g}; {best['seeds']} seeds): MAE {best['mae_cell']} {against}: "
