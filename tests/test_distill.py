@@ -155,6 +155,7 @@ def test_distill_table_says_how_much_of_the_gap_a_student_closes():
     # no teacher 21, student 15, teacher 12: (21 - 15) / (21 - 12) = 67 %
     assert (row["target"], row["gate"], row["MAE"], row["vs no teacher"], row["gap closed"]) == (
         "teacher", "batch", "15.00 ± 1.41", "-6.00", "67 %")
+    assert row["better in seeds"] == "2/2"
     worse = suites.distill_frame(pd.DataFrame([r | {"teacher_mae": 25.0} if r["teacher"] else r for r in rows]))
     assert worse.iloc[1]["gap closed"] == "no gap (teacher worse)"       # not -150 %
 

@@ -87,8 +87,8 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     did not converge), `seeds`, `teacher_mae` (the teacher's cache's test MAE), `gate_open` (share
     of gate-open elements over training), `diff` (against the student without teacher), `closed`
     (% of the gap between that student and a better teacher closed; NaN when the teacher is not
-    better) and `p` (paired Wilcoxon over
-    non-overlapping test windows, `bench.protocol.stats`; NaN without history files). Empty when
+    better), `p` (paired Wilcoxon over non-overlapping test windows of the seed-averaged errors,
+    `bench.protocol.stats`; NaN without history files) and `seeds_better` of `seeds_paired`. Empty when
     no trial finished."""
     ok = ok_overall(df)
     if ok.empty:
@@ -99,7 +99,7 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         base = at[at["model"] == DISTILL_BASELINE]
         base_mae = base["mae"].mean() if len(base) else nan
         blank = {"ratio": ratio, "teacher": "", "teacher_data": "", "teacher_mae": nan, "gate": "", "target": "",
-                 "lambda_tbl": nan, "gate_open": nan, "closed": nan, "p": nan}
+                 "lambda_tbl": nan, "gate_open": nan, "closed": nan, "p": nan, "seeds_better": 0, "seeds_paired": 0}
         if len(base):
             rows.append(blank | {"kind": "baseline", "teacher": "(none)", "model": DISTILL_BASELINE, "seeds": len(base),
                                  "mae": base_mae, "mae_cell": seed_cell(base["mae"], base), "diff": nan})
@@ -124,8 +124,17 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "teacher_data": data or "-", "teacher_mae": t_mae, "gate": gate, "target": target,
                          "lambda_tbl": lam, "model": model, "seeds": len(g), "mae": mae,
                          "mae_cell": seed_cell(g["mae"], g), "gate_open": g["gate_open"].mean(),
-                         "diff": mae - base_mae, "closed": closed, "p": stats.compare(history_dir, g, base)["p"]})
+                         "diff": mae - base_mae, "closed": closed, "p": stats.compare(history_dir, g, base)["p"],
+                         **_seed_wins(g, base)})
     return pd.DataFrame(rows)
+
+
+def _seed_wins(student: pd.DataFrame, base: pd.DataFrame) -> dict:
+    """`seeds_better` of `seeds_paired`: the seeds in which the student's test MAE is below that
+    of the student without teacher of the same seed (the paired test averages the seeds first, so
+    one poor seed of either side can carry it; this count shows whether the seeds agree)."""
+    both = student[["seed", "mae"]].merge(base[["seed", "mae"]], on="seed", suffixes=("", "_base"))
+    return {"seeds_better": int((both["mae"] < both["mae_base"]).sum()), "seeds_paired": len(both)}
 
 
 def _gap_cell(r) -> str:
@@ -142,7 +151,8 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     teacher, the floors (teacher "(floor)"), and each student variant with its teacher, the
     teacher's data and own test MAE, the student's MAE (mean ± std over seeds), the gate-open
     share, the change against the student without teacher, the share of the gap to the teacher
-    closed and the p-value of the paired test (empty without history files)."""
+    closed, the p-value of the paired test (empty without history files) and in how many seeds the
+    student beats the student without teacher of the same seed."""
     numbers = distill_numbers(df, history_dir)
 
     def num(x, fmt):
@@ -151,7 +161,8 @@ def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                           "teacher MAE": num(r.teacher_mae, ".2f"), "gate": r.gate, "target": r.target,
                           "lambda_tbl": num(r.lambda_tbl, "g"), "model": r.model, "seeds": r.seeds, "MAE": r.mae_cell,
                           "gate open": num(r.gate_open, ".2f"), "vs no teacher": num(r.diff, "+.2f"),
-                          "gap closed": _gap_cell(r), "p": stats.p_label(r.p)}
+                          "gap closed": _gap_cell(r), "p": stats.p_label(r.p),
+                          "better in seeds": f"{r.seeds_better}/{r.seeds_paired}" if r.seeds_paired else ""}
                          for r in numbers.itertuples()])
 
 

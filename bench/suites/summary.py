@@ -157,6 +157,10 @@ def preset_lines(results: Path, suites) -> list[str]:
     return lines
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     """Per ratio of a distill suite: the best student variant (lowest mean MAE) against the student
     without teacher, with its paired test and the share of the gap to its teacher it closes; how
@@ -175,12 +179,14 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
         against = f"against {DISTILL_BASELINE} {base['mae_cell'].iloc[0]}" if len(base) else "(no teacher-free run)"
         diff = f"{best['diff']:+.2f}" if best["diff"] == best["diff"] else "?"
         test = f", {stats.p_label(best['p'])}" if best["p"] == best["p"] else ", no paired test"
+        if best["seeds_paired"]:
+            test += f", better in {best['seeds_better']} of {_seeds(best['seeds_paired'])}"
         closed = f"; gap to the teacher closed {best['closed']:.0f} %" if best["closed"] == best["closed"] else ""
         if len(base) and best["teacher_mae"] >= base["mae"].iloc[0]:
             closed = "; its teacher is worse than the student without teacher (no gap to close)"
         lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} "
                      f"MAE {best['teacher_mae']:.2f}; gate {best['gate']}, target {best['target']}, "
-                     f"lambda_tbl {best['lambda_tbl']:g}; {best['seeds']} seeds): MAE {best['mae_cell']} {against}: "
+                     f"lambda_tbl {best['lambda_tbl']:g}; {_seeds(best['seeds'])}): MAE {best['mae_cell']} {against}: "
                      f"{diff}{test}{closed}; {len(students)} variants in all.")
         tested = students[students["p"].notna()]
         if len(tested):
