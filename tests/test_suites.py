@@ -128,6 +128,8 @@ def test_report_holds_every_section(results, tmp_path):
         assert (out.parent / f"{suite}.png").stat().st_size > 10_000
         assert list(out.parent.glob(f"{suite}*.csv")) and list(out.parent.glob(f"{suite}*.md"))
     assert len(reader.pages) >= 1 + 7 + 6
+    sizes = {(round(float(p.mediabox.width)), round(float(p.mediabox.height))) for p in reader.pages}
+    assert sizes == {(842, 595)}                          # one page size, A4 landscape, figures included
 
 
 def test_report_without_results_says_where_it_looked(tmp_path, capsys):

@@ -24,6 +24,7 @@ from bench.protocol.split import H_IN, H_OUT, TEST_FRAC, VAL_FRAC
 from bench.suites.plots import style, units_of
 
 ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next
+PAGE = (11.69, 8.27)      # every page: A4 landscape, in inches
 
 
 class ReportError(RuntimeError):
@@ -140,7 +141,7 @@ def environment(results: Path) -> list[str]:
 def _table_figure(title: str, table: pd.DataFrame):
     """A landscape page holding `table` (font shrunk to fit its width)."""
     import matplotlib.pyplot as plt
-    fig = plt.figure(figsize=(11.69, 8.27))
+    fig = plt.figure(figsize=PAGE)
     ax = fig.add_axes([0.03, 0.05, 0.94, 0.85])
     ax.axis("off")
     fig.suptitle(title, fontsize=12, x=0.03, ha="left")
@@ -156,6 +157,27 @@ def _table_figure(title: str, table: pd.DataFrame):
     return fig
 
 
+def _figure_page(fig, name: str = ""):
+    """A landscape page holding `fig` at its own aspect ratio, scaled to fit (drawn at 150 dpi), so
+    that a figure of any size keeps the report's one page size; its title (the figure's suptitle,
+    else `name`) stays text on the page."""
+    import io
+
+    import matplotlib.pyplot as plt
+    title = fig.get_suptitle() or name
+    fig.suptitle("")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+    buf.seek(0)
+    image = plt.imread(buf)
+    page = plt.figure(figsize=PAGE)
+    page.suptitle(title, fontsize=12, x=0.03, ha="left")
+    ax = page.add_axes([0.02, 0.02, 0.96, 0.9])
+    ax.imshow(image, interpolation="antialiased")
+    ax.axis("off")
+    return page
+
+
 def _text_pages(title: str, lines: list[str]) -> list:
     """Pages of wrapped text (lines starting with two spaces in monospace); text that does not fit
     goes on over the next page, never cut."""
@@ -164,7 +186,7 @@ def _text_pages(title: str, lines: list[str]) -> list:
     per_page = 35
     figs = []
     for k in range(0, max(len(wrapped), 1), per_page):
-        fig = plt.figure(figsize=(11.69, 8.27))
+        fig = plt.figure(figsize=PAGE)
         fig.text(0.04, 0.95, title + (" (continued)" if k else ""), fontsize=15, va="top", weight="bold")
         for i, (part, mono) in enumerate(wrapped[k:k + per_page]):
             fig.text(0.04, 0.89 - 0.024 * i, part, fontsize=8.5, va="top", family="monospace" if mono else None)
@@ -234,7 +256,9 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
             for name, fig in sec.figures:
                 fig.savefig(out.parent / f"{sec.suite}.png", dpi=130, bbox_inches="tight")
                 files.append(out.parent / f"{sec.suite}.png")
-                pdf.savefig(fig, bbox_inches="tight")
+                page = _figure_page(fig, name)
+                pdf.savefig(page)
+                plt.close(page)
                 plt.close(fig)
                 pages += 1
     os.replace(tmp, out)
