@@ -146,6 +146,10 @@ def preset_lines(results: Path, suites) -> list[str]:
         lines.append(f"The quick preset gives the heavy models ({', '.join(heavy)}) a fixed budget of a few dozen "
                      "optimiser steps: their rows are marked as not converged and say nothing about those models' "
                      "accuracy; the light models train until early stopping.")
+    elif quick and "data-efficiency" not in suites:
+        lines.append("The quick preset: the trained models train until early stopping, in rounds of at most 20 "
+                     "optimiser steps with a patience of at most 5 rounds on 64 validation windows (the full preset: "
+                     "whole epochs, each model's own patience, every validation window).")
     elif quick:
         lines.append("The quick preset's first run has the light models (they train until early stopping) and the "
                      "floors; the heavy models and the LLM teacher cannot converge on 2 CPU cores and are left out "
