@@ -65,3 +65,20 @@ def test_summary_of_a_first_run_without_heavy_models_says_where_they_are(tmp_pat
     _write(tmp_path, rows, {"flowdistill-wo-tb": np.full(WINDOWS, 14.0), "seasonal-naive-week": np.full(WINDOWS, 12.0)})
     text = "\n".join(summary_lines(tmp_path, ["data-efficiency"]))
     assert "are left out" in text and "data-scalability --quick" in text and "a fixed budget" not in text
+
+
+def test_the_distill_page_warns_when_the_students_mae_follows_their_training_steps():
+    import pandas as pd
+
+    from bench.protocol.stats import rank_correlation
+    from bench.suites.summary import _steps_line
+
+    steps = np.array([160, 200, 240, 280, 320, 360, 400, 440])
+    rho, p = rank_correlation(steps, 20 - steps / 100)          # strictly falling: rho -1
+    assert rho == -1.0 and p < 0.01
+    assert np.isnan(rank_correlation([1, 2], [3, 4])[0]) and np.isnan(rank_correlation([1, 1, 1], [1, 2, 3])[0])
+    rows = pd.DataFrame({"ratio": 0.1, "model": "flowdistill", "steps": steps, "mae": 20 - steps / 100})
+    line = _steps_line(rows, 0.1)
+    assert len(line) == 1 and "Spearman rho -1.00" in line[0] and "160 to 440 steps" in line[0]
+    rows["mae"] = [14.0, 13.1, 13.9, 13.2, 13.8, 13.3, 13.7, 13.4]     # no trend with the steps: no warning
+    assert _steps_line(rows, 0.1) == []

@@ -88,3 +88,14 @@ def p_label(p: float) -> str:
 def p_note(p: float) -> str:
     """" (p=0.003)" to follow a number in a table cell, or "" when p was not computed."""
     return f" ({p_label(p)})" if p == p else ""
+
+
+def rank_correlation(x, y) -> tuple[float, float]:
+    """Spearman's rho of x and y and its two-sided p-value (scipy); (NaN, NaN) with fewer than 3
+    pairs or a constant side."""
+    from scipy.stats import spearmanr
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    rho, p = spearmanr(x, y)
+    return float(rho), float(p)

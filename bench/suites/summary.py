@@ -165,6 +165,21 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
+def _steps_line(ok: pd.DataFrame, ratio: float) -> list[str]:
+    """A warning when the trained students' test MAE at `ratio` follows the optimiser steps they
+    trained (Spearman |rho| >= 0.5, p < 0.01): then when early stopping fired explains much of the
+    spread between variants, and a variant's gain may be a change of training length."""
+    at = ok[(ok["ratio"] == ratio) & (ok["steps"].fillna(0) > 0)] if "steps" in ok else ok.iloc[:0]
+    rho, p = stats.rank_correlation(at["steps"], at["mae"]) if len(at) else (float("nan"),) * 2
+    if not (abs(rho) >= 0.5 and p < 0.01):
+        return []
+    return [f"ratio {ratio:g}: over its {len(at)} trained student trials the test MAE "
+            f"{'falls' if rho < 0 else 'rises'} with the optimiser steps trained (Spearman rho {rho:+.2f}, "
+            f"{stats.p_label(p)}; {int(at['steps'].min())} to {int(at['steps'].max())} steps): when early stopping "
+            "fired explains much of the spread, so read a variant's gain beside its steps (trials.csv) and "
+            "confirm it under a longer patience (the full preset)."]
+
+
 def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     """Per ratio of a distill suite: the best student variant (lowest mean MAE) against the student
     without teacher, with its paired test and the share of the gap to its teacher it closes; how
@@ -203,6 +218,7 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             beat = int((students["mae"] < floor["mae"]).sum())
             lines.append(f"ratio {ratio:g}: best floor {floor['model']} MAE {floor['mae_cell']}; "
                          f"{beat} of {len(students)} variants below it.")
+        lines += _steps_line(ok_overall(df), ratio)
     return lines + convergence_lines(ok_overall(df))
 
 
