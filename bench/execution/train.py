@@ -138,8 +138,9 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         max_steps: the optimiser step budget: training stops after that many steps (mid-epoch:
             the last, partial epoch is validated like any other), or None (the epoch budget only).
         max_batches: at most this many batches per epoch, drawn afresh from a new shuffle each
-            epoch (quick preset: an epoch is a round of that many steps, so validation, learning-rate
-            steps and patience are counted in optimiser steps), or None for all.
+            epoch (quick preset: an epoch is a round of at most that many steps; validation,
+            learning-rate steps and patience count rounds, which are shorter where an epoch has
+            fewer batches), or None for all.
         progress: optional callable(epoch, logs) called after every epoch.
         device: the model and every batch go there (`resolve_device`); None: where they are.
     Raises:
