@@ -116,3 +116,15 @@ def test_malformed_registry_yaml_names_file_and_line(tmp_path, capsys):
     bad.write_text("MyCity:\n  data: x.npz\n  channels: [0, 1\n  start: 2024\n")
     assert main(["list", "datasets", "--registry", str(bad)]) == 2
     assert f"{bad}:4: not valid YAML" in capsys.readouterr().err
+
+
+def test_fixed_rounds_belong_to_the_quick_preset_and_change_the_trial(tmp_path, capsys):
+    import dataclasses
+
+    from bench.cli import main as cli_main
+    from bench.execution.spec import TrialSpec
+    assert cli_main(["run", "--suite", "data-efficiency", "--fixed-rounds", "--out", str(tmp_path)]) == 2
+    assert "--fixed-rounds" in capsys.readouterr().err and not (tmp_path / "data-efficiency").exists()
+    spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill-wo-tb", ratio=0.1, max_batches=20)
+    assert "fixed_rounds" not in spec.identity()                       # earlier results keep their ids
+    assert dataclasses.replace(spec, fixed_rounds=True).trial_id != spec.trial_id

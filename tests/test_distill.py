@@ -88,6 +88,14 @@ def test_converged_flag_follows_early_stopping():
     scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
     rounds = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0), max_batches=1)
     assert (rounds.steps, rounds.epochs) == (2, 2)
+    # fixed rounds: exactly max_batches steps each, the shuffle carrying on into the next epoch's;
+    # without them a round stops at the epoch's end
+    longer = 2 * per_epoch + 1
+    for fixed, steps in ((True, 2 * longer), (False, 2 * per_epoch)):
+        ctx = build_context(spec)
+        fitted = fit(ctx.model, ctx.cfg, ctx.parts["train"], ctx.parts["val"], ctx.scaler, set_seed(0),
+                     max_batches=longer, fixed_rounds=fixed)
+        assert (fitted.steps, fitted.epochs) == (steps, 2), fixed
 
 
 def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):

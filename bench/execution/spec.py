@@ -17,7 +17,8 @@ class TrialSpec:
     Budgets are in optimiser steps, never in seconds, so a trial means the same on any machine:
     `max_steps` is the trial's step budget (None: the model's own epochs), `max_epochs` caps its
     epochs, `max_batches` makes an epoch a round of at most that many steps (validation,
-    learning-rate steps and patience then count rounds) and `max_patience` caps its patience.
+    learning-rate steps and patience then count rounds; `fixed_rounds`: every round exactly
+    that many steps, see `bench.execution.train.fit`) and `max_patience` caps its patience.
     Those caps, `max_train_windows` and `num_nodes` (keep the first n regions, for tests) apply to
     the model and to its teacher alike, except the step budget: `teacher_max_steps` is its
     teacher's (None: none). `teacher_config` overrides the teacher's Config defaults;
@@ -49,6 +50,7 @@ class TrialSpec:
     max_val_windows: int | None = None
     teacher_data: str = "disjoint"
     device: str = "auto"
+    fixed_rounds: bool = False
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
@@ -65,6 +67,8 @@ class TrialSpec:
             out["train_stride"] = self.train_stride
         if self.max_val_windows is not None:
             out["max_val_windows"] = self.max_val_windows
+        if self.fixed_rounds:
+            out["fixed_rounds"] = True
         if self.suite == "teacher" or self.has_teacher():
             out["teacher_data"] = self.teacher_data
         return out

@@ -91,7 +91,7 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
                                 f"{spec.dataset} at ratio {spec.ratio:g} (the student's part starts at step "
                                 f"{split.train_start}); use --teacher-data same or all")
     result = fit(model, cfg, train, ctx.parts["val"], ctx.scaler, gen, spec.max_steps, progress, spec.max_batches,
-                 device=ctx.device)
+                 device=ctx.device, fixed_rounds=spec.fixed_rounds)
     fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
               "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + sum(horizons(data))] if len(own) else [],
               "epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,

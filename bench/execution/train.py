@@ -126,9 +126,27 @@ def calibrate(model, cfg, train, val: Windows, scaler: Scaler, device: torch.dev
     return FitResult(0, 0, val_mae, time.perf_counter() - start, [{"epoch": 0, "val_mae": val_mae}], 0, True)
 
 
+def _round(train, batch_size: int, generator: torch.Generator, max_batches: int, carry: dict):
+    """Exactly `max_batches` training batches: the shuffle carries on from the last round (kept in
+    `carry`) and a new one starts when it runs out, so a round is the same number of optimiser
+    steps whatever the epoch's length."""
+    drawn, fresh = 0, False
+    while drawn < max_batches:
+        if carry.get("batches") is None:
+            carry["batches"], fresh = iter(train.batches(batch_size, shuffle=True, generator=generator)), True
+        batch = next(carry["batches"], None)
+        if batch is None:
+            if fresh:                         # a new shuffle gave nothing: no training windows
+                return
+            carry["batches"] = None
+            continue
+        drawn, fresh = drawn + 1, False
+        yield batch
+
+
 def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
         max_steps: int | None = None, progress=None, max_batches: int | None = None,
-        device: torch.device | None = None) -> FitResult:
+        device: torch.device | None = None, fixed_rounds: bool = False) -> FitResult:
     """Train `model` in place and restore its best validation weights.
 
     Args:
@@ -141,6 +159,9 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             epoch (quick preset: an epoch is a round of at most that many steps; validation,
             learning-rate steps and patience count rounds, which are shorter where an epoch has
             fewer batches), or None for all.
+        fixed_rounds: with max_batches, every round is exactly max_batches steps (the shuffle
+            carries on into the next epoch's), so patience and learning-rate steps are the same
+            number of optimiser steps at every training ratio.
         progress: optional callable(epoch, logs) called after every epoch.
         device: the model and every batch go there (`resolve_device`); None: where they are.
     Raises:
@@ -159,12 +180,14 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     val = val.subset(cfg.val_windows)
     best, best_state, best_epoch, bad, history = math.inf, None, 0, 0, []
     start = time.perf_counter()
-    epoch, total_steps, converged = 0, 0, False
+    epoch, total_steps, converged, carry = 0, 0, False, {}
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         sums: dict[str, float] = {}
         steps = 0
-        for batch in train.batches(cfg.batch_size, shuffle=True, generator=generator):
+        batches = _round(train, cfg.batch_size, generator, max_batches, carry) if fixed_rounds and max_batches \
+            else train.batches(cfg.batch_size, shuffle=True, generator=generator)
+        for batch in batches:
             if (max_batches and steps >= max_batches) or (max_steps and total_steps >= max_steps):
                 break
             batch = to_device(batch, device)

@@ -41,7 +41,7 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         gen = set_seed(spec.seed)
         train = training_windows(ctx)
         result = fit(ctx.model, cfg, train, ctx.parts["val"], ctx.scaler, gen, spec.max_steps, progress,
-                     spec.max_batches, device=ctx.device)
+                     spec.max_batches, device=ctx.device, fixed_rounds=spec.fixed_rounds)
         start = time.perf_counter()
         pred = predict(ctx.model, ctx.parts["test"], ctx.scaler, cfg.eval_batch_size, device=ctx.device)
         infer_s = time.perf_counter() - start
