@@ -114,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
                      "optimiser steps (the shuffle carries on into the next epoch), so patience (5 rounds = 100 "
                      "steps) and learning-rate steps are the same at every ratio; without it an epoch shorter "
                      "than 20 steps is a shorter round (NYCTaxi at ratio 0.1: 4 steps, patience 20 steps). "
-                     "Trains the light models longer at low ratios")
+                     "Trains the light models longer at low ratios. Give it its own --out: the tables do not tell "
+                     "the two kinds of rounds apart")
     run.add_argument("--out", default="results", help="results folder (default results/)")
     run.add_argument("--executor", choices=["ray", "inline"], default="ray",
                      help="ray: Ray Tune trials (default); inline: one by one in this process")
