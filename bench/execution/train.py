@@ -2,6 +2,7 @@
 best weights restored before testing. A reader follows a training step in this file alone."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import resource
@@ -126,22 +127,16 @@ def calibrate(model, cfg, train, val: Windows, scaler: Scaler, device: torch.dev
     return FitResult(0, 0, val_mae, time.perf_counter() - start, [{"epoch": 0, "val_mae": val_mae}], 0, True)
 
 
-def _round(train, batch_size: int, generator: torch.Generator, max_batches: int, carry: dict):
-    """Exactly `max_batches` training batches: the shuffle carries on from the last round (kept in
-    `carry`) and a new one starts when it runs out, so a round is the same number of optimiser
-    steps whatever the epoch's length."""
-    drawn, fresh = 0, False
-    while drawn < max_batches:
-        if carry.get("batches") is None:
-            carry["batches"], fresh = iter(train.batches(batch_size, shuffle=True, generator=generator)), True
-        batch = next(carry["batches"], None)
-        if batch is None:
-            if fresh:                         # a new shuffle gave nothing: no training windows
-                return
-            carry["batches"] = None
-            continue
-        drawn, fresh = drawn + 1, False
-        yield batch
+def _endless(train, batch_size: int, generator: torch.Generator):
+    """Training batches from one shuffle after another, so that rounds cut from it carry on across
+    epochs (none when there are no training windows)."""
+    while True:
+        empty = True
+        for batch in train.batches(batch_size, shuffle=True, generator=generator):
+            empty = False
+            yield batch
+        if empty:
+            return
 
 
 def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
@@ -180,12 +175,13 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     val = val.subset(cfg.val_windows)
     best, best_state, best_epoch, bad, history = math.inf, None, 0, 0, []
     start = time.perf_counter()
-    epoch, total_steps, converged, carry = 0, 0, False, {}
+    epoch, total_steps, converged = 0, 0, False
+    stream = _endless(train, cfg.batch_size, generator) if fixed_rounds and max_batches else None
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         sums: dict[str, float] = {}
         steps = 0
-        batches = _round(train, cfg.batch_size, generator, max_batches, carry) if fixed_rounds and max_batches \
+        batches = itertools.islice(stream, max_batches) if stream is not None \
             else train.batches(cfg.batch_size, shuffle=True, generator=generator)
         for batch in batches:
             if (max_batches and steps >= max_batches) or (max_steps and total_steps >= max_steps):

@@ -87,7 +87,7 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     did not converge), `seeds`, `teacher_mae` (the teacher's cache's test MAE), `gate_open` (share
     of gate-open elements over training), `diff` (against the student without teacher), `closed`
     (% of the gap between that student and a better teacher closed; NaN when the teacher is not
-    better), `p` (paired Wilcoxon over non-overlapping test windows of the seed-averaged errors,
+    better), `teacher_worse` (the teacher no better than that student), `p` (paired Wilcoxon over non-overlapping test windows of the seed-averaged errors,
     `bench.protocol.stats`; NaN without history files) and `seeds_better` of `seeds_paired`. Empty when
     no trial finished."""
     ok = ok_overall(df)
@@ -99,7 +99,8 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         base = at[at["model"] == DISTILL_BASELINE]
         base_mae = base["mae"].mean() if len(base) else nan
         blank = {"ratio": ratio, "teacher": "", "teacher_data": "", "teacher_mae": nan, "gate": "", "target": "",
-                 "lambda_tbl": nan, "gate_open": nan, "closed": nan, "p": nan, "seeds_better": 0, "seeds_paired": 0}
+                 "lambda_tbl": nan, "gate_open": nan, "closed": nan, "teacher_worse": False, "p": nan,
+                 "seeds_better": 0, "seeds_paired": 0}
         if len(base):
             rows.append(blank | {"kind": "baseline", "teacher": "(none)", "model": DISTILL_BASELINE, "seeds": len(base),
                                  "mae": base_mae, "mae_cell": seed_cell(base["mae"], base), "diff": nan})
@@ -124,7 +125,8 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "teacher_data": data or "-", "teacher_mae": t_mae, "gate": gate, "target": target,
                          "lambda_tbl": lam, "model": model, "seeds": len(g), "mae": mae,
                          "mae_cell": seed_cell(g["mae"], g), "gate_open": g["gate_open"].mean(),
-                         "diff": mae - base_mae, "closed": closed, "p": stats.compare(history_dir, g, base)["p"],
+                         "diff": mae - base_mae, "closed": closed, "teacher_worse": bool(t_mae >= base_mae),
+                         "p": stats.compare(history_dir, g, base)["p"],
                          **_seed_wins(g, base)})
     return pd.DataFrame(rows)
 
@@ -142,8 +144,7 @@ def _gap_cell(r) -> str:
     better than the student without teacher, or empty (no teacher, no baseline)."""
     if r.closed == r.closed:
         return f"{r.closed:.0f} %"
-    base = r.mae - r.diff
-    return "no gap (teacher worse)" if r.kind == "student" and base == base and r.teacher_mae >= base else ""
+    return "no gap (teacher worse)" if r.teacher_worse else ""
 
 
 def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:

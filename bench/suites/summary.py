@@ -187,6 +187,7 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     numbers = distill_numbers(df, history_dir)
     if numbers.empty:
         return ["no finished trials"]
+    ok = ok_overall(df)
     lines = []
     for ratio, at in numbers.groupby("ratio", sort=True):
         base = at[at["kind"] == "baseline"]
@@ -201,7 +202,7 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
         if best["seeds_paired"]:
             test += f", better in {best['seeds_better']} of {_seeds(best['seeds_paired'])}"
         closed = f"; gap to the teacher closed {best['closed']:.0f} %" if best["closed"] == best["closed"] else ""
-        if len(base) and best["teacher_mae"] >= base["mae"].iloc[0]:
+        if best["teacher_worse"]:
             closed = "; its teacher is worse than the student without teacher (no gap to close)"
         lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} "
                      f"MAE {best['teacher_mae']:.2f}; gate {best['gate']}, target {best['target']}, "
@@ -218,8 +219,8 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             beat = int((students["mae"] < floor["mae"]).sum())
             lines.append(f"ratio {ratio:g}: best floor {floor['model']} MAE {floor['mae_cell']}; "
                          f"{beat} of {len(students)} variants below it.")
-        lines += _steps_line(ok_overall(df), ratio)
-    return lines + convergence_lines(ok_overall(df))
+        lines += _steps_line(ok, ratio)
+    return lines + convergence_lines(ok)
 
 
 def summary_lines(results: str | Path, suites) -> list[str]:
