@@ -110,13 +110,16 @@ class EasyST(nn.Module):
     def forward(self, x, tod, dow):
         return self.head(self.encode(x, tod, dow)[0])
 
-    def training_loss(self, batch):
+    def forward_train(self, batch):
+        """The training pass: (z-scored prediction [B, H_out, N, C], {mu, std} of the bottleneck)."""
+        z, mu, std = self.encode(batch["x"], batch["tod"], batch["dow"])
+        return self.head(z), {"mu": mu, "std": std}
+
+    def training_loss(self, pred, batch, mu, std):
         """engine.py reg_loss_1: (1 + lambda) * L_student if L_teacher - L_student < delta else
         L_student (SmoothL1, original units, one decision per batch), all over ln 2, plus
         2 * info_beta * KL / ln 2. The teacher term is `teacher_bounded_loss` with SmoothL1 errors,
         so `tbl_gate` and `tbl_target` apply as in FlowDistill (defaults: the released code)."""
-        z, mu, std = self.encode(batch["x"], batch["tod"], batch["dow"])
-        pred = self.info.scaler.inverse(self.head(z))
         student = masked_huber(pred, batch["y"])
         reg, logs = student, {"huber": student.item(), "mae": masked_mae(pred.detach(), batch["y"]).item()}
         if "y_teacher" in batch:

@@ -125,9 +125,8 @@ class STMLP(nn.Module):
         h = self.decoder(h).reshape(b, n, self.info.h_out, self.cfg.decoder_dim)
         return self.head(h).permute(0, 2, 1, 3)                                       # [B, H_out, N, C]
 
-    def training_loss(self, batch: dict):
+    def training_loss(self, pred, batch: dict):
         """Masked MAE to the truth + kd_weight x masked MAE to the teacher (original units)."""
-        pred = self.info.scaler.inverse(self(batch["x"], batch["tod"], batch["dow"]))
         truth = masked_mae(pred, batch["y"])
         logs = {"mae": truth.item()}
         if self.cfg.kd_weight and "y_teacher" in batch:

@@ -181,8 +181,12 @@ class STWA(nn.Module):
     def forward(self, x, tod=None, dow=None):
         return self.run(x)[0]
 
-    def training_loss(self, batch):
-        """Huber (SmoothL1, beta 1) on original units + lambda_kl * KL, as engine.py does (masked)."""
+    def forward_train(self, batch):
+        """The training pass: (z-scored prediction [B, H_out, N, C], {kl})."""
         pred, kl = self.run(batch["x"])
-        huber = masked_huber(self.info.scaler.inverse(pred), batch["y"])
+        return pred, {"kl": kl}
+
+    def training_loss(self, pred, batch, kl):
+        """Huber (SmoothL1, beta 1) on original units + lambda_kl * KL, as engine.py does (masked)."""
+        huber = masked_huber(pred, batch["y"])
         return huber + self.cfg.lambda_kl * kl, {"huber": huber.item(), "kl": kl.item()}

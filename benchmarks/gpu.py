@@ -28,7 +28,7 @@ import torch
 from tabulate import tabulate
 
 from bench.protocol import registry
-from bench.execution.train import forward, resolve_device, set_seed, to_device
+from bench.execution.train import forward, resolve_device, set_seed, to_device, training_loss
 from bench.execution.context import build_context
 from bench.execution.spec import TrialSpec
 
@@ -71,7 +71,7 @@ def train_steps(name: str, steps: int, device: torch.device, nodes: int | None, 
     spec = TrialSpec(suite="gpu", dataset="NYCTaxi", model=name, ratio=0.1, num_nodes=nodes, config=config,
                      device=device.type)
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
     train = parts["train"]
     if cfg.teacher:                                   # the truth as the teacher's forecast: the term runs
         train.attach_teacher(torch.cat([b["y"] for b in train.batches(512)]).numpy())
@@ -80,18 +80,13 @@ def train_steps(name: str, steps: int, device: torch.device, nodes: int | None, 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loss_fn = getattr(model, "training_loss", None)
     gen, losses = set_seed(0), []
     model.train()
     start = time.perf_counter()
     while len(losses) < steps:
         for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen):
             batch = to_device(batch, device)
-            if loss_fn:
-                loss, _ = loss_fn(batch)
-            else:
-                from bench.protocol.metrics import masked_mae
-                loss = masked_mae(scaler.inverse(forward(model, batch)), batch["y"])
+            loss, _ = training_loss(model, batch)
             optim.zero_grad()
             loss.backward()
             optim.step()

@@ -26,6 +26,7 @@ import torch
 from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.execution.train import forward, training_loss
 from bench.protocol import registry
 from bench.protocol.data import DEFAULT_DATASET, load_dataset
 from bench.protocol.split import H_IN, H_OUT, prepare
@@ -97,7 +98,7 @@ def data_pipeline(data, ratio: float, repeats: int) -> None:
     opt = torch.optim.Adam(model.parameters())
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for batch in train.batches(80, shuffle=True):
-        loss, _ = model.training_loss(batch)
+        loss, _ = training_loss(model, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -149,7 +150,6 @@ def harness_overhead(dataset: str, ratio: float) -> None:
 def teacher_throughput(data, ratio: float, repeats: int, settings: dict) -> None:
     """Region-windows per second of the LLM teacher: one training step (forward + backward) and
     prediction of every region, on CPU and, when present, on CUDA (the model picks the device)."""
-    from bench.execution.train import forward
     split, scaler, parts = prepare(data, ratio)
     entry = registry.get("flowdistill-teacher")
     cfg = entry.config(**settings)
@@ -163,7 +163,7 @@ def teacher_throughput(data, ratio: float, repeats: int, settings: dict) -> None
     train_batch = parts["train"].batch(torch.arange(cfg.batch_size))
 
     def step():
-        loss, _ = model.training_loss(train_batch)
+        loss, _ = training_loss(model, train_batch)
         loss.backward()
     train_s = _timed(step, max(1, repeats // 2))
     train_rw = cfg.batch_size * cfg.train_chunks * min(cfg.regions_per_sequence, data.num_nodes)

@@ -114,13 +114,16 @@ class FlowDistill(nn.Module):
     def forward(self, x, tod, dow):
         return self.head(self.encode(x, tod, dow)[0])
 
-    def training_loss(self, batch):
-        """Eq. 12 on a training batch; logs each term and, with a teacher, `tbl_active` (the share of
-        unmasked elements where eq. 2's gate is open) and `teacher_mae` (the teacher's masked MAE
-        on the batch)."""
-        cfg = self.cfg
+    def forward_train(self, batch):
+        """The training pass: (z-scored prediction [B, H_out, N, C], {mu, var} of the bottleneck)."""
         z, mu, var = self.encode(batch["x"], batch["tod"], batch["dow"])
-        pred = self.info.scaler.inverse(self.head(z))
+        return self.head(z), {"mu": mu, "var": var}
+
+    def training_loss(self, pred, batch, mu, var):
+        """Eq. 12 on a training batch, `pred` [B, H_out, N, C] in original units (the runner maps it
+        back); logs each term and, with a teacher, `tbl_active` (the share of unmasked elements
+        where eq. 2's gate is open) and `teacher_mae` (the teacher's masked MAE on the batch)."""
+        cfg = self.cfg
         y = batch["y"]
         reg = masked_mae(pred, y)
         kl = gaussian_kl(mu, var) if cfg.vib else reg * 0.0

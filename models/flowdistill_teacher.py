@@ -413,10 +413,12 @@ class FlowDistillTeacher(nn.Module):
         out = self._run(ctx, batch["x"], batch["tod"], batch["dow"], batch["start"], picks)
         return out.reshape(batch["x"].shape[0], n, ctx.h_out, -1).permute(0, 2, 1, 3).cpu()
 
-    def training_loss(self, batch: dict):
-        """Masked MAE in original units. The language model reads `train_chunks` random region
-        chunks of each window (lm_role head) or of the first `lm_windows` windows (lm_role
-        residual, where the encoder's forecast covers every region of every window)."""
+    def forward_train(self, batch: dict):
+        """The training pass over the (window, region chunk) pairs it picks: (z-scored forecasts
+        [M, H_out, C], {truth: the same pairs' targets [M, H_out, C]}). The language model reads
+        `train_chunks` random region chunks of each window (lm_role head) or of the first
+        `lm_windows` windows (lm_role residual, where the encoder's forecast covers every region of
+        every window)."""
         ctx = self._ctx(batch)
         chunks, windows = self.chunks(batch["x"].shape[2]), range(batch["x"].shape[0])
         every = [(b, r) for b in windows for r in chunks]
@@ -429,8 +431,12 @@ class FlowDistillTeacher(nn.Module):
             picks = [(b, chunks[k]) for b in windows
                      for k in torch.randperm(len(chunks))[:self.cfg.train_chunks].tolist()]
             lm = None
-        pred = ctx.scaler.inverse(self._run(ctx, batch["x"], batch["tod"], batch["dow"], batch["start"], picks, lm))
+        pred = self._run(ctx, batch["x"], batch["tod"], batch["dow"], batch["start"], picks, lm)
         truth = torch.cat([batch["y"][b][:, torch.as_tensor(r)].permute(1, 0, 2) for b, r in picks]).to(self.device_)
+        return pred, {"truth": truth}
+
+    def training_loss(self, pred, batch: dict, truth):
+        """Masked MAE in original units of the picked pairs' forecasts `pred` [M, H_out, C]."""
         loss = masked_mae(pred, truth)
         return loss, {"mae": loss.item()}
 

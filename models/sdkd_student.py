@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from bench.protocol.metrics import masked_mae
-from bench.protocol.split import Scaler
 from bench.protocol.registry import TrainConfig, check_choice
 from models.grid import grid_shape, to_frames
 from models.spectral import align_latent, sdkd_loss
@@ -65,19 +64,21 @@ def check_student(cfg: SDKDStudentConfig, model: str) -> None:
         raise ValueError(f"model {model}: kd={cfg.kd} needs a teacher; set teacher=sdkd-teacher (or --teacher NAME)")
 
 
-def task_loss(pred: torch.Tensor, batch: dict, scaler: Scaler, kind: str) -> tuple[torch.Tensor, dict]:
-    """||G(X) - Y||^2 (kind "mse") or |G(X) - Y| ("mae") on z-scored values, over the entries whose
-    truth is not 0; pred [B, H_out, N, C] z-scored. Logs `mae`: the masked MAE in original units."""
+def task_loss(pred: torch.Tensor, pred_z: torch.Tensor, batch: dict, kind: str) -> tuple[torch.Tensor, dict]:
+    """||G(X) - Y||^2 (kind "mse") or |G(X) - Y| ("mae") on z-scored values (the truth z-scored
+    with the batch's `scaler`), over the entries whose truth is not 0; pred_z [B, H_out, N, C]
+    z-scored, pred the same in original units. Logs `mae`: the masked MAE in original units."""
     y = batch["y"]
     mask = ~torch.isclose(y, torch.zeros_like(y))
-    diff = (pred - scaler.transform(y))[mask]
+    diff = (pred_z - batch["scaler"].transform(y))[mask]
     loss = diff.pow(2).mean() if kind == "mse" else diff.abs().mean()
-    return loss, {"mae": masked_mae(scaler.inverse(pred.detach()), y).item()}
+    return loss, {"mae": masked_mae(pred.detach(), y).item()}
 
 
-def student_loss(pred: torch.Tensor, feature: torch.Tensor, adapter, batch: dict, scaler: Scaler,
+def student_loss(pred: torch.Tensor, pred_z: torch.Tensor, feature: torch.Tensor, adapter, batch: dict,
                  cfg: SDKDStudentConfig, grid: tuple[int, int]) -> tuple[torch.Tensor, dict]:
-    """L_tot of a student batch: pred [B, H_out, N, C] z-scored, feature [B, c, h, w] the student's
+    """L_tot of a student batch: pred [B, H_out, N, C] in original units and pred_z the same
+    z-scored (the KD terms compare z-scored forecasts), feature [B, c, h, w] the student's
     latent (read in latent mode only), adapter the 1x1 conv to the teacher's width (or None).
     With a teacher, logs `teacher_mae` (its masked MAE on the batch, original units) and `kd`.
 
@@ -85,18 +86,18 @@ def student_loss(pred: torch.Tensor, feature: torch.Tensor, adapter, batch: dict
         KeyError: kd on a batch without the teacher's forecast (`y_teacher`) or, in latent mode,
             without its latent (`z_teacher`): the teacher cache was made without them.
     """
-    loss, logs = task_loss(pred, batch, scaler, cfg.task_loss)
+    loss, logs = task_loss(pred, pred_z, batch, cfg.task_loss)
     if cfg.kd == "none":
         return loss, logs
     if "y_teacher" not in batch:
         raise KeyError("kd needs the teacher's forecast in the batch (y_teacher); the runner attaches it "
                        "when the config names a teacher")
-    teacher = scaler.transform(batch["y_teacher"])
+    teacher = batch["scaler"].transform(batch["y_teacher"])
     logs["teacher_mae"] = masked_mae(batch["y_teacher"], batch["y"]).item()
     if cfg.kd == "output":
-        kd = (pred - teacher).pow(2).mean()
+        kd = (pred_z - teacher).pow(2).mean()
     elif cfg.sdkd_on == "output":
-        kd, bands = sdkd_loss(to_frames(pred, grid), to_frames(teacher, grid), cfg.k_c, cfg.alpha)
+        kd, bands = sdkd_loss(to_frames(pred_z, grid), to_frames(teacher, grid), cfg.k_c, cfg.alpha)
         logs |= bands
     else:
         if "z_teacher" not in batch:
@@ -111,8 +112,9 @@ def student_loss(pred: torch.Tensor, feature: torch.Tensor, adapter, batch: dict
 
 class GridStudent(nn.Module):
     """What the U-Net and the ResNet student share: the checks and the grid of `__init__`, and
-    `forward` and `training_loss` over their own `_run(x) -> (prediction [B, H_out, N, C]
-    z-scored, latent [B, c, h, w])`; a subclass sets `self.adapter` (`latent_adapter`).
+    `forward`, `forward_train` and `training_loss` over their own `_run(x) -> (prediction
+    [B, H_out, N, C] z-scored, latent [B, c, h, w])`; a subclass sets `self.adapter`
+    (`latent_adapter`).
 
     Raises:
         ValueError: bad kd / sdkd_on / task_loss, kd without a teacher (`check_student`), or a
@@ -130,9 +132,13 @@ class GridStudent(nn.Module):
     def forward(self, x, tod=None, dow=None):
         return self._run(x)[0]
 
-    def training_loss(self, batch):
-        pred, latent = self._run(batch["x"])
-        return student_loss(pred, latent, self.adapter, batch, self.info.scaler, self.cfg, self.grid)
+    def forward_train(self, batch):
+        """The training pass: (z-scored prediction [B, H_out, N, C], {pred_z: the same, latent})."""
+        pred_z, latent = self._run(batch["x"])
+        return pred_z, {"pred_z": pred_z, "latent": latent}
+
+    def training_loss(self, pred, batch, pred_z, latent):
+        return student_loss(pred, pred_z, latent, self.adapter, batch, self.cfg, self.grid)
 
 
 def latent_adapter(cfg: SDKDStudentConfig, width: int, teacher_width: int) -> nn.Module | None:

@@ -136,6 +136,11 @@ class SDKDTeacher(nn.Module):
         """The evolved latent [B, hid_t, H', W'] of a batch (SDKD's latent-mode target)."""
         return self._run(batch["x"])[1]
 
-    def training_loss(self, batch):
+    def forward_train(self, batch):
+        """The training pass: (z-scored prediction [B, H_out, N, C], {pred_z: the same})."""
+        pred_z = self.forward(batch["x"])
+        return pred_z, {"pred_z": pred_z}
+
+    def training_loss(self, pred, batch, pred_z):
         """MSE (or MAE) on z-scored values, masked; logs the masked MAE in original units."""
-        return task_loss(self.forward(batch["x"]), batch, self.info.scaler, self.cfg.task_loss)
+        return task_loss(pred, pred_z, batch, self.cfg.task_loss)

@@ -14,7 +14,7 @@ from bench.cli import main
 from bench.protocol.split import H_IN, H_OUT, TEACHER_DATA, ProtocolError, split_steps, teacher_split, window_starts
 from bench.execution.results import read_trials, trials_path
 from bench.protocol.stats import paired_test
-from bench.execution.train import fit, predict, set_seed
+from bench.execution.train import fit, predict, set_seed, training_loss
 from bench.execution.context import build_context
 from bench.execution.spec import TrialSpec
 from bench.execution.trial import run_trial
@@ -245,13 +245,13 @@ def test_easyst_keeps_its_released_loss_by_default_and_takes_the_element_gate():
     batch = parts["train"].batch(list(range(8)))
     batch["y_teacher"] = batch["y"] + 0.5                       # a close teacher: the gate opens
     model.eval()                                               # z = mu: the same forward twice
-    loss, logs = model.training_loss(batch)
+    loss, logs = training_loss(model, batch)
     z, mu, std = model.encode(batch["x"], batch["tod"], batch["dow"])
     student = masked_huber(scaler.inverse(model.head(z)), batch["y"])
     expected = (1 + cfg.lambda_tbl) * student / math.log(2) + 2 * cfg.info_beta * gaussian_kl(mu, std ** 2) / math.log(2)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and logs["tbl_active"] == 1.0
     model.cfg.tbl_gate = "element"                             # delta 0.1 on SmoothL1 errors, per element
-    _, logs = model.training_loss(batch)
+    _, logs = training_loss(model, batch)
     assert 0.0 < logs["tbl_active"] < 1.0
 
 

@@ -5,7 +5,7 @@ import torch
 from bench.protocol import registry
 from bench.protocol.split import H_IN, H_OUT, prepare
 from bench.protocol.registry import ModelInfo
-from bench.execution.train import default_loss, forward
+from bench.execution.train import forward, training_loss
 
 # every registered model is tested here, from the registry: a new model needs no edit of this file.
 # Left out, with the test that covers them: the LLM teachers load a language model
@@ -54,7 +54,8 @@ def test_training_steps_lower_the_loss_on_real_data(name, taxi_row):
     model, parts, scaler = build(name, taxi_row)
     batch = _batch(model, parts, 16)
     opt = torch.optim.Adam(model.parameters(), lr=model.cfg.lr)
-    loss_fn = getattr(model, "training_loss", None) or (lambda b: default_loss(model, b, scaler))
+    def loss_fn(b):
+        return training_loss(model, b)
     model.train()
 
     def measured():
@@ -79,7 +80,7 @@ def test_flowdistill_loss_is_the_sum_of_its_terms(taxi_small):
     batch = parts["train"].batch(torch.arange(8))
     batch["y_teacher"] = batch["y"] * 1.1
     torch.manual_seed(1)
-    loss, logs = model.training_loss(batch)
+    loss, logs = training_loss(model, batch)
     cfg = model.cfg
     expected = (logs["mae"] + cfg.lambda_kl * logs["kl"] + cfg.lambda_spa * logs["spa"]
                 + cfg.lambda_tem * logs["tem"] + cfg.lambda_tbl * logs["tbl"])
@@ -112,8 +113,38 @@ def test_wo_ib_variant_is_deterministic_without_kl(taxi_small):
     model.train()
     first = model(batch["x"], batch["tod"], batch["dow"])
     assert torch.equal(first, model(batch["x"], batch["tod"], batch["dow"]))
-    assert model.training_loss(batch)[1]["kl"] == 0.0
+    assert training_loss(model, batch)[1]["kl"] == 0.0
     sampled, _, _ = build("flowdistill", taxi_small, dropout=0.0)
     sampled.train()
     assert not torch.equal(sampled(batch["x"], batch["tod"], batch["dow"]),
                            sampled(batch["x"], batch["tod"], batch["dow"]))
+
+
+def test_the_runner_maps_each_training_prediction_back_with_its_batchs_own_scaler(taxi_row):
+    """`train.training_loss` is the one place where a training prediction goes back to original
+    units, with the z-score of the batch's own windows (a teacher's mixed batches come from
+    datasets with different scalers): a model that predicts z = 0 gets each scaler's mean, and
+    without a `training_loss` of its own it is trained on the masked MAE of that."""
+    seen = []
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, tod, dow):
+            return torch.zeros(x.shape[0], H_OUT, x.shape[2], x.shape[3])
+
+        def training_loss(self, pred, batch):
+            seen.append(pred)
+            return pred.sum(), {}
+
+    (_, low, low_parts), (_, high, high_parts) = prepare(taxi_row, 0.1), prepare(taxi_row, 0.5)
+    assert not np.allclose(low.mean, high.mean)
+    for parts in (low_parts, high_parts):
+        training_loss(Zero(), parts["train"].batch(torch.arange(3)))
+    for pred, scaler in zip(seen, (low, high)):
+        assert pred.shape == (3, H_OUT, 20, 2)
+        assert torch.allclose(pred, torch.as_tensor(scaler.mean).expand(3, H_OUT, 20, 2))
+    del Zero.training_loss
+    batch = high_parts["train"].batch(torch.arange(3))
+    loss, logs = training_loss(Zero(), batch)
+    y, mean = batch["y"], torch.as_tensor(high.mean)
+    expected = (y - mean).abs()[y != 0].mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and logs == {"mae": loss.item()}

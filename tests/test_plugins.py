@@ -8,7 +8,8 @@ import textwrap
 import pandas as pd
 
 TOY = textwrap.dedent('''
-    """A toy suite: two floors at one ratio, and a table of its own."""
+    """A toy suite: two floors at one ratio, a table and two figures of its own."""
+    import matplotlib.pyplot as plt
     import pandas as pd
 
     from bench.suites.base import Suite, register_suite
@@ -20,8 +21,18 @@ TOY = textwrap.dedent('''
         return [("toy table: MAE by model", ok.groupby("model", as_index=False)["mae"].mean().round(3))]
 
 
+    def toy_figures(df, title):
+        figs = []
+        for name in ("mae", "rmse"):
+            fig, ax = plt.subplots()
+            ok_overall(df).plot.bar(x="model", y=name, ax=ax)
+            figs.append((name, fig))
+        return figs
+
+
     register_suite(Suite("toy", "a toy suite from a plug-in module", ("historical-average", "seasonal-naive-week"),
-                         ratios=(0.5,), quick_ratios=(0.5,), rank=95, tables=toy_tables))
+                         ratios=(0.5,), quick_ratios=(0.5,), rank=95, tables=toy_tables,
+                         figures=toy_figures))
 ''')
 
 
@@ -46,6 +57,9 @@ def test_a_suite_in_its_own_module_is_listed_run_and_reported(tmp_path):
     table = pd.read_csv(tmp_path / "reports" / "toy.csv")          # the report's section: the suite's own table
     assert list(table.columns) == ["model", "mae"] and len(table) == 2
     assert (tmp_path / "reports" / "flowbench.pdf").stat().st_size > 0
+    # each of its two figures beside the report, neither overwriting the other
+    pngs = [(tmp_path / "reports" / f"toy-{k}.png").read_bytes() for k in (1, 2)]
+    assert pngs[0] != pngs[1]
 
 
 def test_a_plug_in_that_cannot_be_imported_is_named(tmp_path):

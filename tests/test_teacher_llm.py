@@ -13,6 +13,7 @@ from bench.execution import teacher
 from bench.cli import main
 from bench.protocol.split import H_IN, H_OUT, prepare
 from bench.execution.spec import TrialSpec
+from bench.execution.train import training_loss
 from models import language_model
 from models.flowdistill_teacher import instruction, region_line
 
@@ -55,7 +56,7 @@ def assert_learns(model, batch, steps: int = 25) -> None:
     optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []
     for _ in range(steps):
-        loss, _ = model.training_loss(batch)
+        loss, _ = training_loss(model, batch)
         optim.zero_grad()
         loss.backward()
         optim.step()
@@ -115,7 +116,7 @@ def test_lora_trains_adapters_and_leaves_base_weights_frozen(taxi, tiny_lm):
     assert not any(p.requires_grad for n, p in model.lm.named_parameters() if "lora_" not in n)
     optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for step in range(2):
-        loss, _ = model.training_loss(parts["train"].batch(torch.arange(4)))
+        loss, _ = training_loss(model, parts["train"].batch(torch.arange(4)))
         optim.zero_grad()
         loss.backward()
         optim.step()
@@ -146,7 +147,7 @@ def test_every_parameter_of_the_teacher_without_lm_gets_a_gradient(taxi, st_laye
     entry = registry.get("flowdistill-teacher-wo-lm")
     model = entry.cls(entry.config(st_layers=st_layers), registry.ModelInfo.of(data, scaler, H_IN, H_OUT))
     assert (model.encoder.inp is None) == (st_layers == 0)               # no input map feeding no convolution
-    loss, _ = model.training_loss(parts["train"].batch(torch.arange(0, 64, 8)))
+    loss, _ = training_loss(model, parts["train"].batch(torch.arange(0, 64, 8)))
     loss.backward()
     unused = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
     assert not unused
@@ -163,7 +164,7 @@ def test_residual_teacher_starts_as_its_encoder_and_the_lm_reads_lm_windows(taxi
     torch.testing.assert_close(out, direct.reshape(5, 8, H_OUT, 2).permute(0, 2, 1, 3))
     seen = []
     model.lm.register_forward_pre_hook(lambda m, a, k: seen.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
-    loss, _ = model.training_loss(batch)
+    loss, _ = training_loss(model, batch)
     assert sum(seen) == 2 * 1                                              # lm_windows x train_chunks sequences
     loss.backward()
     assert model.direct.out_head.weight.grad.abs().sum() > 0 and model.head.out_head.weight.grad.abs().sum() > 0

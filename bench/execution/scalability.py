@@ -119,7 +119,7 @@ def measure(point: Point) -> dict:
     from bench.protocol import registry
     from bench.protocol.data import load_dataset
     from bench.protocol.split import horizons, prepare
-    from bench.execution.train import default_loss, forward, set_seed
+    from bench.execution.train import forward, set_seed, training_loss
 
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
@@ -149,10 +149,9 @@ def measure(point: Point) -> dict:
                 return _row(_peak_mb(lambda: forward(model, batch), cuda, base), point.x, point, model, cuda)
         model = build().train()
         optim = torch.optim.Adam(model.parameters())
-        loss_fn = getattr(model, "training_loss", None)
 
         def step():
-            loss = loss_fn(batch)[0] if loss_fn else default_loss(model, batch, scaler)[0]
+            loss = training_loss(model, batch)[0]
             optim.zero_grad()
             loss.backward()
             optim.step()

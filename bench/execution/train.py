@@ -67,9 +67,21 @@ def forward(model, batch: dict) -> torch.Tensor:
     return hook(batch) if hook else model(batch["x"], batch["tod"], batch["dow"])
 
 
-def default_loss(model, batch: dict, scaler: Scaler):
-    """Masked MAE (original units) of the model's prediction: the L_reg every model shares."""
-    pred = scaler.inverse(forward(model, batch))
+def training_loss(model, batch: dict):
+    """The loss of one training step and its logs: the one place where a training prediction goes
+    back to original units (`batch["scaler"]`, the z-score of the batch's dataset).
+
+    `model.forward_train(batch)` gives (z-scored prediction, aux) when the model defines it (aux:
+    what its loss needs besides the prediction, e.g. the bottleneck's mu and var), else the plain
+    forward pass and no aux. `model.training_loss(pred, batch, **aux)` then gives (loss, logs)
+    with `pred` in original units; a model without it is trained on the masked MAE (L_reg).
+    """
+    hook = getattr(model, "forward_train", None)
+    y, aux = hook(batch) if hook else (forward(model, batch), {})
+    pred = batch["scaler"].inverse(y)
+    loss_fn = getattr(model, "training_loss", None)
+    if loss_fn:
+        return loss_fn(pred, batch, **aux)
     loss = masked_mae(pred, batch["y"])
     return loss, {"mae": loss.item()}
 
@@ -171,7 +183,6 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
         sched = torch.optim.lr_scheduler.MultiStepLR(optim, list(cfg.lr_milestones), gamma=cfg.lr_decay)
     else:
         sched = torch.optim.lr_scheduler.StepLR(optim, step_size=max(1, cfg.lr_step), gamma=cfg.lr_decay)
-    loss_fn = getattr(model, "training_loss", None)
     val = val.subset(cfg.val_windows)
     best, best_state, best_epoch, bad, history = math.inf, None, 0, 0, []
     start = time.perf_counter()
@@ -187,7 +198,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             if (max_batches and steps >= max_batches) or (max_steps and total_steps >= max_steps):
                 break
             batch = to_device(batch, device)
-            loss, logs = loss_fn(batch) if loss_fn else default_loss(model, batch, scaler)
+            loss, logs = training_loss(model, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, step {steps + 1}; "
                                     f"lower the learning rate (lr={cfg.lr}) or check the data")

@@ -8,8 +8,13 @@ The contract a registered model follows (the runner relies on nothing else):
 - `__init__(cfg: Config, info: ModelInfo)`.
 - `forward(x, tod, dow) -> y`: x [B, H_in, N, C] z-scored flows, tod/dow [B, H_in] int64,
   y [B, H_out, N, C] z-scored predictions.
-- optional `training_loss(batch) -> (loss, logs)`: batch as built by `bench.protocol.split.Windows`
-  (y and y_teacher in original units); without it the runner uses masked MAE on the original scale.
+- optional `forward_train(batch) -> (y, aux)`: the training forward pass, y z-scored as `forward`'s
+  and aux a dict of what the loss needs besides (e.g. a bottleneck's mu and var); default
+  (`forward`'s y, {}).
+- optional `training_loss(pred, batch, **aux) -> (loss, logs)`: pred is y in original units (the
+  runner maps it back with the batch's `scaler`, in one place: `bench.execution.train.
+  training_loss`), batch as built by `bench.protocol.split.Windows` (y and y_teacher in original
+  units); without it the runner trains on the masked MAE in original units.
 - a config field `teacher` (a registered model name or None): the runner then attaches that
   teacher's cached predictions to the training batches as `y_teacher`.
 - optional `forward_batch(batch) -> y`: used instead of `forward` by models that need more than

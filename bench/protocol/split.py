@@ -179,7 +179,8 @@ class Windows:
         y [B, H_out, N, C] targets in original units, tod_out/dow_out [B, H_out] int64 (the
         targets' calendar), index [B] positions within the part,
         start [B] int64 first input step of each window (steps since the dataset's `start`),
-        dataset: the dataset's registry name (str),
+        dataset: the dataset's registry name (str), scaler: its `Scaler` (the one the runner maps
+        a z-scored prediction back to original units with),
         y_teacher [B, H_out, N, C] when teacher predictions were attached,
         history [B, lookback, N, C] in original units when `lookback` > H_in: the `lookback` steps
         that end with the window's last input step (a model's declared lookback, e.g. one week
@@ -200,7 +201,7 @@ class Windows:
         windows; the span of time covered does not change)."""
         h_in = h_in or horizons(data)[0]
         h_out = h_out or horizons(data)[1]
-        self.data, self.part, self.h_in, self.h_out = data, part, h_in, h_out
+        self.data, self.part, self.h_in, self.h_out, self.scaler = data, part, h_in, h_out, scaler
         starts = window_starts(split, part, h_in, h_out, data.meta.get("sample_len"))
         if stride and stride > 1:
             starts = starts[::stride]
@@ -238,7 +239,7 @@ class Windows:
         t_out = s[:, None] + self.h_in + torch.arange(self.h_out)
         out = {"x": self.flow_norm[t_in], "tod": self.tod[t_in], "dow": self.dow[t_in],
                "y": self.flow[t_out], "tod_out": self.tod[t_out], "dow_out": self.dow[t_out],
-               "index": positions, "start": s, "dataset": self.data.name}
+               "index": positions, "start": s, "dataset": self.data.name, "scaler": self.scaler}
         if self.teacher is not None:
             out["y_teacher"] = self.teacher[positions]
         if self.teacher_latent is not None:

@@ -196,7 +196,7 @@ def _text_pages(title: str, lines: list[str]) -> list:
 
 def build(results: str | Path = "results", out: str | Path = "reports/flowbench.pdf", suites=None,
           log=print) -> dict:
-    """Write the PDF and, beside it, `<suite>[-k].csv/.md` per table and `<suite>.png` per figure.
+    """Write the PDF and, beside it, `<suite>[-k].csv/.md` per table and `<suite>[-k].png` per figure.
 
     Returns {"pdf": path, "pages": n, "files": [...], "suites": [...]}.
 
@@ -253,9 +253,10 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
                     pdf.savefig(fig)
                     plt.close(fig)
                     pages += 1
-            for name, fig in sec.figures:
-                fig.savefig(out.parent / f"{sec.suite}.png", dpi=130, bbox_inches="tight")
-                files.append(out.parent / f"{sec.suite}.png")
+            for i, (name, fig) in enumerate(sec.figures):
+                png = out.parent / (f"{sec.suite}.png" if len(sec.figures) == 1 else f"{sec.suite}-{i + 1}.png")
+                fig.savefig(png, dpi=130, bbox_inches="tight")
+                files.append(png)
                 page = _figure_page(fig, name)
                 pdf.savefig(page)
                 plt.close(page)
