@@ -65,6 +65,15 @@ def test_summary_of_a_first_run_without_heavy_models_says_where_they_are(tmp_pat
     _write(tmp_path, rows, {"flowdistill-wo-tb": np.full(WINDOWS, 14.0), "seasonal-naive-week": np.full(WINDOWS, 12.0)})
     text = "\n".join(summary_lines(tmp_path, ["data-efficiency"]))
     assert "are left out" in text and "data-scalability --quick" in text and "a fixed budget" not in text
+    assert "--fixed-rounds" not in text
+
+
+def test_the_first_page_says_when_a_run_trained_in_fixed_rounds(tmp_path):
+    rows = [("flowdistill-wo-tb", 0, 14.0, True, {}), ("seasonal-naive-week", 0, 12.0, True, {})]
+    _write(tmp_path, rows, {"flowdistill-wo-tb": np.full(WINDOWS, 14.0), "seasonal-naive-week": np.full(WINDOWS, 12.0)},
+           command="bench run --suite data-efficiency --quick --fixed-rounds")
+    text = "\n".join(summary_lines(tmp_path, ["data-efficiency"]))
+    assert "1 of the 1 runs here used --fixed-rounds" in text and "patience is 100 steps" in text
 
 
 def test_the_distill_page_warns_when_the_students_mae_follows_their_training_steps():

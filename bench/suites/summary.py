@@ -155,6 +155,11 @@ def preset_lines(results: Path, suites) -> list[str]:
                      "floors; the heavy models and the LLM teacher cannot converge on 2 CPU cores and are left out "
                      "(`bench run --suite data-scalability --quick` has their step-budgeted rows; the full preset, "
                      "on a GPU, trains them).")
+    fixed = [c for c in commands if "--fixed-rounds" in c]
+    if fixed:
+        lines.append(f"{len(fixed)} of the {len(commands)} runs here used --fixed-rounds: their rounds are exactly 20 "
+                     "optimiser steps (the shuffle carries on into the next round), so their patience is 100 steps at "
+                     "every ratio; the cover page lists each command.")
     if seeds and max(seeds) < 2:
         lines.append("One seed per cell: no seed spread; the p-values test the difference over test windows only "
                      "(run with --seeds 2 or more for mean ± std).")
