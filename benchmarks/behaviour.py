@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     with open(args.compare) as f:
         before = json.load(f)
     differ = [m for m in got if before.get(m) != got[m]]
-    print(f"{len(got) - len(differ)} of {len(got)} cases identical" + (f"; differ: {', '.join(differ)}" if differ else ""))
+    print(f"{len(got) - len(differ)} of {len(got)} cases identical"
+          + (f"; differ: {', '.join(differ)}" if differ else ""))
     return 1 if differ else 0
 
 

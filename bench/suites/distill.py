@@ -87,9 +87,9 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     did not converge), `seeds`, `teacher_mae` (the teacher's cache's test MAE), `gate_open` (share
     of gate-open elements over training), `diff` (against the student without teacher), `closed`
     (% of the gap between that student and a better teacher closed; NaN when the teacher is not
-    better), `teacher_worse` (the teacher no better than that student), `p` (paired Wilcoxon over non-overlapping test windows of the seed-averaged errors,
-    `bench.protocol.stats`; NaN without history files) and `seeds_better` of `seeds_paired`. Empty when
-    no trial finished."""
+    better), `teacher_worse` (the teacher no better than that student), `p` (paired Wilcoxon over
+    non-overlapping test windows of the seed-averaged errors, `bench.protocol.stats`; NaN without
+    history files) and `seeds_better` of `seeds_paired`. Empty when no trial finished."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
