@@ -135,9 +135,9 @@ def harness_overhead(dataset: str, ratio: float) -> None:
     spec = TrialSpec(suite="benchmark", dataset=dataset, model="benchmark-trivial", ratio=ratio)
     t0 = time.perf_counter()
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
-    fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
-    predict(model, parts["test"], scaler)
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
+    fit(model, cfg, parts["train"], parts["val"], set_seed(0))
+    predict(model, parts["test"])
     direct = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()

@@ -44,11 +44,11 @@ def _student(config, teacher_offset=None, epochs=4, seed=0):
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill", ratio=0.1, num_nodes=16, seed=seed,
                      config={"teacher": "seasonal-naive-week"} | config, max_epochs=epochs)
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
     truth = torch.cat([b["y"] for b in parts["train"].batches(512)])
     parts["train"].attach_teacher((truth + teacher_offset).numpy())
-    fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(seed))
-    return predict(model, parts["train"], scaler), truth
+    fit(model, cfg, parts["train"], parts["val"], set_seed(seed))
+    return predict(model, parts["train"]), truth
 
 
 def test_the_teachers_forecast_reaches_the_student_through_the_teacher_target():
@@ -68,32 +68,32 @@ def test_converged_flag_follows_early_stopping():
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill-wo-tb", ratio=0.1, num_nodes=8,
                      config={"patience": 1, "lr": 0.05})
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
     per_epoch = len(range(0, len(parts["train"]), cfg.batch_size))
-    stopped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
+    stopped = fit(model, cfg, parts["train"], parts["val"], set_seed(0))
     assert stopped.converged and stopped.epochs < cfg.max_epochs and stopped.steps == stopped.epochs * per_epoch
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="flowdistill-wo-tb", ratio=0.1, num_nodes=8, max_epochs=2)
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
-    capped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
+    capped = fit(model, cfg, parts["train"], parts["val"], set_seed(0))
     assert not capped.converged and capped.epochs == 2 and capped.steps == 2 * per_epoch
     # a step budget ends training mid-epoch: the partial epoch is validated, and it did not converge
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
     budget = per_epoch + 1
-    stepped = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0), max_steps=budget)
+    stepped = fit(model, cfg, parts["train"], parts["val"], set_seed(0), max_steps=budget)
     assert (stepped.steps, stepped.epochs, stepped.converged, len(stepped.history)) == (budget, 2, False, 2)
     # rounds of max_batches steps: an epoch is at most that many steps
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
-    rounds = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0), max_batches=1)
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
+    rounds = fit(model, cfg, parts["train"], parts["val"], set_seed(0), max_batches=1)
     assert (rounds.steps, rounds.epochs) == (2, 2)
     # fixed rounds: exactly max_batches steps each, the shuffle carrying on into the next epoch's;
     # without them a round stops at the epoch's end
     longer = 2 * per_epoch + 1
     for fixed, steps in ((True, 2 * longer), (False, 2 * per_epoch)):
         ctx = build_context(spec)
-        fitted = fit(ctx.model, ctx.cfg, ctx.parts["train"], ctx.parts["val"], ctx.scaler, set_seed(0),
+        fitted = fit(ctx.model, ctx.cfg, ctx.parts["train"], ctx.parts["val"], set_seed(0),
                      max_batches=longer, fixed_rounds=fixed)
         assert (fitted.steps, fitted.epochs) == (steps, 2), fixed
 
@@ -241,13 +241,13 @@ def test_easyst_keeps_its_released_loss_by_default_and_takes_the_element_gate():
     from models.flowdistill import gaussian_kl
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="easyst", ratio=0.1, num_nodes=6)
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
     batch = parts["train"].batch(list(range(8)))
     batch["y_teacher"] = batch["y"] + 0.5                       # a close teacher: the gate opens
     model.eval()                                               # z = mu: the same forward twice
     loss, logs = training_loss(model, batch)
     z, mu, std = model.encode(batch["x"], batch["tod"], batch["dow"])
-    student = masked_huber(scaler.inverse(model.head(z)), batch["y"])
+    student = masked_huber(ctx.scaler.inverse(model.head(z)), batch["y"])
     expected = (1 + cfg.lambda_tbl) * student / math.log(2) + 2 * cfg.info_beta * gaussian_kl(mu, std ** 2) / math.log(2)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and logs["tbl_active"] == 1.0
     model.cfg.tbl_gate = "element"                             # delta 0.1 on SmoothL1 errors, per element

@@ -50,7 +50,7 @@ def test_seasonal_naive_falls_back_to_the_last_input_before_step_0():
 def test_historical_average_is_the_mean_per_slot_of_the_training_targets():
     data = synthetic(T=1400, N=2, seed=3)
     split, scaler, parts, model = _model("historical-average", data, ratio=0.5)
-    result = fit(model, model.cfg, parts["train"], parts["val"], scaler, set_seed(0))
+    result = fit(model, model.cfg, parts["train"], parts["val"], set_seed(0))
     assert (result.epochs, result.steps, result.converged) == (0, 0, True)
     # by hand: every target step of every training window, once per window that holds it
     sums, counts = {}, {}
@@ -60,7 +60,7 @@ def test_historical_average_is_the_mean_per_slot_of_the_training_targets():
             sums[slot] = sums.get(slot, 0) + data.flow[t].astype(np.float64)
             counts[slot] = counts.get(slot, 0) + 1
     test = parts["test"]
-    pred = predict(model, test, scaler)
+    pred = predict(model, test)
     s = test.starts[7]
     for h in (0, 6, 11):
         t = s + H_IN + h
@@ -71,7 +71,7 @@ def test_historical_average_is_the_mean_per_slot_of_the_training_targets():
 def test_historical_average_fills_an_unseen_weekday_from_its_time_of_day():
     data = synthetic(T=900, N=2, seed=4)
     split, scaler, parts, model = _model("historical-average", data, ratio=0.1)   # 90 training steps: < 2 days
-    fit(model, model.cfg, parts["train"], parts["val"], scaler, set_seed(0))
+    fit(model, model.cfg, parts["train"], parts["val"], set_seed(0))
     per_day = data.steps_per_day
     seen = model.counts.view(7, per_day).sum(1) > 0
     assert not seen.all()

@@ -1,8 +1,6 @@
 """SDKD on grids: the grid view of the windows, frequency bands against hand-computed values, the
 teacher and students on real NYCTaxi, the teacher's latents reaching a latent-mode student, and the
 sample layout that Navier-Stokes uses."""
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +14,7 @@ from bench.execution.train import fit, predict, set_seed, training_loss
 from bench.execution.context import build_context
 from bench.execution.spec import TrialSpec
 from bench.execution.trial import run_trial
-from models.grid import fold, from_frames, grid_shape, to_frames, unfold
+from models.grid import fold, from_frames, to_frames, unfold
 from bench.protocol.metrics import band_errors, grid_metrics, low_band
 from models.spectral import sdkd_loss
 
@@ -137,9 +135,9 @@ def test_unet_learns_on_a_slice_of_real_nyctaxi():
     spec = TrialSpec(suite="t", dataset="NYCTaxi", model="sdkd-unet", ratio=0.1, num_nodes=40,
                      config={"lr": 3e-3}, max_epochs=6)
     ctx = build_context(spec)
-    scaler, parts, cfg, model = ctx.scaler, ctx.parts, ctx.cfg, ctx.model
-    before = float(masked_mae(predict(model, parts["val"], scaler), parts["val"].targets()))
-    result = fit(model, cfg, parts["train"], parts["val"], scaler, set_seed(0))
+    parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
+    before = float(masked_mae(predict(model, parts["val"]), parts["val"].targets()))
+    result = fit(model, cfg, parts["train"], parts["val"], set_seed(0))
     assert result.best_val_mae < 0.75 * before
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
 

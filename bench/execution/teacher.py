@@ -90,7 +90,7 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
         raise TeacherCacheError(f"teacher_data={spec.teacher_data} leaves teacher {spec.model} no training windows of "
                                 f"{spec.dataset} at ratio {spec.ratio:g} (the student's part starts at step "
                                 f"{split.train_start}); use --teacher-data same or all")
-    result = fit(model, cfg, train, ctx.parts["val"], ctx.scaler, gen, spec.max_steps, progress, spec.max_batches,
+    result = fit(model, cfg, train, ctx.parts["val"], gen, spec.max_steps, progress, spec.max_batches,
                  device=ctx.device, fixed_rounds=spec.fixed_rounds)
     fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
               "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + sum(horizons(data))] if len(own) else [],
@@ -153,7 +153,7 @@ def _predict_and_cache(ctx: TrialContext, key: str, path: Path, fitted: dict, sh
     preds = {}
     for part, w in full.items():
         t0 = time.perf_counter()
-        preds[part] = predict(model, w, scaler, cfg.eval_batch_size,
+        preds[part] = predict(model, w, cfg.eval_batch_size,
                               progress=f"{spec.model} predicts {part}" if show else None, device=dev)
         preds[part + "_s"] = time.perf_counter() - t0
     pred = torch.cat([preds[p] for p in full]).numpy().astype(np.float32)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from bench.protocol.metrics import masked_mae
-from bench.protocol.split import Scaler, Windows
+from bench.protocol.split import Windows
 
 
 class TrainingError(RuntimeError):
@@ -87,9 +87,11 @@ def training_loss(model, batch: dict):
 
 
 @torch.no_grad()
-def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256, progress: str | None = None,
+def predict(model, windows: Windows, batch_size: int = 256, progress: str | None = None,
             device: torch.device | None = None) -> torch.Tensor:
-    """Predictions in original units for every window: [W, H_out, N, C], on the CPU.
+    """Predictions in original units for every window: [W, H_out, N, C], on the CPU; each batch's
+    z-scored prediction is mapped back with the batch's own scaler (`batch["scaler"]`), as in
+    `training_loss`.
 
     progress: a label to show a tqdm bar over batches (long predictions, e.g. a language-model teacher);
     device: where the batches go (the model must already be there), None: where they are."""
@@ -98,7 +100,7 @@ def predict(model, windows: Windows, scaler: Scaler, batch_size: int = 256, prog
     if progress:
         from tqdm import tqdm
         batches = tqdm(batches, desc=progress, total=windows.num_batches(batch_size), unit="batch")
-    out = [scaler.inverse(forward(model, to_device(b, device))).cpu() for b in batches]
+    out = [b["scaler"].inverse(forward(model, to_device(b, device))).cpu() for b in batches]
     return torch.cat(out)
 
 
@@ -124,7 +126,7 @@ class FitResult:
     converged: bool = False
 
 
-def calibrate(model, cfg, train, val: Windows, scaler: Scaler, device: torch.device | None = None) -> FitResult:
+def calibrate(model, cfg, train, val: Windows, device: torch.device | None = None) -> FitResult:
     """The fit of a reference forecaster (`trainable = False`): no optimiser; `model.observe(batch)`
     sees every training batch once when the model defines it (e.g. a historical average)."""
     start = time.perf_counter()
@@ -135,7 +137,7 @@ def calibrate(model, cfg, train, val: Windows, scaler: Scaler, device: torch.dev
             for batch in train.batches(cfg.eval_batch_size):
                 observe(to_device(batch, device))
     val = val.subset(cfg.val_windows)
-    val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size, device=device), val.targets()))
+    val_mae = float(masked_mae(predict(model, val, cfg.eval_batch_size, device=device), val.targets()))
     return FitResult(0, 0, val_mae, time.perf_counter() - start, [{"epoch": 0, "val_mae": val_mae}], 0, True)
 
 
@@ -151,7 +153,7 @@ def _endless(train, batch_size: int, generator: torch.Generator):
             return
 
 
-def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: torch.Generator,
+def fit(model, cfg, train: Windows, val: Windows, generator: torch.Generator,
         max_steps: int | None = None, progress=None, max_batches: int | None = None,
         device: torch.device | None = None, fixed_rounds: bool = False) -> FitResult:
     """Train `model` in place and restore its best validation weights.
@@ -177,7 +179,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
     if device is not None:
         model.to(device)
     if not getattr(model, "trainable", True):
-        return calibrate(model, cfg, train, val, scaler, device)
+        return calibrate(model, cfg, train, val, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_milestones:
         sched = torch.optim.lr_scheduler.MultiStepLR(optim, list(cfg.lr_milestones), gamma=cfg.lr_decay)
@@ -212,7 +214,7 @@ def fit(model, cfg, train: Windows, val: Windows, scaler: Scaler, generator: tor
             for k, v in {"loss": loss.item(), **logs}.items():
                 sums[k] = sums.get(k, 0.0) + v
         sched.step()
-        val_mae = float(masked_mae(predict(model, val, scaler, cfg.eval_batch_size, device=device), val.targets()))
+        val_mae = float(masked_mae(predict(model, val, cfg.eval_batch_size, device=device), val.targets()))
         logs = {k: v / max(steps, 1) for k, v in sums.items()} | {"epoch": epoch, "val_mae": val_mae}
         history.append(logs)
         if progress:

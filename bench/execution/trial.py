@@ -40,10 +40,10 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
             ctx.teacher_meta = teacher_mod.attach(ctx.parts, teacher_mod.teacher_spec(spec, cfg.teacher))
         gen = set_seed(spec.seed)
         train = training_windows(ctx)
-        result = fit(ctx.model, cfg, train, ctx.parts["val"], ctx.scaler, gen, spec.max_steps, progress,
+        result = fit(ctx.model, cfg, train, ctx.parts["val"], gen, spec.max_steps, progress,
                      spec.max_batches, device=ctx.device, fixed_rounds=spec.fixed_rounds)
         start = time.perf_counter()
-        pred = predict(ctx.model, ctx.parts["test"], ctx.scaler, cfg.eval_batch_size, device=ctx.device)
+        pred = predict(ctx.model, ctx.parts["test"], cfg.eval_batch_size, device=ctx.device)
         infer_s = time.perf_counter() - start
         extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
                  "params": sum(p.numel() for p in ctx.model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),

@@ -59,9 +59,9 @@ def train_ours(name, data, scaler, parts, epochs, log, keep_model=False, prepare
     cfg = entry.config(max_epochs=epochs, patience=epochs, **cfg_changes)
     label = f"ours ({name}{', ' + ', '.join(f'{k}={v}' for k, v in cfg_changes.items()) if cfg_changes else ''})"
     log(f"[{label}] config: {cfg}")
-    res = fit(model, cfg, parts["train"], parts["val"], scaler, gen,
+    res = fit(model, cfg, parts["train"], parts["val"], gen,
               progress=lambda e, l: log(f"[{label}] epoch {e}: train loss {l['loss']:.4f}  val MAE (both ch) {l['val_mae']:.4f}"))
-    scores = score(predict(model, parts["test"], scaler), parts["test"].targets())
+    scores = score(predict(model, parts["test"]), parts["test"].targets())
     log(f"[{label}] best epoch {res.best_epoch}, train+val time {res.train_s:.1f}s")
     row = dict(model=label, epochs=res.epochs, best=res.best_epoch, secs=res.train_s, **scores, params=n_params(model))
     return (row, model) if keep_model else row

@@ -171,7 +171,7 @@ def get_teacher(data, scaler, parts, epochs, cache, log):
         log(f"[teacher bigst] predictions read from {cache}")
     else:
         row, model = C.train_ours("bigst", data, scaler, parts, epochs, log, keep_model=True)
-        preds = {p: C.predict(model, parts[p], scaler).numpy() for p in ("train", "val", "test")}
+        preds = {p: C.predict(model, parts[p]).numpy() for p in ("train", "val", "test")}
         secs, best = row["secs"], row["best"]
         if cache:
             np.savez(cache, train_s=secs, best=best, **preds)

@@ -180,7 +180,7 @@ def main():
     rows.append(row)
     ours.cfg.sample_at_test = False
     rows.append(dict(row, model="ours (stwa), latents at their means",
-                     **C.score(C.predict(ours, parts["test"], scaler), parts["test"].targets())))
+                     **C.score(C.predict(ours, parts["test"]), parts["test"].targets())))
     log("\nRESULTS (test, original units, masked where truth == 0; ch0 = inflow)")
     log(C.table(rows))
 
