@@ -91,3 +91,31 @@ def test_the_distill_page_warns_when_the_students_mae_follows_their_training_ste
     assert len(line) == 1 and "Spearman rho -1.00" in line[0] and "160 to 440 steps" in line[0]
     rows["mae"] = [14.0, 13.1, 13.9, 13.2, 13.8, 13.3, 13.7, 13.4]     # no trend with the steps: no warning
     assert _steps_line(rows, 0.1) == []
+
+
+def test_the_distill_page_states_the_papers_setting_and_the_criterion_either_way():
+    import pandas as pd
+
+    from bench.suites.summary import _criterion_lines, _paper_setting_lines
+
+    def row(gate, target, lam, mae, diff, p, closed, worse=False, seeds=3):
+        return {"teacher": "seasonal-naive-week", "teacher_mae": 11.99, "gate": gate, "target": target,
+                "lambda_tbl": lam, "mae_cell": f"{mae:.2f} ± 0.10", "diff": diff, "p": p, "closed": closed,
+                "teacher_worse": worse, "seeds": seeds, "seeds_better": 3 if diff < 0 else 0, "seeds_paired": seeds}
+
+    students = pd.DataFrame([row("batch", "truth", 0.1, 13.36, -0.14, 0.2, 9.0),
+                             row("batch", "teacher", 1.0, 11.66, -1.84, 1e-5, 122.0),
+                             row("element", "teacher", 1.0, 12.86, -0.64, 1e-5, 42.0)])
+    paper = _paper_setting_lines(0.1, students)
+    assert len(paper) == 1 and "MAE 13.36 ± 0.10, -0.14, p=0.2" in paper[0]
+    assert paper[0].endswith("not separated from no teacher.")
+    crit = _criterion_lines(0.1, students)
+    assert crit == ["ratio 0.1: 1 of 3 variants with a better teacher close half or more of the gap to it with "
+                    "p < 0.01 over 3 or more seeds (seasonal-naive-week batch/teacher/1: 122 %)."]
+
+    students.loc[0, ["diff", "p"]] = [0.42, 0.003]                 # the paper's setting, significantly worse
+    assert _paper_setting_lines(0.1, students)[0].endswith("worse than no teacher.")
+    students.loc[1, "seeds"] = 2                                   # too few seeds: the criterion is not met
+    assert _criterion_lines(0.1, students)[0].startswith("ratio 0.1: no variant closes half the gap")
+    students["teacher_worse"] = True                               # no better teacher: nothing to state
+    assert _criterion_lines(0.1, students) == []

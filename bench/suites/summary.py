@@ -185,6 +185,51 @@ def _steps_line(ok: pd.DataFrame, ratio: float) -> list[str]:
             "confirm it under a longer patience (the full preset)."]
 
 
+def _variants(n: int) -> str:
+    return f"{n} variant" if n == 1 else f"{n} variants"
+
+
+def _versus(row) -> tuple[str, str]:
+    """("+0.42", ", p=0.008, better in 0 of 3 seeds"): a distill_numbers student row's change
+    against the student without teacher and its paired test."""
+    diff = f"{row['diff']:+.2f}" if row["diff"] == row["diff"] else "?"
+    test = f", {stats.p_label(row['p'])}" if row["p"] == row["p"] else ", no paired test"
+    if row["seeds_paired"]:
+        test += f", better in {row['seeds_better']} of {_seeds(row['seeds_paired'])}"
+    return diff, test
+
+
+def _paper_setting_lines(ratio: float, students: pd.DataFrame) -> list[str]:
+    """The paper's own setting per teacher: eq. 2 as printed and as its released code applies it
+    (batch gate, truth target) at the paper's lambda_tbl = 0.1, with a plain verdict (p < 0.01)."""
+    paper = students[(students["gate"] == "batch") & (students["target"] == "truth") & (students["lambda_tbl"] == 0.1)]
+    lines = []
+    for _, row in paper.iterrows():
+        diff, test = _versus(row)
+        significant = row["p"] == row["p"] and row["p"] < 0.01
+        verdict = ("not separated from no teacher" if not significant
+                   else "a gain" if row["diff"] < 0 else "worse than no teacher")
+        lines.append(f"ratio {ratio:g}: the paper's setting (batch gate, truth target, lambda_tbl 0.1) with teacher "
+                     f"{row['teacher']} (MAE {row['teacher_mae']:.2f}): MAE {row['mae_cell']}, {diff}{test}: {verdict}.")
+    return lines
+
+
+def _criterion_lines(ratio: float, students: pd.DataFrame) -> list[str]:
+    """Issue 13's criterion, stated either way: a variant with at least 3 seeds whose teacher is better
+    than the student without teacher closes half or more of the gap to it with p < 0.01."""
+    better = students[~students["teacher_worse"].astype(bool) & students["closed"].notna()]
+    if better.empty:
+        return []
+    met = better[(better["closed"] >= 50) & (better["p"] < 0.01) & (better["seeds"] >= 3)]
+    if met.empty:
+        return [f"ratio {ratio:g}: no variant closes half the gap to its (better) teacher with p < 0.01 over "
+                f"3 seeds ({_variants(len(better))} with a better teacher; best {better['closed'].max():.0f} %)."]
+    names = "; ".join(f"{r['teacher']} {r['gate']}/{r['target']}/{r['lambda_tbl']:g}: {r['closed']:.0f} %"
+                      for _, r in met.sort_values("closed", ascending=False).iterrows())
+    return [f"ratio {ratio:g}: {len(met)} of {_variants(len(better))} with a better teacher close half or more of "
+            f"the gap to it with p < 0.01 over 3 or more seeds ({names})."]
+
+
 def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
     """Per ratio of a distill suite: the best student variant (lowest mean MAE) against the student
     without teacher, with its paired test and the share of the gap to its teacher it closes; how
@@ -202,17 +247,15 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             continue
         best = students.loc[students["mae"].idxmin()]
         against = f"against {DISTILL_BASELINE} {base['mae_cell'].iloc[0]}" if len(base) else "(no teacher-free run)"
-        diff = f"{best['diff']:+.2f}" if best["diff"] == best["diff"] else "?"
-        test = f", {stats.p_label(best['p'])}" if best["p"] == best["p"] else ", no paired test"
-        if best["seeds_paired"]:
-            test += f", better in {best['seeds_better']} of {_seeds(best['seeds_paired'])}"
+        diff, test = _versus(best)
         closed = f"; gap to the teacher closed {best['closed']:.0f} %" if best["closed"] == best["closed"] else ""
         if best["teacher_worse"]:
             closed = "; its teacher is worse than the student without teacher (no gap to close)"
         lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} "
                      f"MAE {best['teacher_mae']:.2f}; gate {best['gate']}, target {best['target']}, "
                      f"lambda_tbl {best['lambda_tbl']:g}; {_seeds(best['seeds'])}): MAE {best['mae_cell']} {against}: "
-                     f"{diff}{test}{closed}; {len(students)} variants in all.")
+                     f"{diff}{test}{closed}; {_variants(len(students))} in all.")
+        lines += _paper_setting_lines(ratio, students) + _criterion_lines(ratio, students)
         tested = students[students["p"].notna()]
         if len(tested):
             sig = tested["p"] < 0.01
