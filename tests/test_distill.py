@@ -266,3 +266,18 @@ def test_fixing_a_variant_key_narrows_the_students_and_keeps_the_baselines_trial
     assert len(students) == 4 * 3                    # 2 gates x 2 targets x 3 seeds
     assert all(s.model_config().lambda_tbl == 1.0 for s in students)
     assert len([s for s in fixed if s.model == suites.DISTILL_BASELINE]) == 3
+
+
+def test_a_variant_named_by_settings_is_the_same_trial_as_in_the_full_plan():
+    """`--set tbl_gate=batch --set tbl_target=truth --set lambda_tbl=0.1` (every key at its default)
+    and `--set lambda_tbl=1` (an int, as YAML reads it) name trials of the plan without settings, so
+    that the full suite run afterwards into the same folder skips them."""
+    plain = {s.trial_id for s in suites.build_specs(suites.SUITES["distill"], "NYCTaxi", "full", ratios=[0.1],
+                                                    teacher="seasonal-naive-week")}
+    for settings, students in (({"tbl_gate": "batch", "tbl_target": "truth", "lambda_tbl": 0.1}, 1),
+                               ({"tbl_gate": "element", "tbl_target": "teacher", "lambda_tbl": 1}, 1),
+                               ({"lambda_tbl": 1}, 4)):
+        fixed = suites.build_specs(suites.SUITES["distill"], "NYCTaxi", "full", ratios=[0.1],
+                                   teacher="seasonal-naive-week", settings=settings)
+        assert {s.trial_id for s in fixed} <= plain, settings
+        assert len([s for s in fixed if s.model == "flowdistill"]) == students * 3

@@ -59,7 +59,12 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
                 del base["teacher"]
             for variant in DISTILL_VARIANTS:
                 change = {k: v for k, v in variant.items() if getattr(default, k) != v and k not in (settings or {})}
-                plan.append((m, base | change, t_config.get(m, {}), None))
+                # a variant key set by --set takes the type of its default (YAML reads `1` as an int) and is
+                # left out where it equals the default, as the plan leaves it out, so that `--set tbl_gate=batch
+                # --set lambda_tbl=1 ...` names the same trial as the full plan's variant (a rerun skips it)
+                config = {k: type(getattr(default, k))(v) if k in variant else v for k, v in (base | change).items()}
+                config = {k: v for k, v in config.items() if k not in variant or getattr(default, k) != v}
+                plan.append((m, config, t_config.get(m, {}), None))
     return list({json.dumps(p[:3], sort_keys=True): p for p in plan}.values())
 
 
