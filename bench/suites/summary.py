@@ -202,7 +202,8 @@ def _versus(row) -> tuple[str, str]:
 def _paper_setting_lines(ratio: float, students: pd.DataFrame) -> list[str]:
     """The paper's own setting per teacher: eq. 2 as printed and as its released code applies it
     (batch gate, truth target) at the paper's lambda_tbl = 0.1, with a plain verdict (p < 0.01)."""
-    paper = students[(students["gate"] == "batch") & (students["target"] == "truth") & (students["lambda_tbl"] == 0.1)]
+    paper = students[(students["gate"] == "batch") & (students["target"] == "truth")
+                     & (students["lambda_tbl"] == 0.1)]
     lines = []
     for _, row in paper.iterrows():
         diff, test = _versus(row)
@@ -215,8 +216,8 @@ def _paper_setting_lines(ratio: float, students: pd.DataFrame) -> list[str]:
 
 
 def _criterion_lines(ratio: float, students: pd.DataFrame) -> list[str]:
-    """Issue 13's criterion, stated either way: a variant with at least 3 seeds whose teacher is better
-    than the student without teacher closes half or more of the gap to it with p < 0.01."""
+    """The distill suite's criterion, stated either way: a variant with at least 3 seeds whose teacher
+    is better than the student without teacher closes half or more of the gap to it with p < 0.01."""
     better = students[~students["teacher_worse"].astype(bool) & students["closed"].notna()]
     if better.empty:
         return []
