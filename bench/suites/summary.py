@@ -166,8 +166,9 @@ def preset_lines(results: Path, suites) -> list[str]:
     return lines
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
+def _count(n: int, noun: str) -> str:
+    """"1 seed", "3 seeds": `n` and the noun, plural unless n is 1."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _steps_line(ok: pd.DataFrame, ratio: float) -> list[str]:
@@ -185,17 +186,13 @@ def _steps_line(ok: pd.DataFrame, ratio: float) -> list[str]:
             "confirm it under a longer patience (the full preset)."]
 
 
-def _variants(n: int) -> str:
-    return f"{n} variant" if n == 1 else f"{n} variants"
-
-
 def _versus(row) -> tuple[str, str]:
     """("+0.42", ", p=0.008, better in 0 of 3 seeds"): a distill_numbers student row's change
     against the student without teacher and its paired test."""
     diff = f"{row['diff']:+.2f}" if row["diff"] == row["diff"] else "?"
     test = f", {stats.p_label(row['p'])}" if row["p"] == row["p"] else ", no paired test"
     if row["seeds_paired"]:
-        test += f", better in {row['seeds_better']} of {_seeds(row['seeds_paired'])}"
+        test += f", better in {row['seeds_better']} of {_count(row['seeds_paired'], 'seed')}"
     return diff, test
 
 
@@ -211,7 +208,8 @@ def _paper_setting_lines(ratio: float, students: pd.DataFrame) -> list[str]:
         verdict = ("not separated from no teacher" if not significant
                    else "a gain" if row["diff"] < 0 else "worse than no teacher")
         lines.append(f"ratio {ratio:g}: the paper's setting (batch gate, truth target, lambda_tbl 0.1) with teacher "
-                     f"{row['teacher']} (MAE {row['teacher_mae']:.2f}): MAE {row['mae_cell']}, {diff}{test}: {verdict}.")
+                     f"{row['teacher']} (MAE {row['teacher_mae']:.2f}): MAE {row['mae_cell']}, "
+                     f"{diff}{test}: {verdict}.")
     return lines
 
 
@@ -224,11 +222,12 @@ def _criterion_lines(ratio: float, students: pd.DataFrame) -> list[str]:
     met = better[(better["closed"] >= 50) & (better["p"] < 0.01) & (better["seeds"] >= 3)]
     if met.empty:
         return [f"ratio {ratio:g}: no variant closes half the gap to its (better) teacher with p < 0.01 over "
-                f"3 seeds ({_variants(len(better))} with a better teacher; best {better['closed'].max():.0f} %)."]
+                f"3 seeds ({_count(len(better), 'variant')} with a better teacher; "
+                f"best {better['closed'].max():.0f} %)."]
     names = "; ".join(f"{r['teacher']} {r['gate']}/{r['target']}/{r['lambda_tbl']:g}: {r['closed']:.0f} %"
                       for _, r in met.sort_values("closed", ascending=False).iterrows())
-    return [f"ratio {ratio:g}: {len(met)} of {_variants(len(better))} with a better teacher close half or more of "
-            f"the gap to it with p < 0.01 over 3 or more seeds ({names})."]
+    return [f"ratio {ratio:g}: {len(met)} of {_count(len(better), 'variant')} with a better teacher close half "
+            f"or more of the gap to it with p < 0.01 over 3 or more seeds ({names})."]
 
 
 def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
@@ -254,8 +253,9 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             closed = "; its teacher is worse than the student without teacher (no gap to close)"
         lines.append(f"ratio {ratio:g}: best variant {best['model']} (teacher {best['teacher']} "
                      f"MAE {best['teacher_mae']:.2f}; gate {best['gate']}, target {best['target']}, "
-                     f"lambda_tbl {best['lambda_tbl']:g}; {_seeds(best['seeds'])}): MAE {best['mae_cell']} {against}: "
-                     f"{diff}{test}{closed}; {_variants(len(students))} in all.")
+                     f"lambda_tbl {best['lambda_tbl']:g}; {_count(best['seeds'], 'seed')}): "
+                     f"MAE {best['mae_cell']} {against}: "
+                     f"{diff}{test}{closed}; {_count(len(students), 'variant')} in all.")
         lines += _paper_setting_lines(ratio, students) + _criterion_lines(ratio, students)
         tested = students[students["p"].notna()]
         if len(tested):
