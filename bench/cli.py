@@ -93,8 +93,8 @@ def parser() -> argparse.ArgumentParser:
                      "sdkd: NavierStokes and NYCTaxi)")
     run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
     run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
-    run.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 per trial (default: the suite's, 1; "
-                     "distill: 3)")
+    run.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 per trial (default: the suite's: 3 for distill "
+                     "and sdkd, 2 for ablation and sweep under --quick, else 1)")
     run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
     run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each "
                      "model's own, e.g. stwa for flowdistill)")
