@@ -279,3 +279,13 @@ def test_persistence_repeats_the_last_input_step(taxi):
     last = torch.cat([b["x"][:, -1:] for b in test.batches(512)])
     expected = masked_mae(scaler.inverse(last).expand_as(truth), truth)
     assert rows[0]["mae"] == pytest.approx(float(expected), rel=1e-5) and rows[0]["epochs"] == 0
+
+
+def test_training_mean_forecasts_each_regions_mean_over_the_training_targets(taxi):
+    rows = run_trial(TrialSpec(suite="t", dataset="NYCTaxi", model="training-mean", ratio=0.1))
+    _, _, parts = prepare(taxi, 0.1)
+    mean = parts["train"].targets().mean((0, 1), dtype=torch.float64).float()        # [N, C]
+    truth = parts["test"].targets()
+    expected = masked_mae(mean.expand_as(truth), truth)
+    assert rows[0]["mae"] == pytest.approx(float(expected), rel=1e-4) and rows[0]["epochs"] == 0
+    assert rows[0]["mae"] != pytest.approx(float(masked_mae(torch.zeros_like(truth), truth)), rel=1e-2)
