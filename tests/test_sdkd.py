@@ -236,6 +236,7 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
     kd = table[table["model"] == "sdkd-unet-kd"].iloc[0]
     assert kd["MSE vs no KD"].endswith("%") and kd["p"].startswith("p=")  # 6 test samples, each its own window
     assert list(table["model"])[0] == "sdkd-teacher" and table["of teacher"].iloc[0] == ""
+    assert kd["steps (best epoch)"].endswith("of 1)")          # --epochs 1: each seed's best epoch is its only one
     assert "speed-up" in printed                                        # teacher and both students, side by side
     cost = pd.read_csv(out / "sdkd-cost" / "trials.csv")
     assert set(cost["model"]) == {"sdkd-teacher", "sdkd-unet", "sdkd-resnet"} and (cost["status"] == "ok").all()

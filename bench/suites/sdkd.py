@@ -37,7 +37,8 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     (`bench.protocol.metrics.grid_metrics`), the share of the teacher's accuracy it keeps (teacher MSE /
     model MSE), its MSE change against the same student without KD and the Wilcoxon p-value of
     the paired test over test windows (per-window MAE; every window on a dataset of independent
-    samples, every H_out-th on a series)."""
+    samples, every H_out-th on a series), and its optimiser steps with the epochs of its best
+    validation MAE (`_budget_cell`)."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
@@ -56,12 +57,26 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                 change = f"{(mse.mean() - b_mse) / b_mse * 100:+.1f} %"
                 p = stats.p_label(stats.compare(history_dir, g, base)["p"])
             num = lambda col: pd.to_numeric(g[col], errors="coerce").mean() if col in g else float("nan")
+            col = lambda name: pd.to_numeric(g[name], errors="coerce") if name in g else pd.Series(dtype=float)
             rows.append({"dataset": dataset, "ratio": f"{ratio:g}", "model": model, "seeds": len(g),
                          "MAE": seed_cell(g["mae"], g, ".4g"), "MSE": seed_cell(mse, None, ".4g"), "SSIM": f"{num('ssim'):.3f}",
                          "MSE low band": f"{num('err_low'):.4g}", "MSE high band": f"{num('err_high'):.4g}",
                          "of teacher": f"{t_mse / mse.mean():.0%}" if t_mse == t_mse and model != "sdkd-teacher" else "",
-                         "MSE vs no KD": change, "p": p})
+                         "MSE vs no KD": change, "p": p, "steps (best epoch)": _budget_cell(col("steps"), col("best_epoch"),
+                                                                                          col("epochs"))})
     return pd.DataFrame(rows)
+
+def _budget_cell(steps: pd.Series, best: pd.Series, epochs: pd.Series) -> str:
+    """How far the seeds of a model trained: "1,800 (best 288-299 of 300)", the optimiser steps
+    (the most over seeds) and the range of epochs with the best validation MAE out of the epochs
+    run; "" for a floor (no training) or rows without these columns. A best epoch at the last one
+    means the model was still improving when its budget ran out."""
+    if steps.isna().all() or not steps.max() > 0:
+        return ""
+    lo, hi = best.min(), best.max()
+    where = f"{lo:.0f}" if lo == hi else f"{lo:.0f}-{hi:.0f}"
+    return f"{steps.max():,.0f} (best {where} of {epochs.max():.0f})" if best.notna().any() else f"{steps.max():,.0f}"
+
 
 def cost_frame(df: pd.DataFrame, reference: str = "sdkd-teacher") -> pd.DataFrame:
     """The sdkd suite's cost table from its cost points (`bench.execution.scalability.build_points_for`):
