@@ -39,6 +39,9 @@ def up(c_in: int, c_out: int) -> nn.Sequential:
           kd="output", teacher="sdkd-teacher")
 @register("sdkd-unet-sdkd", "SDKD's U-Net student with frequency-aligned KD on the forecast",
           kd="sdkd", teacher="sdkd-teacher")
+@register("sdkd-unet-sdkd-low", "SDKD's U-Net student with frequency-aligned KD weighting the low band 4x (alpha 4): "
+          "on Navier-Stokes the students trail the teacher in the low band, not the high", kd="sdkd", alpha=4.0,
+          teacher="sdkd-teacher")
 @register("sdkd-unet-sdkd-latent", "SDKD's U-Net student with frequency-aligned KD on the teacher's latent",
           kd="sdkd", sdkd_on="latent", teacher="sdkd-teacher")
 class SDKDUNet(GridStudent):

@@ -15,9 +15,10 @@ from bench.suites.tables import ok_overall, seed_cell
 
 
 # the sdkd suite (SDKD, Li et al., ICCV 2025): its teacher, each student without KD, with output KD
-# and with frequency-aligned KD (on the forecast; the U-Net also on the teacher's latent)
-SDKD_MODELS = ("sdkd-teacher", "sdkd-unet", "sdkd-unet-kd", "sdkd-unet-sdkd", "sdkd-unet-sdkd-latent",
-               "sdkd-resnet", "sdkd-resnet-kd", "sdkd-resnet-sdkd",
+# and with frequency-aligned KD (on the forecast; the U-Net also weighting the low band, and on the
+# teacher's latent)
+SDKD_MODELS = ("sdkd-teacher", "sdkd-unet", "sdkd-unet-kd", "sdkd-unet-sdkd", "sdkd-unet-sdkd-low",
+               "sdkd-unet-sdkd-latent", "sdkd-resnet", "sdkd-resnet-kd", "sdkd-resnet-sdkd",
                "persistence", "training-mean")     # the floors: last input frame, mean training target
 
 SDKD_COST_MODELS = ("sdkd-teacher", "sdkd-unet", "sdkd-resnet")     # measured side by side after the trials
