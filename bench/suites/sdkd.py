@@ -195,6 +195,7 @@ def _sdkd_figure(df: pd.DataFrame):
         ax.set_ylabel("test MSE (unmasked)")
         ax.set_title(f"{dataset}, ratio {ratio:g}")
         ax.tick_params(axis="x", rotation=40)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")     # long names end under their bar
         ax.legend(fontsize=7)
     fig.suptitle("Error per frequency band (cut-off 0.25 x Nyquist)")
     fig.tight_layout()
