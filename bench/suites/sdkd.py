@@ -67,6 +67,7 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                                                                                           col("epochs"))})
     return pd.DataFrame(rows)
 
+
 def _budget_cell(steps: pd.Series, best: pd.Series, epochs: pd.Series) -> str:
     """How far the seeds of a model trained: "1,800 (best 288-299 of 300)", the optimiser steps
     (the most over seeds) and the range of epochs with the best validation MAE out of the epochs
