@@ -96,7 +96,8 @@ def test_sdkd_with_alpha_one_is_plain_mse_kd_and_alpha_weights_the_low_band():
     assert loss.item() == pytest.approx(((s - t) ** 2).mean().item(), rel=1e-5)
     loss, logs = sdkd_loss(s, t, 0.25, 0.25)
     assert loss.item() == pytest.approx(logs["kd_high"] + 0.25 * logs["kd_low"], rel=1e-5)
-    assert registry.get("sdkd-unet-sdkd").config().alpha == 0.25 and registry.get("sdkd-unet-sdkd-low").config().alpha == 4
+    alpha = lambda name: registry.get(name).config().alpha
+    assert alpha("sdkd-unet-sdkd") == 0.25 and alpha("sdkd-unet-sdkd-low") == 4
     loss, logs = sdkd_loss(s, t, 0.25, 4.0)                             # sdkd-unet-sdkd-low: the low band 4x
     assert loss.item() == pytest.approx(logs["kd_high"] + 4 * logs["kd_low"], rel=1e-5)
     s.requires_grad_(True)

@@ -63,8 +63,8 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                          "MAE": seed_cell(g["mae"], g, ".4g"), "MSE": seed_cell(mse, None, ".4g"), "SSIM": f"{num('ssim'):.3f}",
                          "MSE low band": f"{num('err_low'):.4g}", "MSE high band": f"{num('err_high'):.4g}",
                          "of teacher": f"{t_mse / mse.mean():.0%}" if t_mse == t_mse and model != "sdkd-teacher" else "",
-                         "MSE vs no KD": change, "p": p, "steps (best epoch)": _budget_cell(col("steps"), col("best_epoch"),
-                                                                                          col("epochs"))})
+                         "MSE vs no KD": change, "p": p,
+                         "steps (best epoch)": _budget_cell(col("steps"), col("best_epoch"), col("epochs"))})
     return pd.DataFrame(rows)
 
 
