@@ -57,8 +57,8 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
                 b_mse = pd.to_numeric(base["mse"], errors="coerce").mean()
                 change = f"{(mse.mean() - b_mse) / b_mse * 100:+.1f} %"
                 p = stats.p_label(stats.compare(history_dir, g, base)["p"])
-            num = lambda col: pd.to_numeric(g[col], errors="coerce").mean() if col in g else float("nan")
             col = lambda name: pd.to_numeric(g[name], errors="coerce") if name in g else pd.Series(dtype=float)
+            num = lambda name: col(name).mean()                     # NaN for a column the rows lack
             rows.append({"dataset": dataset, "ratio": f"{ratio:g}", "model": model, "seeds": len(g),
                          "MAE": seed_cell(g["mae"], g, ".4g"), "MSE": seed_cell(mse, None, ".4g"), "SSIM": f"{num('ssim'):.3f}",
                          "MSE low band": f"{num('err_low'):.4g}", "MSE high band": f"{num('err_high'):.4g}",
