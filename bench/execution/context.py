@@ -1,4 +1,4 @@
-"""The trial context: what a trial reads, built once (issue 15): its dataset (and node slice),
+"""The trial context: what a trial reads, built once: its dataset (and node slice),
 split, scaler, windows, the model's config and the model on its device. A trial, a teacher fit
 and a teacher cache lookup all read the context instead of rebuilding it."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from bench.protocol import registry
 from bench.protocol.data import DataError, Dataset, load_dataset, load_registry
-from bench.protocol.split import MixedWindows, Scaler, Split, Windows, horizons, prepare
+from bench.protocol.split import MixedWindows, Scaler, Split, Windows, horizons, prepare, split_for, teacher_split
 from bench.execution.spec import TrialSpec
 from bench.execution.train import resolve_device, set_seed
 
@@ -59,17 +59,43 @@ def trial_data(spec: TrialSpec) -> Dataset:
     return _trial_data(spec.dataset, spec.data_dir, spec.registry_file, spec.num_nodes)
 
 
+def oracle_train_start(data: Dataset, split: Split, teacher: str, teacher_data: str) -> int:
+    """The first training step of the oracle of `teacher`: the student's training part joined with
+    the ground truth that the teacher's forecasts of the student's training windows carry.
+
+    - A teacher that trains: its `teacher_data` part (`bench.protocol.split.teacher_split`) joined
+      to the student's: step 0 for "disjoint" and "all", the student's own start for "same".
+    - A reference forecaster with a lookback longer than H_in (seasonal naive: its forecast of
+      step t is the flow at t - P): the training part extended back by that lag P (step 0 at most).
+    - Any other reference forecaster (historical average: it only reads the student's part):
+      the student's own start (the oracle is the student without teacher).
+    The extension never reaches validation or test: it only moves the start earlier.
+
+    Raises:
+        UnknownModelError: `teacher` is not registered.
+    """
+    entry = registry.get(teacher)
+    if entry.trains:
+        return min(split.train_start, teacher_split(split, teacher_data).train_start)
+    info = registry.ModelInfo.of(data, Scaler.fit(data.flow, split), *horizons(data))
+    lag = registry.lookback(entry.cls(entry.config(), info), info.h_in)
+    return max(0, split.train_start - lag) if lag > info.h_in else split.train_start
+
+
 def build_context(spec: TrialSpec) -> TrialContext:
     """Load, split, scale, cut windows and build the model (seeded with `spec.seed`) on its
-    device (`resolve_device(spec.device)`).
+    device (`resolve_device(spec.device)`). A config with `oracle_of` trains on the training
+    part extended back as `oracle_train_start` says (scaler fitted on the extended part).
 
     Raises:
         DataError, ProtocolError: bad dataset or ratio; DeviceError: --device cuda without CUDA.
     """
     data = trial_data(spec)
-    split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed,
-                                   train_stride=spec.train_stride)
     cfg = spec.model_config()
+    start = (oracle_train_start(data, split_for(data, spec.ratio), cfg.oracle_of, spec.teacher_data)
+             if getattr(cfg, "oracle_of", None) else None)
+    split, scaler, parts = prepare(data, spec.ratio, spec.max_train_windows, seed=spec.seed,
+                                   train_stride=spec.train_stride, train_start=start)
     info = registry.ModelInfo.of(data, scaler, *horizons(data))
     set_seed(spec.seed)
     model = registry.get(spec.model).cls(cfg, info)

@@ -121,7 +121,8 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
 
     def on_done(spec: TrialSpec, rows: list[dict]) -> None:
         first = rows[0]
-        detail = {k: first.pop(k) for k in ("history", "traceback", "window_mae", "window_every") if k in first}
+        detail = {k: first.pop(k) for k in ("history", "traceback", "window_mae", "window_mse", "window_every",
+                                                      "window_block", "teacher_window_mae") if k in first}
         write_json(path.parent / "history" / f"{spec.trial_id}.json", {"spec": spec.to_dict(), **detail})
         append_rows(path, rows)
         if first["status"] != "ok":

@@ -25,7 +25,8 @@ class TrialSpec:
     `train_stride` keeps every n-th training window and `max_val_windows` caps the validation
     windows early stopping reads (model and teacher alike; the test set is never cut).
     `teacher_data` says what the teacher is fitted on (`bench.protocol.split.teacher_split`: disjoint,
-    same or all); it is part of the identity of teachers and of distilled students only.
+    same or all); it is part of the identity of teachers, of distilled students and of oracles
+    (config `oracle_of`) only.
     `device` (auto, cpu, cuda; see `bench.execution.train.resolve_device`) is where the model, its batches
     and its teacher's predictions live; it is not part of the identity (rows record it)."""
 
@@ -69,7 +70,7 @@ class TrialSpec:
             out["max_val_windows"] = self.max_val_windows
         if self.fixed_rounds:
             out["fixed_rounds"] = True
-        if self.suite == "teacher" or self.has_teacher():
+        if self.suite == "teacher" or self.has_teacher() or self.config.get("oracle_of"):
             out["teacher_data"] = self.teacher_data
         return out
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.execution.context import TrialContext, build_context, training_windows, trial_data
-from bench.protocol.metrics import masked_mae, masked_rmse, score
+from bench.protocol.metrics import masked_mae, masked_rmse, score, window_mae
 from bench.protocol.split import Scaler, Windows, horizons, split_for, teacher_split
 from bench.execution.results import atomic_write, node_name
 from bench.execution.train import fit, peak_memory_mb, predict, resolve_device, set_seed, to_device, trainable_state
@@ -276,9 +276,15 @@ def _read_cache(spec, latent: bool = False) -> tuple:
         return z["starts"], z["pred"], json.loads(str(z["meta"])), lat
 
 
-def attach(parts: dict[str, Windows], spec) -> dict:
+def attach(parts: dict[str, Windows], spec, shuffle_seed: int | None = None) -> dict:
     """Attach cached teacher predictions (and latents, when cached) to the training windows of a
-    student trial; returns the cache's meta."""
+    student trial; returns the cache's meta, with `test_window_mae` (the teacher's masked MAE of
+    every test window of `parts["test"]`, for the paired test of student against teacher).
+
+    shuffle_seed: permute the predictions (and latents) across the training windows with this seed
+    (a permutation without fixed points where there are two windows or more): each window gets
+    another window's forecast, the values stay the same (the "shuffled teacher" control). The
+    meta then says `shuffled: True`."""
     starts, pred, meta, latent = _read_cache(spec, latent=True)
     w = parts["train"]
     pos = np.searchsorted(starts, w.starts)
@@ -290,8 +296,32 @@ def attach(parts: dict[str, Windows], spec) -> dict:
                                 f"--nodes) or import predictions of every window")
     if latent is not None and pos.max(initial=0) >= len(latent):
         latent = None                       # latents cover the teacher's training windows only
+    if shuffle_seed is not None:
+        pos = pos[derangement(len(pos), shuffle_seed)]
+        meta = meta | {"shuffled": True}
     w.attach_teacher(pred[pos], None if latent is None else latent[pos])
+    test = parts.get("test")
+    if test is not None:
+        tpos = np.searchsorted(starts, test.starts)
+        if len(tpos) and (tpos < len(starts)).all() and np.array_equal(starts[tpos], test.starts):
+            meta = meta | {"test_window_mae": window_mae(torch.as_tensor(pred[tpos]), test.targets())}
     return meta
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A random permutation of range(n) with no fixed point (n >= 2; identity for n < 2): a
+    uniform permutation drawn with `seed`, then every fixed point swapped with its successor."""
+    perm = np.random.default_rng(seed).permutation(n)
+    if n < 2:
+        return perm
+    for i in np.flatnonzero(perm == np.arange(n)):
+        j = (i + 1) % n
+        perm[i], perm[j] = perm[j], perm[i]
+    while (fixed := np.flatnonzero(perm == np.arange(n))).size:       # a swap can make a new one
+        i = fixed[0]
+        j = (i + 1) % n
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
 
 
 def rows_from_cache(spec) -> list[dict] | None:

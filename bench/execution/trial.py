@@ -37,7 +37,8 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         cfg = ctx.cfg
         base["teacher"] = cfg.teacher or ""
         if cfg.teacher:
-            ctx.teacher_meta = teacher_mod.attach(ctx.parts, teacher_mod.teacher_spec(spec, cfg.teacher))
+            ctx.teacher_meta = teacher_mod.attach(ctx.parts, teacher_mod.teacher_spec(spec, cfg.teacher),
+                                                  shuffle_seed=spec.seed if cfg.teacher_shuffle else None)
         gen = set_seed(spec.seed)
         train = training_windows(ctx)
         result = fit(ctx.model, cfg, train, ctx.parts["val"], gen, spec.max_steps, progress,
@@ -52,6 +53,8 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
                                                                                                   ctx.teacher_meta)
         rows = [base | row | extra for row in score(pred, ctx.parts["test"], ctx.data, ctx.split)]
         rows[0]["history"] = result.history
+        if ctx.teacher_meta and ctx.teacher_meta.get("test_window_mae") is not None:
+            rows[0]["teacher_window_mae"] = ctx.teacher_meta["test_window_mae"]
         if not all(np.isfinite([r["mae"], r["rmse"]]).all() for r in rows):
             for r in rows:
                 r.update(status="error", error="non-finite test metric")

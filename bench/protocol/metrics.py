@@ -78,6 +78,12 @@ def window_mae(pred: torch.Tensor, truth: torch.Tensor, null_value: float = 0.0)
     return [float(v) for v in err]
 
 
+def window_mse(pred: torch.Tensor, truth: torch.Tensor) -> list[float]:
+    """Unmasked mean squared error of each window: [W, H_out, N, C] -> W floats (the unit of the
+    paired test of an MSE column, e.g. SDKD's tables)."""
+    return [float(v) for v in (pred - truth).pow(2).flatten(1).mean(1)]
+
+
 # Frequency bands of grid fields (SDKD, Li et al., ICCV 2025; ../shared/paper/sdkd-summary.md 4.1, 9.3):
 # rfft2 over (H, W), "ortho" norm; low band = radial frequency <= k_c x Nyquist, high band = the rest.
 BAND_CUTOFF = 0.25
@@ -147,13 +153,17 @@ def grid_metrics(pred: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int],
 def score(pred: torch.Tensor, test: Windows, data, split) -> list[dict]:
     """The metric rows of test predictions pred [W, H_out, N, C] (original units) of the `test`
     windows: `evaluate` per horizon and volume bucket, the grid metrics (`grid_metrics`) on the
-    overall row of a dataset with a grid, and on that row `window_mae` and `window_every` (every
-    n-th window is non-overlapping: H_out on a series, 1 on independent samples) for the paired
-    tests of `bench.protocol.stats`."""
+    overall row of a dataset with a grid, and on that row, for the paired tests of
+    `bench.protocol.stats`: `window_mae` and `window_mse` (per test window), `window_every` (every
+    n-th window is non-overlapping: H_out on a series, 1 on independent samples) and
+    `window_block` (consecutive windows per block of the test: one day of steps on a series, 1 on
+    independent samples)."""
     truth = test.targets()
     rows = evaluate(pred, truth, volume_buckets(data.flow, split))
     if data.meta.get("grid"):
         rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred, truth, data.grid).items()}
     rows[0]["window_mae"] = window_mae(pred, truth)
+    rows[0]["window_mse"] = window_mse(pred, truth)
     rows[0]["window_every"] = 1 if data.meta.get("sample_len") else test.h_out
+    rows[0]["window_block"] = 1 if data.meta.get("sample_len") else int(data.steps_per_day)
     return rows

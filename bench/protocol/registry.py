@@ -64,6 +64,12 @@ class TrainConfig:
     the epochs in lr_milestones when given;
     max_epochs, patience: early stopping on validation masked MAE; grad_clip: max grad norm or None;
     teacher: registered model whose cached predictions the loss uses, or None;
+    teacher_shuffle: the teacher's forecasts are permuted across the training windows (same values,
+    wrong windows; the distill suite's "shuffled teacher" control: distillation as a regulariser,
+    with no knowledge in it);
+    oracle_of: a registered teacher whose data this model trains on instead of reading its
+    forecasts (the distill suite's "oracle" control: the training part joined with the ground
+    truth the teacher's forecasts carry, `bench.execution.context.oracle_train_start`), or None;
     val_windows: early stopping on that many evenly spaced validation windows (None: all; for
     slow models); eval_batch_size: windows per prediction batch (validation, test, teacher caches).
     """
@@ -78,6 +84,8 @@ class TrainConfig:
     patience: int = 10
     grad_clip: float | None = None
     teacher: str | None = None
+    teacher_shuffle: bool = False
+    oracle_of: str | None = None
     val_windows: int | None = None
     eval_batch_size: int = 256
 
@@ -106,7 +114,7 @@ class ModelInfo:
 
 # TrainConfig fields that only mean something to a model that trains
 TRAINING_FIELDS = ("lr", "weight_decay", "batch_size", "lr_decay", "lr_step", "lr_milestones", "max_epochs",
-                   "patience", "grad_clip")
+                   "patience", "grad_clip", "teacher_shuffle", "oracle_of")
 
 
 def trains(name: str) -> bool:

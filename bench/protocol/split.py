@@ -298,15 +298,22 @@ def series_tensors(data: Dataset, scaler: Scaler) -> tuple[torch.Tensor, torch.T
 
 
 def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, seed: int = 0,
-            train_stride: int | None = None):
+            train_stride: int | None = None, train_start: int | None = None):
     """Split, fit the scaler on training steps, and build the three window sets (training
     windows: every `train_stride`-th, then at most `max_train_windows` drawn with `seed`).
+    `train_start`: the first training step instead of the ratio's (an oracle's training part,
+    extended back; never later than the ratio's, never into validation).
 
     Returns:
         (split, scaler, {"train": Windows, "val": Windows, "test": Windows}); the three window
         sets share one raw and one normalised copy of the series.
     """
     split = split_for(data, ratio)
+    if train_start is not None:
+        if not 0 <= train_start <= split.train_start:
+            raise ProtocolError(f"train_start {train_start} must lie in [0, {split.train_start}] (the ratio's first "
+                                f"training step); an extended training part never reaches validation")
+        split = Split(train_start, split.val_start, split.test_start, split.total)
     scaler = Scaler.fit(data.flow, split)
     series = series_tensors(data, scaler)
     parts = {part: Windows(data, split, part, scaler, max_windows=max_train_windows if part == "train" else None,

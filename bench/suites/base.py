@@ -337,10 +337,15 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
                              paths.get("registry_file"), paths.get("num_nodes"))
     seeds = seeds or (suite.quick_seeds if p.quick and suite.quick_seeds else suite.seeds)
     plan = (suite.plan or default_plan)(suite, models, p, teacher, settings)
-    specs = {}            # the order the runner starts them in: the suite's models (most expensive first), each
-    for m, cfg, t_cfg, n_seeds in plan:          # at its largest ratio first, so the last cores idle least
-        for r in sorted(ratios, reverse=True):
-            for s in range(n_seeds or seeds):
+    # the order the runner starts them in: seed by seed (a run cut short holds whole seeds of every
+    # comparison), and within a seed the suite's models (most expensive first), each at its largest
+    # ratio first, so the last cores idle least
+    specs = {}
+    for s in range(max(n or seeds for *_, n in plan)):
+        for m, cfg, t_cfg, n_seeds in plan:
+            if s >= (n_seeds or seeds):
+                continue
+            for r in sorted(ratios, reverse=True):
                 spec = TrialSpec(suite=suite.name, dataset=dataset, model=m, ratio=float(r), seed=s,
                                  config=cfg, teacher_config=t_cfg, teacher_data=teacher_data,
                                  **p.caps(m, cfg, epochs), **paths)

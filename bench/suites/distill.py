@@ -51,6 +51,8 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
     plan = [(DISTILL_BASELINE, base_cfg, {}, None)]
     plan += [(ref, {}, {}, 1) for ref in REFERENCES]          # cheap: a run cut short still has them
     for t in teachers:
+        # the oracle: the student without teacher on the ground truth its teacher's forecasts carry
+        plan.append((DISTILL_BASELINE, base_cfg | {"oracle_of": t}, {}, None))
         t_config: dict[str, dict] = {}
         for m in students:
             base = model_overrides([m], t, settings, t_config)[m]
@@ -65,6 +67,8 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
                 config = {k: type(getattr(default, k))(v) if k in variant else v for k, v in (base | change).items()}
                 config = {k: v for k, v in config.items() if k not in variant or getattr(default, k) != v}
                 plan.append((m, config, t_config.get(m, {}), None))
+                # its control: the same variant with the teacher's forecasts shuffled across windows
+                plan.append((m, config | {"teacher_shuffle": True}, t_config.get(m, {}), None))
     return list({json.dumps(p[:3], sort_keys=True): p for p in plan}.values())
 
 
@@ -214,7 +218,7 @@ register_suite(Suite(
     "distill", "Does the teacher transfer? Each teacher (" + ", ".join(DISTILL_TEACHERS) + ") x eq. 2's gate "
     "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb and the floors, 3 seeds, "
     "with a paired Wilcoxon test over test windows (--teacher NAME: one teacher; quick: seasonal-naive-week)",
-    ("flowdistill",), (0.1, 0.3), (0.1,), kind="distill", seeds=3,
+    ("flowdistill",), (0.1, 0.3), (0.1,), kind="distill", seeds=5,
     title="Distillation: does the teacher's forecast reach the student?", rank=70, in_all=True, plan=plan,
     tables=lambda df, folder: [("each student variant against flowdistill-wo-tb (paired Wilcoxon over "
                                 "non-overlapping test windows)", distill_frame(df, folder / "history"))],
