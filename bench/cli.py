@@ -24,6 +24,7 @@ from bench.protocol.split import TEACHER_DATA, ProtocolError, check_ratio, split
 from bench.execution.teacher import TeacherCacheError
 from bench.execution.train import DEVICES, DeviceError, TrainingError, resolve_device
 from models.language_model import LanguageModelError
+from bench.suites.numbers import NumbersError
 from bench.suites.report import ReportError
 from bench.execution import runner
 from bench.execution.runner import ClusterError
@@ -146,6 +147,17 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--suite", type=_csv("suite names"), help="comma-separated suites (default: every suite "
                      "with results)")
     rep.add_argument("--out", default="reports/flowbench.pdf", help="PDF path (default reports/flowbench.pdf)")
+
+    cmp_ = sub.add_parser("compare", help="the paired test of any two rows of a results or report folder",
+                          description="Without ROW_A ROW_B: list the rows (suite, ratio, model, config, seeds, MAE) "
+                          "of a results folder, or of a report folder through its numbers/. With them: the "
+                          "difference of their per-window test errors (A - B), its 95 %% interval and p-value from "
+                          "the paired test over seeds and day blocks of test windows (bench.protocol.stats). The "
+                          "p-value is that of this one comparison; the report's tables adjust theirs by Holm.")
+    cmp_.add_argument("--results", required=True, help="results folder, or a report folder holding numbers/")
+    cmp_.add_argument("--suite", help="only the rows of this suite")
+    cmp_.add_argument("--metric", choices=("mae", "mse"), default="mae", help="per-window error compared (default mae)")
+    cmp_.add_argument("rows", nargs="*", type=int, metavar="ROW", help="two row numbers from the listing")
 
     tea = sub.add_parser("teacher", help="fit teachers ahead of student runs, or list cached teachers",
                          description="Teachers are fitted on the training split of (dataset, ratio) and "
@@ -411,6 +423,34 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import tempfile
+
+    from bench.suites import numbers
+    results = Path(args.results)
+    if not results.is_dir():
+        raise numbers.NumbersError(f"--results {results}: no such folder")
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        if not any(results.glob("*/trials.csv")):
+            results = numbers.unpack(results, Path(tmp) / "results")
+        if not args.rows:
+            rows = numbers.groups(results, args.suite)
+            if rows.empty:
+                raise numbers.NumbersError(f"no finished trials under {args.results}")
+            print(rows.drop(columns="trial_ids").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            return 0
+        if len(args.rows) != 2:
+            raise numbers.NumbersError(f"give two row numbers (got {len(args.rows)}); without them the rows are listed")
+        out = numbers.compare_groups(results, *args.rows, metric=args.metric, suite=args.suite, shown=args.results)
+    label = lambda r: f"{r['model']} {r['config'] or '(defaults)'} at ratio {r['ratio']:g} ({r['seeds']} seeds)"
+    print(f"A: row {args.rows[0]}: {label(out['a'])}\nB: row {args.rows[1]}: {label(out['b'])}")
+    print(f"per-window {args.metric} A - B: {out['diff']:+.4f}, 95 % interval [{out['lo']:+.4f}, {out['hi']:+.4f}], "
+          f"p = {out['p']:.3g} (t, {out['df']:.1f} df; {out['seeds']} seeds x {out['blocks']} blocks of "
+          f"{out['block']} test windows; this comparison alone, not Holm-adjusted)")
+    print("per seed: " + ", ".join(f"{d:+.4f}" for d in out["seed_diffs"]))
+    return 0
+
+
 def _r(value, digits: int = 3):
     return "" if value is None else round(float(value), digits)
 
@@ -507,12 +547,13 @@ def main(argv=None) -> int:
         return 2
     args = parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data}
+    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data,
+                "compare": cmd_compare}
     try:
         return commands[args.command](args)
     except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
             LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError, FloatingPointError,
-            ClusterError) as exc:
+            ClusterError, NumbersError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,38 +6,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy.stats import wilcoxon
 
 from bench import suites
 from bench.execution import teacher as teacher_mod
 from bench.cli import main
 from bench.protocol.split import H_IN, H_OUT, TEACHER_DATA, ProtocolError, split_steps, teacher_split, window_starts
 from bench.execution.results import read_trials, trials_path
-from bench.protocol.stats import paired_test
 from bench.execution.train import fit, predict, set_seed, training_loss
 from bench.execution.context import build_context
 from bench.execution.spec import TrialSpec
 from bench.execution.trial import run_trial
-
-
-def test_paired_test_is_scipys_wilcoxon_on_non_overlapping_windows():
-    rng = np.random.default_rng(0)
-    a = rng.random(60) + 1.0
-    b = a + rng.normal(0.3, 0.2, 60)
-    out = paired_test(a, b, every=1)
-    assert out["p"] == pytest.approx(wilcoxon(a, b).pvalue) and out["n"] == 60
-    assert out["mean_diff"] == pytest.approx(np.mean(a - b)) and out["wins"] == pytest.approx(np.mean(a < b))
-    out = paired_test(a, b, every=12)          # windows 0, 12, 24, 36, 48
-    assert out["n"] == 5 and np.isnan(out["p"])                # too few windows for a test
-    c = np.tile(a, 2)                                          # 120 windows -> 10 tested
-    d = c + rng.normal(0.5, 0.3, 120)
-    d[np.arange(0, 120, 12)[3]] = np.nan                       # a window without unmasked truth
-    out = paired_test(c, d)
-    assert out["n"] == 9 and out["p"] == pytest.approx(wilcoxon(c[::12][[0, 1, 2, 4, 5, 6, 7, 8, 9]],
-                                                                (d[::12])[[0, 1, 2, 4, 5, 6, 7, 8, 9]]).pvalue)
-    assert paired_test(c, c)["p"] == 1.0                       # no difference at all
-    with pytest.raises(ValueError, match="differ"):
-        paired_test(a, b[:10])
 
 
 def _student(config, teacher_offset=None, epochs=4, seed=0):
@@ -107,9 +85,9 @@ def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     df = read_trials(trials_path(out, "distill"))
     overall = df[(df["horizon"] == "all") & (df["bucket"] == "all")]
-    # wo-tb x 2 seeds, 2 variants x 2 seeds, the 3 floors x 1 seed
+    # wo-tb and its oracle x 2 seeds, 2 variants and their shuffled twins x 2 seeds, the 3 floors x 1 seed
     assert sorted(overall["model"].value_counts().items()) == [
-        ("flowdistill", 4), ("flowdistill-wo-tb", 2), ("historical-average", 1), ("seasonal-naive-day", 1),
+        ("flowdistill", 8), ("flowdistill-wo-tb", 4), ("historical-average", 1), ("seasonal-naive-day", 1),
         ("seasonal-naive-week", 1)]
     floor = run_trial(TrialSpec(suite="t", dataset="NYCTaxi", model="seasonal-naive-week", ratio=0.1, num_nodes=6))
     teacher_mae = floor[0]["mae"]
@@ -121,30 +99,38 @@ def test_distill_suite_end_to_end(tmp_path, monkeypatch, capsys):
     assert (students["teacher_train_mae"] > 0).all() and (students["converged"] == "False").all()
     assert (overall.loc[overall["model"] == "flowdistill-wo-tb", "teacher_mae"].isna()).all()
     history = json.loads((out / "distill" / "history" / f"{students['trial_id'].iloc[0]}.json").read_text())
-    assert len(history["window_mae"]) > 200
+    assert len(history["window_mae"]) == len(history["window_mse"]) == len(history["teacher_window_mae"]) > 200
+    assert history["window_block"] == 48
     table = suites.distill_frame(df, out / "distill" / "history")
-    assert list(table["model"]) == ["flowdistill-wo-tb", "seasonal-naive-week", "seasonal-naive-day",
-                                    "historical-average", "flowdistill", "flowdistill"]
+    # no teacher, the floors, the oracle, then each variant beside its shuffled-teacher twin
+    assert list(table["what"]) == ["baseline", "floor", "floor", "floor",
+                                   "oracle (no teacher, trained on the teacher's data)",
+                                   "output KD", "output KD, shuffled teacher",
+                                   "output KD (element gate)", "output KD (element gate), shuffled teacher"]
     floors = table.iloc[1:4]
     assert (floors["teacher"] == "(floor)").all() and floors["MAE"].iloc[0] == f"{teacher_mae:.2f}"
-    students = table.iloc[4:]
-    assert students["p"].iloc[0].startswith("p") and students["teacher MAE"].iloc[0] == f"{teacher_mae:.2f}"
-    # the report's first page says which variant did best, against the student without teacher
+    students = table.iloc[[5, 7]]
+    assert students["teacher MAE"].iloc[0] == f"{teacher_mae:.2f}"
+    # each comparison: "difference [interval] p=..." after Holm; the student against its teacher too
+    for column in ("vs no teacher", "vs shuffled teacher", "vs teacher"):
+        assert students[column].str.contains(r"^[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] p", regex=True).all()
+    assert (table.iloc[[6, 8]]["vs shuffled teacher"] == "").all()
+    numbers = suites.distill_numbers(df, out / "distill" / "history")
+    assert (numbers["family"] == numbers[["vs_none", "vs_shuffled", "vs_teacher"]].notna().sum().sum()).all()
+    raw = [t["p"] for c in ("vs_none", "vs_shuffled", "vs_teacher") for t in numbers[c] if t is not None]
+    assert numbers[["p_none", "p_shuffled", "p_teacher"]].min().min() >= min(raw)          # Holm never lowers a p
+    seeds = suites.distill.seed_frame(df, out / "distill" / "history")
+    assert list(seeds.columns[-2:]) == ["seed 0", "seed 1"]
+    # the report's first page: the oracle, each variant's three comparisons and a verdict for the teacher
     from bench.suites.summary import summary_lines
     page = "\n".join(summary_lines(out, ["distill"]))
-    best = students.assign(m=students["MAE"].map(lambda c: float(c.split()[0]))).sort_values("m").iloc[0]
-    assert f"ratio 0.1: best variant flowdistill (teacher seasonal-naive-week MAE {teacher_mae:.2f}" in page
-    assert f"MAE {best['MAE']} against flowdistill-wo-tb {table['MAE'].iloc[0]}: {best['vs no teacher']}, {best['p']}" in page
-    assert "2 variants in all" in page and "did not converge" in page
-    below = sum(students["MAE"].map(lambda c: float(c.split()[0])) < floors["MAE"].map(lambda c: float(c.split()[0])).min())
-    assert "ratio 0.1: best floor" in page and f"{below} of 2 variants below it" in page
-    p = students["p"].map(lambda s: float(s[2:]))                # "p=0.0079" or "p<1e-4"
-    worse = students["vs no teacher"].str.startswith("+")
-    assert (f"{int(((p < 0.01) & ~worse).sum())} of 2 variants better and {int(((p < 0.01) & worse).sum())} worse "
-            f"with p < 0.01") in page
-    assert "gap closed" in printed and "element" in printed
+    assert "ratio 0.1: oracle of seasonal-naive-week" in page and "after Holm" in page
+    assert "ratio 0.1: verdict for seasonal-naive-week:" in page and "vs shuffled teacher" in page
+    assert f"adjusted by Holm over its {int(numbers['family'].iloc[0])} comparisons" in page
+    assert "eq. 2's delta 10 against a teacher" in page and "did not converge" in page
+    assert "vs no teacher" in printed and "element" in printed
     assert main(argv) == 0                                        # a rerun skips every finished trial
-    assert "resuming: 9 of 9 trials already finished" in capsys.readouterr().out
+    assert "resuming: 15 of 15 trials already finished" in capsys.readouterr().out
 
 
 def test_distill_table_says_how_much_of_the_gap_a_student_closes():
@@ -161,11 +147,12 @@ def test_distill_table_says_how_much_of_the_gap_a_student_closes():
     table = suites.distill_frame(pd.DataFrame(rows))
     row = table.iloc[1]
     # no teacher 21, student 15, teacher 12: (21 - 15) / (21 - 12) = 67 %
-    assert (row["target"], row["gate"], row["MAE"], row["vs no teacher"], row["gap closed"]) == (
+    assert (row["target"], row["gate"], row["MAE"], row["vs no teacher"], row["gap to teacher closed"]) == (
         "teacher", "batch", "15.00 ± 1.41", "-6.00", "67 %")
+    assert row["what"] == "output KD"
     assert row["better in seeds"] == "2/2"
     worse = suites.distill_frame(pd.DataFrame([r | {"teacher_mae": 25.0} if r["teacher"] else r for r in rows]))
-    assert worse.iloc[1]["gap closed"] == "no gap (teacher worse)"       # not -150 %
+    assert worse.iloc[1]["gap to teacher closed"] == "no gap (teacher worse)"       # not -150 %
 
 
 def test_a_teacher_cache_without_the_students_windows_is_refused(tmp_path):
@@ -263,9 +250,13 @@ def test_fixing_a_variant_key_narrows_the_students_and_keeps_the_baselines_trial
                                settings={"lambda_tbl": 1.0})
     assert {s.trial_id for s in fixed} < {s.trial_id for s in plain}
     students = [s for s in fixed if s.model == "flowdistill"]
-    assert len(students) == 4 * 3                    # 2 gates x 2 targets x 3 seeds
+    assert len(students) == 4 * 2 * 5                # 2 gates x 2 targets, each with its shuffled twin, x 5 seeds
+    assert sum(s.model_config().teacher_shuffle for s in students) == 4 * 5
     assert all(s.model_config().lambda_tbl == 1.0 for s in students)
-    assert len([s for s in fixed if s.model == suites.DISTILL_BASELINE]) == 3
+    baselines = [s for s in fixed if s.model == suites.DISTILL_BASELINE]
+    assert len(baselines) == 2 * 5                   # the student without teacher and its teacher's oracle
+    assert sorted(str(s.model_config().oracle_of) for s in baselines) == ["None"] * 5 + ["seasonal-naive-week"] * 5
+    assert [s.seed for s in fixed][:3] == [0, 0, 0]  # seed by seed: a run cut short holds whole seeds
 
 
 def test_a_variant_named_by_settings_is_the_same_trial_as_in_the_full_plan():
@@ -280,4 +271,16 @@ def test_a_variant_named_by_settings_is_the_same_trial_as_in_the_full_plan():
         fixed = suites.build_specs(suites.SUITES["distill"], "NYCTaxi", "full", ratios=[0.1],
                                    teacher="seasonal-naive-week", settings=settings)
         assert {s.trial_id for s in fixed} <= plain, settings
-        assert len([s for s in fixed if s.model == "flowdistill"]) == students * 3
+        assert len([s for s in fixed if s.model == "flowdistill"]) == students * 2 * 5
+
+
+def test_the_delta_suite_runs_eq2_as_printed_at_each_delta():
+    from bench.suites.delta import DELTAS
+    specs = suites.build_specs(suites.SUITES["distill-delta"], "NYCTaxi", "quick")
+    students = [s for s in specs if s.model == "flowdistill"]
+    assert sorted({s.model_config().delta for s in students}) == sorted(DELTAS)
+    assert all((c.tbl_gate, c.tbl_target, c.lambda_tbl, c.teacher) == ("batch", "truth", 1.0, "seasonal-naive-week")
+               for c in (s.model_config() for s in students))
+    assert len(students) == len(DELTAS) * 2 and {s.seed for s in students} == {0, 1}     # quick: 2 seeds
+    narrowed = suites.build_specs(suites.SUITES["distill-delta"], "NYCTaxi", "quick", settings={"lambda_tbl": 0.1})
+    assert {s.model_config().lambda_tbl for s in narrowed if s.model == "flowdistill"} == {0.1}

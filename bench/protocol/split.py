@@ -322,6 +322,31 @@ def prepare(data: Dataset, ratio: float, max_train_windows: int | None = None, s
     return split, scaler, parts
 
 
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def weekday_coverage(data: Dataset, ratio: float) -> dict:
+    """Which days of the week the training part at `ratio` covers, and the share of test windows
+    whose targets fall (at least in part) on a day the training part never shows: the
+    day-of-week embedding of such a day is never trained.
+
+    Returns {"covered": [weekday names], "missing": [weekday names], "test_share": share of test
+    windows with a target step on a missing day (0 when every day is covered)}; data.dow counts
+    0 = Monday, as the registry's calendar does.
+
+    Raises:
+        ProtocolError: a bad ratio.
+    """
+    split = split_for(data, ratio)
+    seen = set(np.unique(np.asarray(data.dow[split.train_start:split.val_start])).tolist())
+    h_in, h_out = horizons(data)
+    starts = window_starts(split, "test", h_in, h_out, data.meta.get("sample_len"))
+    targets = np.asarray(data.dow)[starts[:, None] + h_in + np.arange(h_out)]
+    hit = ~np.isin(targets, sorted(seen)).all(axis=1) if len(starts) else np.zeros(0, bool)
+    return {"covered": [WEEKDAYS[d] for d in sorted(seen)], "missing": [WEEKDAYS[d] for d in range(7) if d not in seen],
+            "test_share": float(hit.mean()) if len(hit) else 0.0}
+
+
 class MixedWindows:
     """Training windows of a target dataset plus windows of other datasets (instruction tuning on
     several datasets of one city, as UrbanGPT and FlowDistill section 2.2 do).

@@ -22,7 +22,7 @@ from bench.suites.base import (LIGHT_MODELS, MODELS, PRESETS, QUICK_MODELS, QUIC
 from bench.suites.tables import (NOT_CONVERGED, breakdown_frame, breakdown_table, figures_of, frame_text,
                                  horizon_frame, ok_overall, ratio_frame, ratio_table, row_label, rows_of, seed_cell,
                                  tables_of)
-from bench.suites import ratio, sweep, scalability, ablation, distill, sdkd   # noqa: E402  the built-in suites
+from bench.suites import ratio, sweep, scalability, ablation, distill, delta, sdkd   # noqa: E402  the built-in suites
 from bench.suites.ablation import ablation_frame
 from bench.suites.distill import (DISTILL_BASELINE, DISTILL_QUICK_TEACHERS, DISTILL_TEACHERS, DISTILL_VARIANTS,
                                   FLOOR_TEACHER, distill_frame, distill_numbers, distill_plan)

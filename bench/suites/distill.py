@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from bench.protocol import registry, stats
@@ -80,72 +81,154 @@ def plan(suite, models, preset, teacher, settings) -> list[tuple]:
 
 
 def _variant(row) -> dict:
-    """gate, target and lambda_tbl of a student's result row (its config over the model's defaults)."""
+    """gate, target, lambda_tbl, teacher_shuffle, oracle_of and delta of a result row (its config
+    over the model's defaults)."""
     cfg = registry.get(row["model"]).config(**(json.loads(row["config"]) if row["config"] else {}))
-    return {"gate": cfg.tbl_gate, "target": cfg.tbl_target, "lambda_tbl": cfg.lambda_tbl}
+    return {"gate": getattr(cfg, "tbl_gate", ""), "target": getattr(cfg, "tbl_target", ""),
+            "lambda_tbl": getattr(cfg, "lambda_tbl", float("nan")), "shuffled": bool(cfg.teacher_shuffle),
+            "oracle_of": cfg.oracle_of or "", "delta": getattr(cfg, "delta", float("nan"))}
+
+
+def variant_name(gate: str, target: str) -> str:
+    """What a way of entering the loss is, in the field's terms: with the teacher's forecast as
+    target the term is an L1 pull to that forecast, i.e. output knowledge distillation (Hinton et
+    al. 2015, for regression); with the truth as target it is FlowDistill's eq. 2 as printed."""
+    if target == "teacher":
+        return "output KD" + (" (element gate)" if gate == "element" else "")
+    return "eq. 2 as printed" + (" (element gate)" if gate == "element" else "")
+
 
 def _values(rows: pd.DataFrame, column: str, leave=("",)) -> list[str]:
     """The distinct values of a text column but `leave`, sorted (none when the column is absent)."""
     return sorted(set(rows[column].fillna("").astype(str)) - set(leave)) if column in rows else []
 
 
+def _steps_cell(rows: pd.DataFrame) -> str:
+    """"512-792" (optimiser steps over seeds), "" for rows that do not train."""
+    steps = rows["steps"].dropna() if "steps" in rows else pd.Series(dtype=float)
+    steps = steps[steps > 0]
+    if steps.empty:
+        return ""
+    lo, hi = int(steps.min()), int(steps.max())
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def _converged(rows: pd.DataFrame) -> str:
+    """"yes", "no (k of n)" or "" (no training) for a group of trials."""
+    if "converged" not in rows or not (rows["steps"].fillna(0) > 0).any():
+        return ""
+    late = int((rows["converged"].astype(str) == "False").sum())
+    return "yes" if not late else f"no ({late} of {len(rows)})"
+
+
+TESTS = ("none", "shuffled", "teacher")      # a student row's comparisons: no teacher, shuffled teacher, teacher
+
+
 def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
-    """The distill suite's numbers, one row per ratio and entry: `kind` "baseline" (the student
-    without teacher), "floor" (forecasts that need no training) or "student" (a variant: teacher,
-    gate, target, lambda_tbl); `mae` (mean over seeds), `mae_cell` (mean ± std, marked when a seed
-    did not converge), `seeds`, `teacher_mae` (the teacher's cache's test MAE), `gate_open` (share
-    of gate-open elements over training), `diff` (against the student without teacher), `closed`
-    (% of the gap between that student and a better teacher closed; NaN when the teacher is not
-    better), `teacher_worse` (the teacher no better than that student), `p` (paired Wilcoxon over
-    non-overlapping test windows of the seed-averaged errors, `bench.protocol.stats`; NaN without
-    history files) and `seeds_better` of `seeds_paired`. Empty when no trial finished."""
+    """The distill suite's numbers, one row per ratio and entry.
+
+    `kind`: "baseline" (the student without teacher), "floor" (forecasts that need no training),
+    "oracle" (the student without teacher on its teacher's data: `oracle_of`), "student" (a
+    variant: teacher, gate, target, lambda_tbl; `name` says what it is, e.g. "output KD") or
+    "shuffled" (a variant with its teacher's forecasts shuffled across training windows).
+    Columns: `mae` (mean over seeds), `mae_cell` (mean ± std, marked when a seed did not
+    converge), `seeds`, `steps`, `converged`, `teacher_mae` (the teacher's cache's test MAE),
+    `gate_open` (share of gate-open elements over training), `diff` (MAE against the student
+    without teacher), `closed` (% of the gap to a better teacher closed; NaN when the teacher is
+    not better), `oracle_closed` (% of the gap from no teacher to the oracle closed), the
+    comparisons `vs_none`, `vs_shuffled` (a student against its shuffled twin), `vs_teacher` (a
+    student against its teacher's test forecast), each a `bench.protocol.stats.two_level_test`
+    dict, and their Holm-adjusted p-values `p_none`, `p_shuffled`, `p_teacher`: one family per
+    ratio, of `family` comparisons. `seeds_better` of `seeds_paired`: seeds in which the row beats
+    the student without teacher of the same seed. Empty when no trial finished."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
+    ok = ok.join(pd.DataFrame([_variant(r) for _, r in ok.iterrows()], index=ok.index))
     nan = float("nan")
     rows = []
     for ratio, at in ok.groupby("ratio"):
-        base = at[at["model"] == DISTILL_BASELINE]
+        is_base = (at["model"] == DISTILL_BASELINE) & (at["oracle_of"] == "")
+        base = at[is_base]
         base_mae = base["mae"].mean() if len(base) else nan
         blank = {"ratio": ratio, "teacher": "", "teacher_data": "", "teacher_mae": nan, "gate": "", "target": "",
-                 "lambda_tbl": nan, "gate_open": nan, "closed": nan, "teacher_worse": False, "p": nan,
-                 "seeds_better": 0, "seeds_paired": 0}
+                 "name": "", "lambda_tbl": nan, "gate_open": nan, "closed": nan, "oracle_closed": nan,
+                 "teacher_worse": False, "seeds_better": 0, "seeds_paired": 0, "diff": nan}
+        blank |= {f"vs_{t}": None for t in TESTS} | {f"p_{t}": nan for t in TESTS}
+
+        def entry(kind, g, **extra):
+            out = blank | {"kind": kind, "model": g["model"].iloc[0], "seeds": len(g), "mae": g["mae"].mean(),
+                           "mae_cell": seed_cell(g["mae"], g), "steps": _steps_cell(g), "converged": _converged(g)}
+            if kind != "baseline" and len(base):
+                out |= {"diff": g["mae"].mean() - base_mae, "vs_none": stats.compare(history_dir, g, base),
+                        **_seed_wins(g, base)}
+            return out | extra
         if len(base):
-            rows.append(blank | {"kind": "baseline", "teacher": "(none)", "model": DISTILL_BASELINE, "seeds": len(base),
-                                 "mae": base_mae, "mae_cell": seed_cell(base["mae"], base), "diff": nan})
+            rows.append(entry("baseline", base, teacher="(none)"))
         for ref in [r for r in REFERENCES if r in set(at["model"])]:
-            own = at[at["model"] == ref]
-            rows.append(blank | {"kind": "floor", "teacher": FLOOR_TEACHER, "model": ref, "seeds": len(own),
-                                 "mae": own["mae"].mean(), "mae_cell": seed_cell(own["mae"], own),
-                                 "diff": own["mae"].mean() - base_mae})
-        students = at[at["teacher"].fillna("") != ""].copy()
-        if students.empty:
-            continue
-        students = students.join(pd.DataFrame([_variant(r) for _, r in students.iterrows()], index=students.index))
-        for (teacher, gate, target, lam, model), g in students.groupby(
-                ["teacher", "gate", "target", "lambda_tbl", "model"], sort=True):
-            t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
-            mae = g["mae"].mean()
-            # the gap closed means something only when the teacher is better than the student without it
-            closed = (base_mae - mae) / (base_mae - t_mae) * 100 if base_mae > t_mae else nan
-            data = ", ".join(_values(g, "teacher_data"))
-            desc = ", ".join(_values(g, "teacher_desc", ("", teacher)))
-            rows.append({"ratio": ratio, "kind": "student", "teacher": f"{teacher} ({desc})" if desc else teacher,
-                         "teacher_data": data or "-", "teacher_mae": t_mae, "gate": gate, "target": target,
-                         "lambda_tbl": lam, "model": model, "seeds": len(g), "mae": mae,
-                         "mae_cell": seed_cell(g["mae"], g), "gate_open": g["gate_open"].mean(),
-                         "diff": mae - base_mae, "closed": closed, "teacher_worse": bool(t_mae >= base_mae),
-                         "p": stats.compare(history_dir, g, base)["p"],
-                         **_seed_wins(g, base)})
-    return pd.DataFrame(rows)
+            rows.append(entry("floor", at[at["model"] == ref], teacher=FLOOR_TEACHER))
+        oracles = {t: g for t, g in at[at["oracle_of"] != ""].groupby("oracle_of")}
+        students = at[(at["teacher"].fillna("") != "")]
+        for teacher in sorted(set(oracles) | set(students["teacher"])):
+            oracle = oracles.get(teacher)
+            oracle_mae = oracle["mae"].mean() if oracle is not None else nan
+            if oracle is not None:
+                rows.append(entry("oracle", oracle, teacher=teacher, teacher_data=", ".join(_values(oracle, "teacher_data"))
+                                  or "-", name="oracle (no teacher, trained on the teacher's data)"))
+            mine = students[students["teacher"] == teacher]
+            for (gate, target, lam, model), g in mine[~mine["shuffled"]].groupby(
+                    ["gate", "target", "lambda_tbl", "model"], sort=True):
+                twin = mine[mine["shuffled"] & (mine["gate"] == gate) & (mine["target"] == target)
+                            & (mine["lambda_tbl"] == lam) & (mine["model"] == model)]
+                t_mae = g["teacher_mae"].mean()             # the teacher these students read (its cache's test MAE)
+                mae = g["mae"].mean()
+                desc = ", ".join(_values(g, "teacher_desc", ("", teacher)))
+                common = {"teacher": f"{teacher} ({desc})" if desc else teacher,
+                          "teacher_data": ", ".join(_values(g, "teacher_data")) or "-", "teacher_mae": t_mae,
+                          "gate": gate, "target": target, "lambda_tbl": lam, "teacher_worse": bool(t_mae >= base_mae)}
+                rows.append(entry(
+                    "student", g, **common, name=variant_name(gate, target), gate_open=g["gate_open"].mean(),
+                    closed=(base_mae - mae) / (base_mae - t_mae) * 100 if base_mae > t_mae else nan,
+                    oracle_closed=(base_mae - mae) / (base_mae - oracle_mae) * 100 if base_mae > oracle_mae else nan,
+                    vs_shuffled=stats.compare(history_dir, g, twin) if len(twin) else None,
+                    vs_teacher=stats.compare_teacher(history_dir, g)))
+                if len(twin):
+                    rows.append(entry("shuffled", twin, **common, name=variant_name(gate, target) + ", shuffled teacher",
+                                      gate_open=twin["gate_open"].mean()))
+    out = pd.DataFrame(rows)
+    # Holm's correction within each ratio's table: every comparison the table draws is one family
+    out["family"] = 0
+    for ratio, idx in out.groupby("ratio").groups.items():
+        cells = [(i, t) for i in idx for t in TESTS if out.at[i, f"vs_{t}"] is not None]
+        adjusted = stats.holm([out.at[i, f"vs_{t}"]["p"] for i, t in cells])
+        for (i, t), p in zip(cells, adjusted):
+            out.at[i, f"p_{t}"] = p
+        out.loc[idx, "family"] = int(np.isfinite(adjusted).sum())
+    return out
 
 
-def _seed_wins(student: pd.DataFrame, base: pd.DataFrame) -> dict:
-    """`seeds_better` of `seeds_paired`: the seeds in which the student's test MAE is below that
-    of the student without teacher of the same seed (the paired test averages the seeds first, so
-    one poor seed of either side can carry it; this count shows whether the seeds agree)."""
-    both = student[["seed", "mae"]].merge(base[["seed", "mae"]], on="seed", suffixes=("", "_base"))
+def _seed_wins(rows: pd.DataFrame, base: pd.DataFrame) -> dict:
+    """`seeds_better` of `seeds_paired`: the seeds in which the rows' test MAE is below that of the
+    student without teacher of the same seed (a row of one seed, a floor, against every seed)."""
+    if len(rows) == 1 and len(base) > 1:
+        return {"seeds_better": int((base["mae"] > rows["mae"].iloc[0]).sum()), "seeds_paired": len(base)}
+    both = rows[["seed", "mae"]].merge(base[["seed", "mae"]], on="seed", suffixes=("", "_base"))
     return {"seeds_better": int((both["mae"] < both["mae_base"]).sum()), "seeds_paired": len(both)}
+
+
+def significant(row, test: str) -> bool:
+    """Is a `distill_numbers` row's comparison `test` ("none", "shuffled", "teacher") a gain (the
+    row's error lower) after Holm's correction (p < `stats.ALPHA`)?"""
+    result, p = row[f"vs_{test}"], row[f"p_{test}"]
+    return result is not None and p == p and p < stats.ALPHA and result["diff"] < 0
+
+
+def transfers(rows: pd.DataFrame) -> pd.DataFrame:
+    """The student rows of `distill_numbers` that transfer knowledge: better than the student
+    without teacher and than the same variant with its teacher's forecasts shuffled, both after
+    Holm's correction."""
+    students = rows[rows["kind"] == "student"]
+    return students[[significant(r, "none") and significant(r, "shuffled") for _, r in students.iterrows()]]
 
 
 def _gap_cell(r) -> str:
@@ -156,70 +239,106 @@ def _gap_cell(r) -> str:
     return "no gap (teacher worse)" if r.teacher_worse else ""
 
 
+def _test_cell(r, test: str) -> str:
+    """A comparison's cell: "difference [interval] p" (`stats.diff_cell`), or the plain MAE
+    difference against the student without teacher where no paired test could run."""
+    result = getattr(r, f"vs_{test}")
+    cell = "" if result is None else stats.diff_cell(result, getattr(r, f"p_{test}"))
+    if not cell and test == "none" and r.diff == r.diff:
+        cell = f"{r.diff:+.2f}"
+    return cell
+
+
 def distill_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     """The distill suite's table, `distill_numbers` formatted: per ratio, the student without
-    teacher, the floors (teacher "(floor)"), and each student variant with its teacher, the
-    teacher's data and own test MAE, the student's MAE (mean ± std over seeds), the gate-open
-    share, the change against the student without teacher, the share of the gap to the teacher
-    closed, the p-value of the paired test (empty without history files) and in how many seeds the
-    student beats the student without teacher of the same seed."""
+    teacher, the floors (teacher "(floor)"), and per teacher its oracle, each student variant
+    (named: "output KD" where the teacher's forecast is the target) and its shuffled-teacher twin,
+    with the teacher's data and own test MAE, the MAE (mean ± std over seeds), optimiser steps and
+    convergence, the gate-open share, three comparisons as "difference [95 % interval] p" with p
+    after Holm's correction within the ratio (* below 0.05): against the student without teacher,
+    against the shuffled teacher, against the teacher's own forecast; the shares of the gap to the
+    teacher and to the oracle closed, and in how many seeds the row beats the student without
+    teacher of the same seed."""
     numbers = distill_numbers(df, history_dir)
 
     def num(x, fmt):
         return "" if x != x else f"{x:{fmt}}"
     return pd.DataFrame([{"ratio": f"{r.ratio:g}", "teacher": r.teacher, "teacher data": r.teacher_data,
-                          "teacher MAE": num(r.teacher_mae, ".2f"), "gate": r.gate, "target": r.target,
+                          "teacher MAE": num(r.teacher_mae, ".2f"), "what": r.name or r.kind,
+                          "gate": r.gate, "target": r.target,
                           "lambda_tbl": num(r.lambda_tbl, "g"), "model": r.model, "seeds": r.seeds, "MAE": r.mae_cell,
-                          "gate open": num(r.gate_open, ".2f"), "vs no teacher": num(r.diff, "+.2f"),
-                          "gap closed": _gap_cell(r), "p": stats.p_label(r.p),
+                          "steps": r.steps, "converged": r.converged,
+                          "gate open": num(r.gate_open, ".2f"), "vs no teacher": _test_cell(r, "none"),
+                          "vs shuffled teacher": _test_cell(r, "shuffled"), "vs teacher": _test_cell(r, "teacher"),
+                          "gap to teacher closed": _gap_cell(r),
+                          "oracle gap closed": num(r.oracle_closed, ".0f") + (" %" if r.oracle_closed == r.oracle_closed
+                                                                               else ""),
                           "better in seeds": f"{r.seeds_better}/{r.seeds_paired}" if r.seeds_paired else ""}
                          for r in numbers.itertuples()])
 
 
-def _distill_figure(df: pd.DataFrame):
-    """Per ratio: each student variant's test MAE (mean, one sd over seeds), one colour per
-    teacher; the student without teacher (solid), each teacher's own MAE (dashed) and the floors
-    (dotted) as lines."""
+def seed_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
+    """Each seed's difference against the student without teacher of the same seed (mean of the
+    per-window MAE differences), one row per `distill_numbers` row with a comparison."""
+    numbers = distill_numbers(df, history_dir)
+    out = []
+    for r in numbers.itertuples():
+        if r.vs_none is None or not r.vs_none["seed_diffs"]:
+            continue
+        out.append({"ratio": f"{r.ratio:g}", "teacher": r.teacher, "what": r.name or r.kind,
+                    "lambda_tbl": "" if r.lambda_tbl != r.lambda_tbl else f"{r.lambda_tbl:g}"}
+                   | {f"seed {i}": f"{d:+.2f}" for i, d in enumerate(r.vs_none["seed_diffs"])})
+    return pd.DataFrame(out)
+
+
+def _distill_figure(df: pd.DataFrame, title: str = "", folder=None):
+    """Per ratio, each row's test-MAE difference against the student without teacher as a dot
+    with its 95 % interval (`bench.protocol.stats.two_level_test`; no bar where the history files
+    are missing), on an axis of differences with 0 marked: the oracle and the floors in greys,
+    each variant filled and its shuffled-teacher twin hollow; a * after a label where the
+    difference is significant after Holm's correction."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
-    ok = ok_overall(df)
+    numbers = distill_numbers(df, None if folder is None else folder / "history")
+    numbers = numbers[numbers["kind"] != "baseline"] if len(numbers) else numbers
+    ratios = sorted(numbers["ratio"].unique()) if len(numbers) else []
     units = units_of(df["dataset"].iloc[0])
-    ratios = sorted(ok["ratio"].unique())
-    fig, axes = plt.subplots(1, len(ratios), figsize=(6.5 * len(ratios), 4.6), squeeze=False)
+    height = max(2.5, 0.32 * max((len(numbers[numbers["ratio"] == r]) for r in ratios), default=4) + 1.2)
+    fig, axes = plt.subplots(1, max(1, len(ratios)), figsize=(7.5 * max(1, len(ratios)), height), squeeze=False)
+    colours = {"floor": "0.55", "oracle": "0.25", "student": "tab:blue", "shuffled": "tab:blue"}
     for ax, ratio in zip(axes[0], ratios):
-        at = ok[ok["ratio"] == ratio]
-        students = at[at["teacher"].fillna("") != ""].copy()
-        if not students.empty:
-            v = pd.DataFrame([_variant(r) for _, r in students.iterrows()], index=students.index)
-            students["variant"] = v["gate"] + "/" + v["target"] + "/" + v["lambda_tbl"].map(lambda x: f"{x:g}")
-            sns.barplot(data=students.sort_values("variant"), x="variant", y="mae", hue="teacher", errorbar="sd", ax=ax)
-        base = at[at["model"] == DISTILL_BASELINE]["mae"]
-        if len(base):
-            ax.axhline(base.mean(), c="k", lw=1.2, label=f"{DISTILL_BASELINE} (no teacher)")
-        for teacher in sorted(set(students.get("teacher", []))):
-            own = students.loc[students["teacher"] == teacher, "teacher_mae"].dropna()
-            if len(own):
-                ax.axhline(own.mean(), c="0.4", ls="--", lw=1, label=f"teacher {teacher}")
-        for ref, colour in zip(REFERENCES, ("tab:red", "tab:orange", "tab:purple")):
-            floor = at.loc[at["model"] == ref, "mae"]
-            if len(floor):
-                ax.axhline(floor.mean(), c=colour, ls=":", lw=1.2, label=f"floor {ref}")
-        ax.set_xlabel("gate / target / lambda_tbl")
-        ax.set_ylabel(f"test MAE ({units})")
-        ax.set_title(f"ratio {ratio:g}")
-        ax.tick_params(axis="x", rotation=35)
-        ax.legend(fontsize=7)
-    fig.suptitle("Distillation: student variants against the student without teacher and the teacher")
+        at = numbers[numbers["ratio"] == ratio].reset_index(drop=True)
+        labels = []
+        for y, r in enumerate(at.itertuples()):
+            test = r.vs_none
+            x = r.diff if test is None or test["diff"] != test["diff"] else test["diff"]
+            if test is not None and test["lo"] == test["lo"]:
+                ax.plot([test["lo"], test["hi"]], [y, y], c=colours[r.kind], lw=1.5)
+            ax.plot([x], [y], "o", ms=6, c=colours[r.kind], mfc="white" if r.kind == "shuffled" else colours[r.kind])
+            lam = f" lambda_tbl {r.lambda_tbl:g}" if r.lambda_tbl == r.lambda_tbl else ""
+            what = r.model if r.kind == "floor" else (r.name or r.kind) + lam
+            labels.append(what + (" *" if significant(r._asdict() | {"vs_none": test}, "none") else ""))
+        ax.axvline(0, c="k", lw=0.8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"test MAE against {DISTILL_BASELINE} ({units}; < 0: better)")
+        ax.set_title(f"ratio {ratio:g}", fontsize=10)
+        ax.grid(axis="x", lw=0.3)
+    fig.suptitle("Distillation: each row against the student without teacher (95 % intervals; * Holm p < 0.05)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
 
 register_suite(Suite(
     "distill", "Does the teacher transfer? Each teacher (" + ", ".join(DISTILL_TEACHERS) + ") x eq. 2's gate "
-    "(batch, element) x target (truth, teacher) x lambda_tbl (0.1, 1) against flowdistill-wo-tb and the floors, 3 seeds, "
-    "with a paired Wilcoxon test over test windows (--teacher NAME: one teacher; quick: seasonal-naive-week)",
+    "(batch, element) x target (truth, teacher: output KD) x lambda_tbl (0.1, 1), each with its shuffled-teacher "
+    "twin, against flowdistill-wo-tb, the teacher's oracle and the floors, 5 seeds, with a test over seeds and "
+    "day blocks of test windows, Holm-corrected per ratio (--teacher NAME: one teacher; quick: seasonal-naive-week)",
     ("flowdistill",), (0.1, 0.3), (0.1,), kind="distill", seeds=5,
     title="Distillation: does the teacher's forecast reach the student?", rank=70, in_all=True, plan=plan,
-    tables=lambda df, folder: [("each student variant against flowdistill-wo-tb (paired Wilcoxon over "
-                                "non-overlapping test windows)", distill_frame(df, folder / "history"))],
-    figures=lambda df, title: [("figure", _distill_figure(df))]))
+    tables=lambda df, folder: [("each row against flowdistill-wo-tb, its shuffled-teacher twin and its teacher: "
+                                "difference [95 % interval] and p after Holm's correction within the ratio (* < 0.05); "
+                                "test over seeds and day blocks of test windows", distill_frame(df, folder / "history")),
+                               ("each seed's difference against flowdistill-wo-tb of the same seed",
+                                seed_frame(df, folder / "history"))],
+    figures=lambda df, title, folder=None: [("figure", _distill_figure(df, title, folder))]))

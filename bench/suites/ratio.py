@@ -15,7 +15,7 @@ def ratio_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame
     """MAE / RMSE per ratio (masked, with the paired test against FlowDistill at the smallest
     ratio), the same over every cell (zeros included: the paper's eq. 13), and horizons 3, 6, 12."""
     tables = [("MAE / RMSE per training ratio (masked: truth 0 left out; black lines of the figure: floors; "
-               "p: paired Wilcoxon over non-overlapping test windows)", ratio_frame(df, history_dir=folder / "history"))]
+               "p: paired test over seeds and day blocks of test windows, Holm-adjusted over the column)", ratio_frame(df, history_dir=folder / "history"))]
     unmasked = ratio_frame(df, unmasked=True)
     if not unmasked.empty:
         tables.append(("MAE / RMSE over every cell, zeros included (the paper's eq. 13)", unmasked))

@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench import suites as S
-from bench.suites import summary
+from bench.suites import numbers, summary
 from bench.protocol.data import load_dataset
-from bench.protocol.split import H_IN, H_OUT, TEST_FRAC, VAL_FRAC
+from bench.protocol.split import H_IN, H_OUT, TEST_FRAC, VAL_FRAC, weekday_coverage
 from bench.suites.plots import style, units_of
 
 ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next
@@ -58,7 +58,7 @@ def collect(results: str | Path, names=None) -> list[Section]:
         df = S.rows_of(suite, folder)
         if df.empty or not (df["status"] == "ok").any():
             continue
-        sec = Section(suite.name, suite.title or suite.name, S.tables_of(suite, df, folder), S.figures_of(suite, df))
+        sec = Section(suite.name, suite.title or suite.name, S.tables_of(suite, df, folder), S.figures_of(suite, df, folder))
         sec.commands = _commands(results, suite.name)
         sections.append(sec)
     return sections
@@ -71,12 +71,17 @@ def environment(results: Path) -> list[str]:
 
     import torch
 
-    datasets = set()
+    datasets, ratios = set(), {}
     for path in results.glob("*/trials.csv"):
         try:
-            datasets |= set(pd.read_csv(path, usecols=["dataset"])["dataset"].astype(str))
+            used = pd.read_csv(path, usecols=["dataset", "ratio"]).dropna()
         except Exception:
-            pass
+            continue
+        datasets |= set(used["dataset"].astype(str))
+        for d, r in used.drop_duplicates().itertuples(index=False):
+            ratios.setdefault(str(d), set()).add(float(r))
+    ratios = {d: sorted(r) for d, r in ratios.items()}
+    coverage = []
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -116,6 +121,13 @@ def environment(results: Path) -> list[str]:
             days = data.flow.shape[0] / data.steps_per_day
             spans.append(f"{d}: {days:.0f} days ({data.flow.shape[0]} steps of {data.meta['interval_min']} min), so "
                          f"ratio 0.1 = {0.1 * days:.0f} days of training")
+            for ratio in ratios.get(d, []):
+                cover = weekday_coverage(data, ratio)
+                coverage.append(f"{d} at ratio {ratio:g}: the training part covers {len(cover['covered'])} of 7 days "
+                                f"of the week" + (f"; it never shows a {' or '.join(cover['missing'])}, and "
+                                                  f"{cover['test_share']:.0%} of the test windows have targets on "
+                                                  f"such a day (its day-of-week embedding is never trained)"
+                                                  if cover["missing"] else ""))
         except Exception:
             pass
     return [
@@ -131,6 +143,11 @@ def environment(results: Path) -> list[str]:
         f"samples: their own, above); "
         "z-score fitted on the training part only; masked MAE / RMSE / MAPE (truth = 0 left out) on the "
         "test windows in original units; volume buckets: quartiles of the regions' mean flow over the training steps.",
+        *[f"weekdays: {line}" for line in coverage],
+        "tests: each comparison is the mean difference of per-window test errors with a 95 % interval and a p-value "
+        "from a t-test whose unit is a seed x a block of one day of test windows (two-way random effects, "
+        "Satterthwaite degrees of freedom; bench.protocol.stats), adjusted by Holm within each table; "
+        "`bench compare --results FOLDER` recomputes any of them from the numbers/ beside the report.",
         "spread: mean ± one standard deviation over seeds where a run used --seeds N > 1 (the paper reports single runs).",
         f"hardware: {cpu}, {os.cpu_count()} logical cores, {mem} memory, GPU: {gpu}",
         f"software: Python {platform.python_version()} on {platform.platform()}; {', '.join(versions)}",
@@ -198,6 +215,10 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
           log=print) -> dict:
     """Write the PDF and, beside it, `<suite>[-k].csv/.md` per table and `<suite>[-k].png` per figure.
 
+    Beside them goes `numbers/` (`bench.suites.numbers.pack`): trials.csv and the per-window test
+    errors of every suite in the report, from which `build(that folder, ...)` rebuilds the report.
+    `results` may be such a report folder (its numbers are unpacked to a temporary folder first).
+
     Returns {"pdf": path, "pages": n, "files": [...], "suites": [...]}.
 
     Raises:
@@ -207,6 +228,10 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     from matplotlib.backends.backend_pdf import PdfPages
 
     results, out = Path(results), Path(out)
+    if results.is_dir() and not any(results.glob("*/trials.csv")) and numbers.has_numbers(results):
+        import tempfile                              # a report folder: rebuild its results from its numbers
+        with tempfile.TemporaryDirectory(prefix="bench-numbers-") as tmp:
+            return build(numbers.unpack(results, Path(tmp) / results.name), out, suites, log)
     known = [s.name for s in S.suites()]
     unknown = set(suites or []) - set(known)
     if unknown:
@@ -263,5 +288,8 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
                 plt.close(fig)
                 pages += 1
     os.replace(tmp, out)
-    log(f"report: {out} ({pages} pages, {len(sections)} suites); tables and figures beside it in {out.parent}/")
+    files += numbers.pack(results, out.parent, [s.suite for s in sections])
+    log(f"report: {out} ({pages} pages, {len(sections)} suites); tables and figures beside it in {out.parent}/, "
+        f"the numbers behind them in {out.parent / numbers.NUMBERS}/ (`bench report --results {out.parent}` "
+        f"rebuilds it from them)")
     return {"pdf": out, "pages": pages, "files": files, "suites": [s.suite for s in sections]}

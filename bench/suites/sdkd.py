@@ -36,14 +36,15 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     """The sdkd suite's table: per dataset and ratio, each model's masked MAE and unmasked MSE
     (mean ± std over seeds), SSIM, the MSE's share in the low and the high frequency band
     (`bench.protocol.metrics.grid_metrics`), the share of the teacher's accuracy it keeps (teacher MSE /
-    model MSE), its MSE change against the same student without KD and the Wilcoxon p-value of
-    the paired test over test windows (per-window MAE; every window on a dataset of independent
-    samples, every H_out-th on a series), and its optimiser steps with the epochs of its best
+    model MSE), its MSE change against the same student without KD and the p-value of the paired
+    test of per-window MSE over seeds and blocks of test windows (`bench.protocol.stats`; each
+    sample its own block on a dataset of independent samples, a day of windows on a series),
+    Holm-adjusted over the table, and its optimiser steps with the epochs of its best
     validation MAE (`_budget_cell`)."""
     ok = ok_overall(df)
     if ok.empty:
         return pd.DataFrame()
-    rows = []
+    rows, tests = [], []
     for (dataset, ratio), at in ok.groupby(["dataset", "ratio"], sort=False):
         teacher = at[at["model"] == "sdkd-teacher"]
         t_mse = pd.to_numeric(teacher["mse"], errors="coerce").mean() if len(teacher) else float("nan")
@@ -52,19 +53,24 @@ def sdkd_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
             mse = pd.to_numeric(g["mse"], errors="coerce")
             base_name = _no_kd_student(model) if model != "sdkd-teacher" else None
             base = at[at["model"] == base_name] if base_name and base_name != model else at.iloc[0:0]
-            change, p = "", ""
+            change, test = "", None
             if len(base):
                 b_mse = pd.to_numeric(base["mse"], errors="coerce").mean()
                 change = f"{(mse.mean() - b_mse) / b_mse * 100:+.1f} %"
-                p = stats.p_label(stats.compare(history_dir, g, base)["p"])
+                test = stats.compare(history_dir, g, base, metric="mse")
+                tests.append(test)
             col = lambda name: pd.to_numeric(g[name], errors="coerce") if name in g else pd.Series(dtype=float)
             num = lambda name: col(name).mean()                     # NaN for a column the rows lack
             rows.append({"dataset": dataset, "ratio": f"{ratio:g}", "model": model, "seeds": len(g),
                          "MAE": seed_cell(g["mae"], g, ".4g"), "MSE": seed_cell(mse, None, ".4g"), "SSIM": f"{num('ssim'):.3f}",
                          "MSE low band": f"{num('err_low'):.4g}", "MSE high band": f"{num('err_high'):.4g}",
                          "of teacher": f"{t_mse / mse.mean():.0%}" if t_mse == t_mse and model != "sdkd-teacher" else "",
-                         "MSE vs no KD": change, "p": p,
+                         "MSE vs no KD": change, "p": test,
                          "steps (best epoch)": _budget_cell(col("steps"), col("best_epoch"), col("epochs"))})
+    # Holm's correction over the table's comparisons (one family: one suite and results folder)
+    adjusted = iter(stats.holm([t["p"] for t in tests]))
+    for row in rows:
+        row["p"] = "" if row["p"] is None else stats.p_label(next(adjusted))
     return pd.DataFrame(rows)
 
 
@@ -135,7 +141,7 @@ def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=
                      "measured": f"{t / sd:.0%} (sdkd-unet-sdkd), {t / base:.0%} without KD"
                      if t == t and sd == sd and base == base else _missing("sdkd-teacher", "sdkd-unet(-sdkd)")})
         p = stats.p_label(stats.compare(history_dir, at[at["model"] == "sdkd-unet-sdkd"],
-                                        at[at["model"] == "sdkd-unet-kd"])["p"])
+                                        at[at["model"] == "sdkd-unet-kd"], metric="mse")["p"])
         rows.append({"claim": "SDKD better than plain output KD", "where": where,
                      "measured": f"MSE {sd:.4g} vs {kd:.4g} ({(sd - kd) / kd * 100:+.1f} %{', ' + p if p else ''})"
                      if sd == sd and kd == kd else _missing("sdkd-unet-sdkd", "sdkd-unet-kd")})
@@ -161,7 +167,7 @@ def sdkd_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]
     cost = scalability.read_points(folder.parent / "sdkd-cost" / "trials.csv")
     tables = [("teacher and students: masked MAE, unmasked MSE (mean ± std over seeds), SSIM, the MSE per frequency "
                "band, share of the teacher's accuracy kept, and the change against the same student without KD "
-               "(paired Wilcoxon)", sdkd_frame(df, history))]
+               "(p: paired test of per-window MSE over seeds and test samples, Holm-adjusted)", sdkd_frame(df, history))]
     if (cost["status"] == "ok").any():
         tables.append(("parameters, latency and peak memory (one forward pass; one training step), side by side",
                        cost_frame(cost)))
@@ -205,7 +211,7 @@ def _sdkd_figure(df: pd.DataFrame):
 
 register_suite(Suite(
     "sdkd", "SDKD (ICCV 2025) as a second method: its conv + attention teacher, U-Net and ResNet students "
-    "without KD, with output KD and with frequency-aligned KD, 3 seeds, paired Wilcoxon against the student "
+    "without KD, with output KD and with frequency-aligned KD, 3 seeds, a paired test of MSE against the student "
     "without KD, errors per frequency band; then parameters, latency and memory side by side. On "
     "NavierStokes (make it with `bench data make navier-stokes`) and NYCTaxi; teachers fitted on the "
     "student's data (SDKD pre-trains its teacher on the same training set)",

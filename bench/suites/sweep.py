@@ -74,23 +74,28 @@ def sweep_points(df: pd.DataFrame, grid: dict | None = None) -> pd.DataFrame:
 
 def sweep_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     """Fig. 7-9 as a table: parameter, value ("(default)" marks the default point), MAE and RMSE
-    (mean, ± std over seeds), and each value's change of MAE against the default with the p-value
-    of the paired Wilcoxon test over non-overlapping test windows (none without `history_dir`)."""
+    (mean, ± std over seeds), and each value's change of MAE against the default with the MAE
+    difference, its 95 % interval and p-value of the paired test over seeds and day blocks of test
+    windows (`bench.protocol.stats`), Holm-adjusted over the table (none without `history_dir`)."""
     pts = sweep_points(df)
     if pts.empty:
         return pd.DataFrame()
     order = {k: i for i, k in enumerate(SWEEP_GRID)}
     pts = pts.assign(rank=pts["param"].map(order)).sort_values(["rank", "value"])
-    rows = []
+    rows, tests = [], []
     for (k, v), g in pts.groupby(["param", "value"], sort=False):
         default = pts[(pts["param"] == k) & pts["default"]]
         is_default = bool(g["default"].any())
         change = ""
         if not is_default and len(default):
-            change = f"{(g['mae'].mean() / default['mae'].mean() - 1) * 100:+.1f} %" + \
-                stats.p_note(stats.compare(history_dir, g, default)["p"])
+            change = f"{(g['mae'].mean() / default['mae'].mean() - 1) * 100:+.1f} %"
+            tests.append((len(rows), stats.compare(history_dir, g, default)))
         rows.append({"parameter": k, "value": f"{v:g}" + (" (default)" if is_default else ""),
                      "seeds": len(g), "MAE": seed_cell(g["mae"]), "RMSE": seed_cell(g["rmse"]), "MAE vs default": change})
+    for (i, test), p in zip(tests, stats.holm([t["p"] for _, t in tests])):
+        cell = stats.diff_cell(test, p)
+        if cell:
+            rows[i]["MAE vs default"] += f" ({cell})"
     return pd.DataFrame(rows)
 
 
@@ -151,8 +156,8 @@ register_suite(Suite(
     "the defaults at ratio 0.3 (quick: 0.5, 2 seeds) (`--search` for a joint Ray Tune search)", ("flowdistill",),
     (0.3,), (0.5,), kind="sweep", quick_seeds=2, title="RQ4: hyperparameters (Fig. 7-9)", rank=40, in_all=True,
     plan=sweep_plan,
-    tables=lambda df, folder: [("MAE / RMSE per value, against the default (paired Wilcoxon over non-overlapping "
-                                "test windows)", sweep_frame(df, folder / "history"))],
+    tables=lambda df, folder: [("MAE / RMSE per value, against the default (MAE difference [95 % interval], p of the "
+                                "paired test over seeds and day blocks of test windows, Holm-adjusted over the table, * < 0.05)", sweep_frame(df, folder / "history"))],
     figures=lambda df, title: [("figure", _sweep_figure(df))]))
 register_suite(Suite(
     "search", "the sampled configurations of `bench run --suite sweep --search` (a joint Ray Tune search)",

@@ -49,9 +49,10 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
     """Table 3 as a frame: column model, then "<ratio> MAE" and "<ratio> RMSE" cells ("mean" or
     "mean ± std" over seeds). With several ratios, a last column "matches <reference>@<r0>": the
     smallest ratio at which the row's mean MAE is at most the reference's mean MAE at the smallest
-    ratio r0 ("not reached" otherwise; RQ2), with the p-value of the paired Wilcoxon test of the
-    row at that ratio against the reference at r0 over non-overlapping test windows (the test part
-    is the same at every ratio; `bench.protocol.stats`; none without `history_dir`). unmasked: the metrics
+    ratio r0 ("not reached" otherwise; RQ2), with the p-value of the paired test of the row at that
+    ratio against the reference at r0 over seeds and day blocks of test windows (the test part is
+    the same at every ratio; `bench.protocol.stats`), Holm-adjusted over the column (none without
+    `history_dir`). unmasked: the metrics
     over every cell, zeros included (the paper's eq. 13), instead of the masked ones."""
     ok = ok_overall(df)
     mae, rmse = ("mae_unmasked", "rmse_unmasked") if unmasked else ("mae", "rmse")
@@ -71,15 +72,18 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
     if ok["ratio"].nunique() > 1 and not ref.empty:
         target = ref[mae].mean()
         means = ok.groupby(["row", "ratio"])[mae].mean()
-        match = {}
+        match, tests = {}, {}
         for row in table.index:
             hits = [r for (name, r), v in means.items() if name == row and v <= target]
             if not hits:
                 match[row] = "not reached"
                 continue
             at = ok[(ok["row"] == row) & (ok["ratio"] == min(hits))]
-            same = row == ref_row or history_dir is None          # no test of the reference against itself
-            match[row] = f"{min(hits):g}" + ("" if same else stats.p_note(stats.compare(history_dir, at, ref)["p"]))
+            match[row] = f"{min(hits):g}"
+            if row != ref_row and history_dir is not None:     # no test of the reference against itself
+                tests[row] = stats.compare(history_dir, at, ref)
+        for (row, test), p in zip(tests.items(), stats.holm([t["p"] for t in tests.values()])):
+            match[row] += stats.p_note(p)                      # Holm-adjusted over the column
         table[f"matches {reference}@{r0:g}"] = pd.Series(match)
     return table.rename_axis("model").reset_index()
 
@@ -137,6 +141,12 @@ def tables_of(suite, df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataF
     return [("MAE / RMSE", ratio_frame(df, history_dir=Path(folder) / "history"))]
 
 
-def figures_of(suite, df: pd.DataFrame) -> list:
-    """The suite's figures of `df` (its `figures` hook), or none."""
-    return suite.figures(df, suite.title or suite.name) if suite.figures else []
+def figures_of(suite, df: pd.DataFrame, folder=None) -> list:
+    """The suite's figures of `df` (its `figures` hook, given the suite's results folder when it
+    takes a third argument `folder`: the tests behind its intervals), or none."""
+    if not suite.figures:
+        return []
+    import inspect
+    if folder is not None and "folder" in inspect.signature(suite.figures).parameters:
+        return suite.figures(df, suite.title or suite.name, folder=Path(folder))
+    return suite.figures(df, suite.title or suite.name)

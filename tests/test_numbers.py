@@ -1,0 +1,69 @@
+"""The numbers kept beside a report: a report rebuilt from them is the same, `bench compare` tests any
+two rows from them; and the protocol page's weekday coverage on real NYCTaxi."""
+import gzip
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.protocol.split import split_for, weekday_coverage
+from bench.suites import numbers
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    argv = ["run", "--no-report", "--suite", "distill", "--teacher", "seasonal-naive-week", "--ratios", "0.1",
+            "--nodes", "4", "--epochs", "1", "--seeds", "2", "--executor", "inline", "--out", str(out),
+            "--set", "tbl_gate=batch", "--set", "tbl_target=teacher", "--set", "lambda_tbl=1"]
+    assert main(argv) == 0
+    return out
+
+
+def test_a_report_rebuilds_from_its_numbers(tiny_run, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["report", "--results", str(tiny_run), "--out", str(first / "flowbench.pdf")]) == 0
+    kept = sorted(p.name for p in (first / "numbers").iterdir())
+    assert kept == ["distill-commands.log", "distill-trials.csv.gz", "distill-windows.csv.gz"]
+    assert sum(p.stat().st_size for p in (first / "numbers").iterdir()) < 2 * 2 ** 20
+    with gzip.open(first / "numbers" / "distill-trials.csv.gz", "rt") as fh:
+        assert fh.read() == (tiny_run / "distill" / "trials.csv").read_text()
+    windows = pd.read_csv(first / "numbers" / "distill-windows.csv.gz")
+    assert windows.groupby("trial_id").size().nunique() == 1 and (windows["block"] == 48).all()
+    assert windows["teacher_mae"].notna().any() and windows["teacher_mae"].isna().any()   # students and the rest
+    # from the report folder alone, the same tables
+    again = tmp_path / "again"
+    assert main(["report", "--results", str(first), "--out", str(again / "flowbench.pdf")]) == 0
+    for name in ("distill-1.csv", "distill-2.csv"):
+        assert (first / name).read_text() == (again / name).read_text()
+    capsys.readouterr()
+
+
+def test_compare_lists_the_rows_and_tests_two_of_them(tiny_run, tmp_path, capsys):
+    assert main(["report", "--results", str(tiny_run), "--out", str(tmp_path / "r" / "flowbench.pdf")]) == 0
+    capsys.readouterr()
+    assert main(["compare", "--results", str(tmp_path / "r")]) == 0
+    listing = capsys.readouterr().out
+    assert "oracle_of" in listing and "teacher_shuffle" in listing and "seasonal-naive-day" in listing
+    rows = numbers.groups(tiny_run)
+    base = int(rows[(rows["model"] == "flowdistill-wo-tb") & (rows["config"] == "")]["row"].iloc[0])
+    oracle = int(rows[rows["config"].str.contains("oracle_of")]["row"].iloc[0])
+    assert main(["compare", "--results", str(tmp_path / "r"), str(oracle), str(base)]) == 0
+    printed = capsys.readouterr().out
+    direct = numbers.compare_groups(tiny_run, oracle, base)
+    assert f"{direct['diff']:+.4f}, 95 % interval [{direct['lo']:+.4f}, {direct['hi']:+.4f}]" in printed
+    assert "2 seeds x 5 blocks of 48 test windows" in printed
+    assert main(["compare", "--results", str(tiny_run), "0", "99"]) == 2
+    assert "row 99 is not listed" in capsys.readouterr().err
+    assert main(["compare", "--results", str(tmp_path / "nowhere")]) == 2
+
+
+def test_weekday_coverage_of_the_training_part(taxi):
+    # NYCTaxi starts on Thursday 2015-01-01; at ratio 0.1 its 6 training days hold no Wednesday
+    cover = weekday_coverage(taxi, 0.1)
+    split = split_for(taxi, 0.1)
+    assert (split.val_start - split.train_start) // taxi.steps_per_day == 6
+    assert cover["missing"] == ["Wednesday"] and len(cover["covered"]) == 6
+    assert 0.14 < cover["test_share"] < 0.3                       # one test day of six, and the windows into it
+    assert weekday_coverage(taxi, 0.3) == {"covered": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+                                                       "Saturday", "Sunday"], "missing": [], "test_share": 0.0}
