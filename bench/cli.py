@@ -122,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
                      help="ray: Ray Tune trials (default); inline: one by one in this process")
     run.add_argument("--address", help="Ray cluster to run on: HOST:PORT of its head, as `ray start --head` prints "
                      "(default: a local Ray instance); --out, the data root and the teacher cache must be paths "
-                     "every node sees (README: On a cluster)")
+                     "every node sees (docs/cluster.md)")
     run.add_argument("--device", choices=DEVICES, default="auto", help="where models, batches and teacher "
                      "predictions live: auto (CUDA when present, default), cpu or cuda")
     run.add_argument("--gpus-per-trial", type=float, help="GPU share each Ray trial requests (default: 1 when the "

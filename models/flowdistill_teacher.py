@@ -68,7 +68,7 @@ class FlowDistillTeacherConfig(TrainConfig):
     there (detach_his=False).
 
     Defaults chosen on NYCTaxi at ratio 0.1 (teacher_data disjoint, quick preset, 2 CPU cores;
-    README "The LLM teacher"): the encoder's own forecast plus the LM's correction
+    docs/teacher.md): the encoder's own forecast plus the LM's correction
     (lm_role=residual), the LM reading a chunk of regions of 2 windows per step (lm_windows 2),
     batches of 64 windows at lr 3e-3, a region embedding and a linear map of the raw window in the
     encoder, lin_hidden 256, no gated convolutions on a CPU (st_layers None: 3 on CUDA, 0 on CPU),

@@ -67,3 +67,17 @@ def test_weekday_coverage_of_the_training_part(taxi):
     assert 0.14 < cover["test_share"] < 0.3                       # one test day of six, and the windows into it
     assert weekday_coverage(taxi, 0.3) == {"covered": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
                                                        "Saturday", "Sunday"], "missing": [], "test_share": 0.0}
+
+
+def test_every_committed_report_with_numbers_regenerates_its_tables(tmp_path, capsys):
+    from pathlib import Path
+    reports = Path(__file__).resolve().parents[1] / "reports"
+    kept = [p.parent for p in reports.glob("*/numbers")]
+    for folder in kept:
+        out = tmp_path / folder.name
+        assert main(["report", "--results", str(folder), "--out", str(out / "flowbench.pdf")]) == 0
+        tables = sorted(p.name for p in folder.glob("*.csv"))
+        assert tables, folder
+        for name in tables:
+            assert (out / name).read_text() == (folder / name).read_text(), f"{folder.name}/{name}"
+    capsys.readouterr()

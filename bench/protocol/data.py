@@ -114,10 +114,10 @@ def load_registry(extra: str | os.PathLike | None = None) -> dict[str, dict]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise DataError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); see README.md, "
+            raise DataError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); see docs/protocol.md, "
                             f"'Your own dataset'") from exc
         if not isinstance(user, dict):
-            raise DataError(f"{path} must map dataset names to entries (see README.md, 'Your own dataset')")
+            raise DataError(f"{path} must map dataset names to entries (see docs/protocol.md, 'Your own dataset')")
         for name, entry in user.items():
             if not isinstance(entry, dict) or "data" not in entry:
                 raise DataError(f"{path}: entry {name!r} needs at least `data:` (path of an npz with [T, N, C])")

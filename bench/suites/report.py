@@ -18,13 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench import suites as S
-from bench.suites import numbers, summary
+from bench.suites import numbers, pdf, summary
 from bench.protocol.data import load_dataset
 from bench.protocol.split import H_IN, H_OUT, TEST_FRAC, VAL_FRAC, weekday_coverage
 from bench.suites.plots import style, units_of
 
-ROWS_PER_PAGE = 28        # table rows on one landscape page; longer tables continue on the next
-PAGE = (11.69, 8.27)      # every page: A4 landscape, in inches
 
 
 class ReportError(RuntimeError):
@@ -155,62 +153,6 @@ def environment(results: Path) -> list[str]:
     ]
 
 
-def _table_figure(title: str, table: pd.DataFrame):
-    """A landscape page holding `table` (font shrunk to fit its width)."""
-    import matplotlib.pyplot as plt
-    fig = plt.figure(figsize=PAGE)
-    ax = fig.add_axes([0.03, 0.05, 0.94, 0.85])
-    ax.axis("off")
-    fig.suptitle(title, fontsize=12, x=0.03, ha="left")
-    if table.empty:
-        ax.text(0, 1, "(no finished trials)", va="top")
-        return fig
-    cells = table.astype(str).to_numpy().tolist()
-    tab = ax.table(cellText=cells, colLabels=[str(c) for c in table.columns], loc="upper left", cellLoc="center")
-    tab.auto_set_font_size(False)
-    tab.set_fontsize(max(5.0, min(10.0, 150 / max(len(table.columns), 1))))
-    tab.auto_set_column_width(list(range(len(table.columns))))
-    tab.scale(1, 1.5)
-    return fig
-
-
-def _figure_page(fig, name: str = ""):
-    """A landscape page holding `fig` at its own aspect ratio, scaled to fit (drawn at 150 dpi), so
-    that a figure of any size keeps the report's one page size; its title (the figure's suptitle,
-    else `name`) stays text on the page."""
-    import io
-
-    import matplotlib.pyplot as plt
-    title = fig.get_suptitle() or name
-    fig.suptitle("")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
-    buf.seek(0)
-    image = plt.imread(buf)
-    page = plt.figure(figsize=PAGE)
-    page.suptitle(title, fontsize=12, x=0.03, ha="left")
-    ax = page.add_axes([0.02, 0.02, 0.96, 0.9])
-    ax.imshow(image, interpolation="antialiased")
-    ax.axis("off")
-    return page
-
-
-def _text_pages(title: str, lines: list[str]) -> list:
-    """Pages of wrapped text (lines starting with two spaces in monospace); text that does not fit
-    goes on over the next page, never cut."""
-    import matplotlib.pyplot as plt
-    wrapped = [(part, line.startswith("  ")) for line in lines for part in (textwrap.wrap(line, 150) or [""])]
-    per_page = 35
-    figs = []
-    for k in range(0, max(len(wrapped), 1), per_page):
-        fig = plt.figure(figsize=PAGE)
-        fig.text(0.04, 0.95, title + (" (continued)" if k else ""), fontsize=15, va="top", weight="bold")
-        for i, (part, mono) in enumerate(wrapped[k:k + per_page]):
-            fig.text(0.04, 0.89 - 0.024 * i, part, fontsize=8.5, va="top", family="monospace" if mono else None)
-        figs.append(fig)
-    return figs
-
-
 def build(results: str | Path = "results", out: str | Path = "reports/flowbench.pdf", suites=None,
           log=print) -> dict:
     """Write the PDF and, beside it, `<suite>[-k].csv/.md` per table and `<suite>[-k].png` per figure.
@@ -225,7 +167,6 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
         ReportError: `results` does not exist, or no suite under it has finished trials.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
 
     results, out = Path(results), Path(out)
     if results.is_dir() and not any(results.glob("*/trials.csv")) and numbers.has_numbers(results):
@@ -244,49 +185,39 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
         raise ReportError(f"no finished trials under {results.resolve()}; run `bench run --suite NAME` first "
                           f"(or pass --results DIR)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    files, pages = [], 0
+    files = []
     cover = ["What ran, and how (each suite's commands are listed on its pages and below).", ""]
     cover += environment(results)
     cover += ["", "suites in this report:"] + [f"  {s.suite}: {s.title}" for s in sections]
     commands = dict.fromkeys(c.split("  ", 1)[-1] for s in sections for c in s.commands)   # distinct, in order
     cover += ["", "commands (each suite's own pages give the time of its last run):"] + [f"  {c}" for c in commands]
-    tmp = out.with_name(f".{out.name}.tmp")
-    with PdfPages(tmp) as pdf:
-        shows = summary.summary_lines(results, [s.suite for s in sections])
-        for fig in _text_pages("What this run shows", shows) + \
-                _text_pages("FlowBench report: FlowDistill (arXiv 2504.02094) under one protocol", cover):
-            pdf.savefig(fig)
+    laid_out = []
+    for sec in sections:
+        tables = []
+        for i, (name, table) in enumerate(sec.tables):
+            stem = sec.suite if len(sec.tables) == 1 else f"{sec.suite}-{i + 1}"
+            table.to_csv(out.parent / f"{stem}.csv", index=False)
+            (out.parent / f"{stem}.md").write_text(f"# {sec.title}: {name}\n\n" + S.frame_text(table) + "\n")
+            files += [out.parent / f"{stem}.csv", out.parent / f"{stem}.md"]
+            notes = []
+            if table.astype(str).apply(lambda c: c.str.contains(S.NOT_CONVERGED)).to_numpy().any():
+                notes.append(f"{S.NOT_CONVERGED}: a trial of this cell did not converge (its epoch budget ran out "
+                             "before early stopping fired)")
+            if sec.commands:
+                notes.append("command: " + sec.commands[-1].split("  ", 1)[-1])
+            tables.append((name, table, notes))
+        figures = []
+        for i, (name, fig) in enumerate(sec.figures):
+            png = out.parent / (f"{sec.suite}.png" if len(sec.figures) == 1 else f"{sec.suite}-{i + 1}.png")
+            title = fig.get_suptitle() or name
+            fig.savefig(png, dpi=130, bbox_inches="tight")
             plt.close(fig)
-            pages += 1
-        for sec in sections:
-            for i, (name, table) in enumerate(sec.tables):
-                stem = sec.suite if len(sec.tables) == 1 else f"{sec.suite}-{i + 1}"
-                table.to_csv(out.parent / f"{stem}.csv", index=False)
-                (out.parent / f"{stem}.md").write_text(
-                    f"# {sec.title}: {name}\n\n" + S.frame_text(table) + "\n")
-                files += [out.parent / f"{stem}.csv", out.parent / f"{stem}.md"]
-                chunks = [table.iloc[i:i + ROWS_PER_PAGE] for i in range(0, max(len(table), 1), ROWS_PER_PAGE)]
-                for k, chunk in enumerate(chunks):           # a long table goes on over pages, never cut
-                    part = f" (rows {k * ROWS_PER_PAGE + 1}-{k * ROWS_PER_PAGE + len(chunk)} of {len(table)})" \
-                        if len(chunks) > 1 else ""
-                    fig = _table_figure(f"{sec.title}: {name}{part}", chunk)
-                    if chunk.astype(str).apply(lambda c: c.str.contains(S.NOT_CONVERGED)).to_numpy().any():
-                        fig.text(0.03, 0.045, f"{S.NOT_CONVERGED}: a trial of this cell did not converge (its epoch "
-                                 "budget ran out before early stopping fired)", fontsize=8)
-                    if sec.commands:
-                        fig.text(0.03, 0.02, "command: " + sec.commands[-1], fontsize=7, family="monospace")
-                    pdf.savefig(fig)
-                    plt.close(fig)
-                    pages += 1
-            for i, (name, fig) in enumerate(sec.figures):
-                png = out.parent / (f"{sec.suite}.png" if len(sec.figures) == 1 else f"{sec.suite}-{i + 1}.png")
-                fig.savefig(png, dpi=130, bbox_inches="tight")
-                files.append(png)
-                page = _figure_page(fig, name)
-                pdf.savefig(page)
-                plt.close(page)
-                plt.close(fig)
-                pages += 1
+            files.append(png)
+            figures.append((title, png))
+        laid_out.append({"title": sec.title, "tables": tables, "figures": figures})
+    tmp = out.with_name(f".{out.name}.tmp")
+    pages = pdf.write(tmp, "What this run shows", summary.summary_lines(results, [s.suite for s in sections]),
+                      "FlowBench report: FlowDistill (arXiv 2504.02094) under one protocol", cover, laid_out)
     os.replace(tmp, out)
     files += numbers.pack(results, out.parent, [s.suite for s in sections])
     log(f"report: {out} ({pages} pages, {len(sections)} suites); tables and figures beside it in {out.parent}/, "
