@@ -2,7 +2,7 @@
 
     bench run --suite data-efficiency --quick
     bench run --suite all --quick          # every suite, then the report
-    bench report                           # reports/flowbench.pdf from results/
+    bench report                           # results/report/flowbench.pdf from results/
     bench list models | datasets | suites
 """
 from __future__ import annotations
@@ -80,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
                "  bench run --suite sweep --search --space delta=1,3,10,30 --space lambda_kl=loguniform:5e-4:1e-2 "
                "--samples 20\n"
                "  bench run --suite all --quick          (every suite, then the report)\n"
-               "  bench report --results results --out reports/flowbench.pdf\n"
+               "  bench report --results results --out reports/my-run/flowbench.pdf\n"
                "  bench list models")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -94,8 +94,9 @@ def parser() -> argparse.ArgumentParser:
                      "sdkd: NavierStokes and NYCTaxi)")
     run.add_argument("--models", type=_csv("model names"), help="comma-separated models (default: the suite's)")
     run.add_argument("--ratios", type=_ratios, help="comma-separated training ratios in (0, 0.8]")
-    run.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 per trial (default: the suite's: 3 for distill "
-                     "and sdkd, 2 for ablation and sweep under --quick, else 1)")
+    run.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 per trial (default: the suite's: " + ", ".join(
+        f"{s.name} {s.seeds}" + (f" ({s.quick_seeds} under --quick)" if s.quick_seeds else "")
+        for s in suites(listed_only=True) if s.seeds > 1 or s.quick_seeds) + ", else 1)")
     run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
     run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each "
                      "model's own, e.g. stwa for flowdistill)")
@@ -134,9 +135,9 @@ def parser() -> argparse.ArgumentParser:
                      "KEY=loguniform:LO:HI | KEY=randint:LO:HI")
     run.add_argument("--space-file", help="search space YAML: {KEY: [values] | {loguniform: [LO, HI]}, ...}")
     run.add_argument("--samples", type=_positive_int, default=16, help="configurations the search draws (default 16)")
-    run.add_argument("--report", default="reports/flowbench.pdf",
+    run.add_argument("--report", default=None,
                      help="where the PDF report of the results folder goes after the run (default "
-                          "reports/flowbench.pdf; tables and figures beside it)")
+                          "OUT/report/flowbench.pdf; tables, figures and numbers/ beside it)")
     run.add_argument("--no-report", action="store_true", help="skip the report (build it later with `bench report`)")
     _data_flags(run)
 
@@ -146,7 +147,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", default="results", help="results folder (default results/)")
     rep.add_argument("--suite", type=_csv("suite names"), help="comma-separated suites (default: every suite "
                      "with results)")
-    rep.add_argument("--out", default="reports/flowbench.pdf", help="PDF path (default reports/flowbench.pdf)")
+    rep.add_argument("--out", default=None, help="PDF path (default RESULTS/report/flowbench.pdf); a rebuild into "
+                     "the same folder first removes what the last report there wrote, nothing else")
 
     cmp_ = sub.add_parser("compare", help="the paired test of any two rows of a results or report folder",
                           description="Without ROW_A ROW_B: list the rows (suite, ratio, model, config, seeds, MAE) "
@@ -303,7 +305,7 @@ def _report_after_run(args) -> None:
         return
     from bench.suites import report
     try:
-        report.build(args.out, args.report)
+        report.build(args.out, args.report or report.default_out(args.out))
     except ReportError as exc:
         print(f"no report: {exc}", file=sys.stderr)
 
@@ -419,7 +421,7 @@ def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:
 
 def cmd_report(args) -> int:
     from bench.suites import report
-    report.build(args.results, args.out, args.suite)
+    report.build(args.results, args.out or report.default_out(args.results), args.suite)
     return 0
 
 

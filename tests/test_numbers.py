@@ -81,3 +81,19 @@ def test_every_committed_report_with_numbers_regenerates_its_tables(tmp_path, ca
         for name in tables:
             assert (out / name).read_text() == (folder / name).read_text(), f"{folder.name}/{name}"
     capsys.readouterr()
+
+
+def test_a_report_goes_inside_its_results_folder_and_a_rebuild_leaves_nothing_stale(tiny_run, tmp_path, capsys):
+    import shutil
+    results = tmp_path / "results"
+    shutil.copytree(tiny_run, results)
+    assert main(["report", "--results", str(results)]) == 0
+    folder = results / "report"
+    assert (folder / "flowbench.pdf").exists() and (folder / "distill-1.csv").exists()
+    (folder / "distill-9.csv").write_text("a stale table of an older build")      # as if an older build wrote it
+    (folder / ".report-files").write_text((folder / ".report-files").read_text() + "distill-9.csv\n")
+    (folder / "mine.txt").write_text("a user's file")
+    assert main(["report", "--results", str(results)]) == 0
+    assert not (folder / "distill-9.csv").exists() and (folder / "mine.txt").exists()
+    assert (folder / "distill-1.csv").exists() and (folder / "numbers" / "distill-trials.csv.gz").exists()
+    capsys.readouterr()

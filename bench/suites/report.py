@@ -153,9 +153,33 @@ def environment(results: Path) -> list[str]:
     ]
 
 
-def build(results: str | Path = "results", out: str | Path = "reports/flowbench.pdf", suites=None,
+MANIFEST = ".report-files"      # beside a report: the files its last build wrote (a rebuild removes them first)
+
+
+def default_out(results: str | Path) -> Path:
+    """Where a report of `results` goes by default: inside it, `RESULTS/report/flowbench.pdf`
+    (never over a committed report under reports/)."""
+    return Path(results) / "report" / "flowbench.pdf"
+
+
+def _clear_previous(folder: Path) -> None:
+    """Remove the files the last build listed in `folder/MANIFEST` (and its numbers/), nothing else."""
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        return
+    for name in manifest.read_text().splitlines():
+        path = folder / name
+        if name and path.is_file() and path.resolve().parent == folder.resolve():
+            path.unlink()
+    manifest.unlink()
+
+
+def build(results: str | Path = "results", out: str | Path | None = None, suites=None,
           log=print) -> dict:
-    """Write the PDF and, beside it, `<suite>[-k].csv/.md` per table and `<suite>[-k].png` per figure.
+    """Write the PDF (default `default_out(results)`) and, beside it, `<suite>[-k].csv/.md` per
+    table and `<suite>[-k].png` per figure. A build first removes the files the last build into the
+    same folder wrote (listed in its MANIFEST), so no stale table or figure stays beside a new
+    report; other files there are left alone.
 
     Beside them goes `numbers/` (`bench.suites.numbers.pack`): trials.csv and the per-window test
     errors of every suite in the report, from which `build(that folder, ...)` rebuilds the report.
@@ -168,7 +192,8 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
     """
     import matplotlib.pyplot as plt
 
-    results, out = Path(results), Path(out)
+    results = Path(results)
+    out = Path(out) if out is not None else default_out(results)
     if results.is_dir() and not any(results.glob("*/trials.csv")) and numbers.has_numbers(results):
         import tempfile                              # a report folder: rebuild its results from its numbers
         with tempfile.TemporaryDirectory(prefix="bench-numbers-") as tmp:
@@ -185,6 +210,7 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
         raise ReportError(f"no finished trials under {results.resolve()}; run `bench run --suite NAME` first "
                           f"(or pass --results DIR)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out.parent)
     files = []
     cover = ["What ran, and how (each suite's commands are listed on its pages and below).", ""]
     cover += environment(results)
@@ -220,6 +246,8 @@ def build(results: str | Path = "results", out: str | Path = "reports/flowbench.
                       "FlowBench report: FlowDistill (arXiv 2504.02094) under one protocol", cover, laid_out)
     os.replace(tmp, out)
     files += numbers.pack(results, out.parent, [s.suite for s in sections])
+    (out.parent / MANIFEST).write_text("\n".join(sorted({out.name} | {Path(f).name for f in files
+                                                                      if Path(f).parent == out.parent})) + "\n")
     log(f"report: {out} ({pages} pages, {len(sections)} suites); tables and figures beside it in {out.parent}/, "
         f"the numbers behind them in {out.parent / numbers.NUMBERS}/ (`bench report --results {out.parent}` "
         f"rebuilds it from them)")
