@@ -46,6 +46,8 @@ def _csv(kind):
 
 
 def _ratios(text: str):
+    if any(not part.strip() for part in text.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; give comma-separated ratios, e.g. 0.1,0.5")
     try:
         return [check_ratio(r) for r in _csv("ratios")(text)]
     except ProtocolError as exc:
@@ -57,6 +59,16 @@ def _setting(text: str) -> tuple[str, object]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key.strip(), yaml.safe_load(value)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a GPU share >= 0 (e.g. 1, 0.5, or 0 for none)")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -98,8 +110,9 @@ def parser() -> argparse.ArgumentParser:
         f"{s.name} {s.seeds}" + (f" ({s.quick_seeds} under --quick)" if s.quick_seeds else "")
         for s in suites(listed_only=True) if s.seeds > 1 or s.quick_seeds) + ", else 1)")
     run.add_argument("--epochs", type=_positive_int, help="cap on training epochs of every model")
-    run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each "
-                     "model's own, e.g. stwa for flowdistill)")
+    run.add_argument("--teacher", help="teacher of every distilled model in the run (default: each model's own, "
+                     "e.g. " + ", ".join(f"{registry.get(m).config().teacher} for {m}" for m in ("flowdistill", "easyst"))
+                     + "; the quick preset gives those seasonal-naive-week)")
     run.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                      help="config override for every model that has KEY, e.g. --set tbl_target=teacher, or for "
                      "one model and its variants: --set flowdistill.delta=3 (a bare KEY whose meaning differs "
@@ -126,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
                      "every node sees (docs/cluster.md)")
     run.add_argument("--device", choices=DEVICES, default="auto", help="where models, batches and teacher "
                      "predictions live: auto (CUDA when present, default), cpu or cuda")
-    run.add_argument("--gpus-per-trial", type=float, help="GPU share each Ray trial requests (default: 1 when the "
+    run.add_argument("--gpus-per-trial", type=_share, help="GPU share each Ray trial requests (default: 1 when the "
                      "Ray cluster, or this machine, has GPUs, 0 otherwise; e.g. 0.5 runs two trials per GPU)")
     run.add_argument("--search", action="store_true", help="with --suite sweep: a joint search over --space / "
                      "--space-file with Ray Tune's ASHA scheduler (results in OUT/search/) instead of the grid")
@@ -557,6 +570,11 @@ def main(argv=None) -> int:
             LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError, FloatingPointError,
             ClusterError, NumbersError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:              # an unwritable --out, a full disk: name the path, no traceback
+        where = exc.filename or "a file"
+        print(f"bench: error: cannot write or read {where}: {exc.strerror or exc}; choose another folder (--out, "
+              f"--results) or free it", file=sys.stderr)
         return 2
 
 

@@ -31,6 +31,10 @@ NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "mae_unmasked", "rmse_
                   "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
 
 
+class ResultsError(ValueError):
+    """A results file that cannot be read (garbled, truncated, not a trials table); names the file."""
+
+
 def node_name() -> str:
     """Where this process runs: the host name, and on a Ray node the first 8 hex digits of its
     node id (two nodes of one host differ, e.g. a head and a worker on loopback)."""
@@ -44,11 +48,27 @@ def trials_path(out: str | os.PathLike, suite: str) -> Path:
     return Path(out) / suite / "trials.csv"
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """trials.csv as text columns.
+
+    Raises:
+        ResultsError: the file is garbled, truncated or not a trials table (names it and the fix).
+    """
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is not a readable trials table ({type(exc).__name__}: {str(exc)[:200]}); "
+                           f"restore it from a copy, or move it away to start that suite's results afresh") from exc
+    if "trial_id" not in df.columns:
+        raise ResultsError(f"{path} has no trial_id column, so it is not a FlowBench trials table; move it away")
+    return df
+
+
 def read_trials(path: Path) -> pd.DataFrame:
     """The rows written so far (empty frame with the row columns when there are none)."""
     if not path.exists():
         return pd.DataFrame(columns=ROW_FIELDS)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = _read_table(path)
     for col in ROW_FIELDS:
         if col not in df.columns:                       # a table written before the column existed
             df[col] = ""
@@ -97,15 +117,18 @@ def write_json(path: Path, obj) -> None:
 
 def append_rows(path: Path, rows: list[dict], fields: list[str] = ROW_FIELDS) -> None:
     """Append rows (columns `fields`), replacing earlier rows of the same trial_id (a retried
-    failure), atomically: the new table goes to a temporary file in the same folder, then
+    failure; an error row never replaces a finished trial's rows), atomically: the new table goes to a temporary file in the same folder, then
     os.replace. Earlier rows are copied as written (a column they lack is left empty). A file
     lock (`<path>.lock`, filelock) spans the read and the rename, so two runs writing one results
     folder at once lose no row."""
     new = pd.DataFrame([{k: r.get(k, "") for k in fields} for r in rows], columns=fields)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{path}.lock"):
-        old = (pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=fields, fill_value="")
+        old = (_read_table(path).reindex(columns=fields, fill_value="")
                if path.exists() else pd.DataFrame(columns=fields))
+        finished = set(old.loc[old["status"].isin(["ok", "pruned"]), "trial_id"].astype(str))
+        late = new["status"].astype(str).eq("error") & new["trial_id"].astype(str).isin(finished)
+        new = new[~late]               # an error row never replaces a finished trial's rows (two runs at once)
         old = old[~old["trial_id"].astype(str).isin(set(new["trial_id"].astype(str)))]
         table = pd.concat([old, new], ignore_index=True) if len(old) else new
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

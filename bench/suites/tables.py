@@ -29,6 +29,8 @@ def seed_cell(values: pd.Series, rows: pd.DataFrame | None = None, fmt: str = ".
 
 def row_label(df: pd.DataFrame) -> pd.Series:
     """"model" or "model (teacher: name, its data)" for each result row."""
+    if df.empty:                        # e.g. a results folder that holds only floors: no trained rows
+        return pd.Series([], index=df.index, dtype=object)
     data = df["teacher_data"].fillna("").astype(str) if "teacher_data" in df else pd.Series("", index=df.index)
     teacher = df["teacher"].fillna("").astype(str)
     return df["model"] + [f" (teacher: {t}{', ' + d + ' data' if d else ''})" if t else "" for t, d in zip(teacher, data)]
