@@ -48,3 +48,22 @@ def test_readme_keeps_the_tests_command():
     assert "# tests" in lines
     i = lines.index("# tests")
     assert lines[i + 1] == ". .venv/bin/activate && python -m pytest -q -p no:cacheprovider"
+
+
+def test_the_suite_table_of_the_docs_matches_the_registry():
+    from bench.suites import suites
+    fmt = lambda ratios: ", ".join(f"{r:g}" for r in ratios)
+    rows = {m.group(1): m.group(2).strip() for m in re.finditer(r"^\| `([a-z-]+)` \|.*\|([^|]*)\|\s*$",
+                                                                 (ROOT / "docs" / "suites.md").read_text(), re.M)}
+    for suite in suites(listed_only=True):
+        assert suite.name in rows, f"docs/suites.md has no row for suite {suite.name}"
+        assert rows[suite.name] == f"{fmt(suite.ratios)} (quick: {fmt(suite.quick_ratios)})", suite.name
+
+
+def test_default_teachers_named_in_the_docs_are_the_registrys():
+    from bench.protocol import registry
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for model, teacher in (("easyst", "stwa"), ("st-mlp", "stwa"), ("flowdistill", "flowdistill-teacher")):
+        assert registry.get(model).config().teacher == teacher
+    assert "`easyst` (teacher: STWA" in text and "`st-mlp` (T-ITS 2024, distilled from STWA by default" in text
+    assert "`flowdistill` (student distilled from it)" in text          # it: the LLM teacher named just before

@@ -133,7 +133,7 @@ QUICK_TEACHER_SWAP = (("flowdistill-teacher", "seasonal-naive-week"), ("stwa", "
 
 PRESETS = {
     "full": Preset("full", "each model's own epochs and early stopping (meant for a GPU)"),
-    "quick": Preset("quick", "the suite's quick ratios (0.1, 0.5, 0.7: three teachers serve every suite) and "
+    "quick": Preset("quick", "each suite's quick ratios (`bench list suites`) and "
                              "models (no ST-MLP); every training window; an epoch is a round of at most 20 "
                              "optimiser steps (fewer where an epoch has fewer batches: 4 at ratio 0.1 on NYCTaxi), "
                              "early stopping on 64 evenly spaced validation windows (the test set "
