@@ -40,7 +40,8 @@ def test_data_scalability_quick_gives_table3_rows(results):
     assert df.groupby(["model", "ratio"]).size().eq(ROWS).all() and df["trial_id"].nunique() == 3 * 3
     table = ratio_frame(df)
     assert list(table.columns) == ["model", "0.1 MAE", "0.1 RMSE", "0.5 MAE", "0.5 RMSE", "0.7 MAE", "0.7 RMSE",
-                                   "matches flowdistill@0.1"]
+                                   "matches flowdistill@0.1", "steps", "converged"]
+    assert list(table["model"])[-1].startswith("flowdistill")            # the student and its variants last
     fd = table[table["model"].str.startswith("flowdistill (")]
     assert fd["matches flowdistill@0.1"].item() == "0.1"
     # with the history files, the match carries the paired test (flowdistill against itself: no difference)
@@ -260,3 +261,14 @@ def test_tables_mark_rows_that_did_not_converge():
                        base | {"model": "b", "ratio": 0.1, "seed": 0, "mae": 2.0, "converged": "True"}])
     table = ratio_frame(df).set_index("model")
     assert table.loc["a", "0.1 MAE"] == "4.00 ± 1.41 †" and table.loc["b", "0.1 MAE"] == "2.00"
+
+
+def test_ratio_table_rows_by_meaning_floors_first_and_marked_with_steps():
+    base = {"suite": "s", "dataset": "NYCTaxi", "teacher": "", "horizon": "all", "bucket": "all", "status": "ok",
+            "rmse": 1.0, "config": "", "ratio": 0.1, "seed": 0}
+    df = pd.DataFrame([base | {"model": "flowdistill-wo-tb", "mae": 3.0, "steps": 200, "converged": "True"},
+                       base | {"model": "seasonal-naive-week", "mae": 4.0, "steps": 0, "converged": "True"},
+                       base | {"model": "bigst", "mae": 5.0, "steps": 90, "converged": "False"}])
+    table = ratio_frame(df)
+    assert list(table["model"]) == ["seasonal-naive-week (floor)", "bigst", "flowdistill-wo-tb"]
+    assert list(table["steps"]) == ["", "90", "200"] and list(table["converged"]) == ["", "no (1 of 1)", "yes"]

@@ -5,7 +5,7 @@ import pandas as pd
 
 from bench.protocol import stats
 from bench.suites.base import Suite, register_suite
-from bench.suites.plots import palette, units_of
+from bench.suites.plots import colour_of, units_of
 from bench.suites.tables import ok_overall, seed_cell
 
 
@@ -35,20 +35,21 @@ def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill", history_dir
 
 
 def _ablation_figure(df: pd.DataFrame):
-    """MAE and RMSE of each variant (mean, one sd over seeds)."""
+    """MAE and RMSE of each variant: the mean over seeds as a marker with one standard deviation, on
+    an axis that starts near the data (not at 0), each model in its colour."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
     ok = ok_overall(df)
     units = units_of(ok["dataset"].iloc[0])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    models = list(dict.fromkeys(ok["model"]))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8), gridspec_kw={"wspace": 0.35})
     for ax, metric in zip(axes, ("mae", "rmse")):
-        sns.barplot(data=ok, x="model", y=metric, hue="model", errorbar="sd", ax=ax, legend=False,
-                    palette=palette(ok["model"].unique()))
-        ax.set_ylabel(f"test {metric.upper()} ({units})")
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", rotation=30)
-    fig.suptitle("Ablation (Table 4)")
-    fig.tight_layout()
+        for x, model in enumerate(models):
+            values = ok.loc[ok["model"] == model, metric]
+            ax.errorbar([x], [values.mean()], yerr=[values.std() if len(values) > 1 else 0], fmt="o", ms=6,
+                        c=colour_of(model), capsize=3)
+        ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"test {metric.upper()} ({units})", fontsize=8)
+    fig.suptitle("Ablation (Table 4): mean over seeds, one standard deviation")
     return fig
 
 

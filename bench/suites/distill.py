@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.protocol import registry, stats
 from bench.suites.base import REFERENCES, Suite, SuiteError, model_overrides, register_suite
-from bench.suites.plots import units_of
+from bench.suites.plots import colour_of, floor_style, units_of
 from bench.suites.tables import ok_overall, seed_cell
 
 
@@ -304,16 +304,19 @@ def _distill_figure(df: pd.DataFrame, title: str = "", folder=None):
     units = units_of(df["dataset"].iloc[0])
     height = max(2.5, 0.32 * max((len(numbers[numbers["ratio"] == r]) for r in ratios), default=4) + 1.2)
     fig, axes = plt.subplots(1, max(1, len(ratios)), figsize=(7.5 * max(1, len(ratios)), height), squeeze=False)
-    colours = {"floor": "0.55", "oracle": "0.25", "student": "tab:blue", "shuffled": "tab:blue"}
+    student = colour_of("flowdistill")
+    colours = {"oracle": "0.15", "student": student, "shuffled": student}
     for ax, ratio in zip(axes[0], ratios):
         at = numbers[numbers["ratio"] == ratio].reset_index(drop=True)
         labels = []
         for y, r in enumerate(at.itertuples()):
             test = r.vs_none
             x = r.diff if test is None or test["diff"] != test["diff"] else test["diff"]
+            colour = floor_style(r.model)[0] if r.kind == "floor" else colours[r.kind]
             if test is not None and test["lo"] == test["lo"]:
-                ax.plot([test["lo"], test["hi"]], [y, y], c=colours[r.kind], lw=1.5)
-            ax.plot([x], [y], "o", ms=6, c=colours[r.kind], mfc="white" if r.kind == "shuffled" else colours[r.kind])
+                ax.plot([test["lo"], test["hi"]], [y, y], c=colour, lw=1.5)
+            ax.plot([x], [y], "x" if r.kind == "floor" else "o", ms=6, c=colour,
+                    mfc="white" if r.kind == "shuffled" else colour)
             lam = f" lambda_tbl {r.lambda_tbl:g}" if r.lambda_tbl == r.lambda_tbl else ""
             what = r.model if r.kind == "floor" else (r.name or r.kind) + lam
             labels.append(what + (" *" if significant(r._asdict() | {"vs_none": test}, "none") else ""))

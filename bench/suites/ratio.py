@@ -7,15 +7,17 @@ from pathlib import Path
 import pandas as pd
 
 from bench.suites.base import LIGHT_MODELS, MODELS, QUICK_MODELS, REFERENCES, Suite, register_suite
-from bench.suites.plots import palette, units_of
+from bench.suites.plots import colour_of, floor_style, legend_outside, measured_segments, palette, units_of
 from bench.suites.tables import NOT_CONVERGED, breakdown_frame, horizon_frame, ok_overall, ratio_frame, row_label
 
 
 def ratio_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]]:
     """MAE / RMSE per ratio (masked, with the paired test against FlowDistill at the smallest
     ratio), the same over every cell (zeros included: the paper's eq. 13), and horizons 3, 6, 12."""
-    tables = [("MAE / RMSE per training ratio (masked: truth 0 left out; black lines of the figure: floors; "
-               "p: paired test over seeds and day blocks of test windows, Holm-adjusted over the column)", ratio_frame(df, history_dir=folder / "history"))]
+    units = units_of(df["dataset"].iloc[0]) if len(df) else ""
+    tables = [(f"MAE / RMSE per training ratio ({units}; masked: truth 0 left out; greys of the figure: floors; "
+               "p: paired test over seeds and day blocks of test windows, Holm-adjusted over the column)",
+               ratio_frame(df, history_dir=folder / "history"))]
     unmasked = ratio_frame(df, unmasked=True)
     if not unmasked.empty:
         tables.append(("MAE / RMSE over every cell, zeros included (the paper's eq. 13)", unmasked))
@@ -28,40 +30,50 @@ def robustness_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.Data
 
 
 def _ratio_figure(df: pd.DataFrame, title: str, reference: bool = False):
-    """MAE and RMSE against the training ratio, one line per model, the floors in black, log scale."""
+    """MAE and RMSE against the training ratio: each model's mean over seeds as a marker with one
+    standard deviation, joined only between neighbouring measured ratios of the 0.1 grid
+    (`measured_segments`); the floors in greys, each with its dash style; log scale (converged
+    light models and step-budgeted heavy ones differ tenfold)."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter
-    import seaborn as sns
     ok = ok_overall(df)
     ref = ok[(ok["model"] == "flowdistill") & (ok["ratio"] == ok["ratio"].min())]   # as ratio_frame's reference
-    ok["training ratio (%)"] = ok["ratio"] * 100
     floors = ok[ok["model"].isin(REFERENCES)]
     ok = ok[~ok["model"].isin(REFERENCES)].copy()
-    ok["model"] = row_label(ok)
+    ok["label"] = row_label(ok)
     if "converged" in ok:          # a model with a trial that did not converge is marked in the legend
-        late = set(ok.loc[ok["converged"].astype(str) == "False", "model"])
-        ok["model"] = [f"{m} {NOT_CONVERGED}" if m in late else m for m in ok["model"]]
+        late = set(ok.loc[ok["converged"].astype(str) == "False", "label"])
+        ok["label"] = [f"{m} {NOT_CONVERGED}" if m in late else m for m in ok["label"]]
     units = units_of(df["dataset"].iloc[0])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"wspace": 0.35})
     for ax, metric in zip(axes, ("mae", "rmse")):
-        if not ok.empty:
-            sns.lineplot(data=ok, x="training ratio (%)", y=metric, hue="model", marker="o", errorbar="sd",
-                         err_style="bars", ax=ax, palette=palette(ok["model"].unique()))
-        for (name, g), style in zip(floors.groupby("model"), ("--", ":", "-.")):     # the floors: no training
-            mean = g.groupby("training ratio (%)")[metric].mean()
-            ax.plot(mean.index, mean.values, ls=style, c="k", lw=1.2, label=f"floor: {name}")
-        ax.set_yscale("log")       # converged light models and barely trained heavy ones differ by 10x
+        for label, g in ok.groupby("label", sort=True):
+            stats = g.groupby("ratio")[metric].agg(["mean", "std"]).reset_index()
+            xs = list(stats["ratio"] * 100)
+            colour = colour_of(label)
+            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), fmt="o", ms=5, c=colour, capsize=2,
+                        label=label)
+            for run in measured_segments(list(stats["ratio"])):
+                if len(run) > 1:
+                    ax.plot([xs[i] for i in run], stats["mean"].iloc[run], c=colour, lw=1.2)
+        for name, g in floors.groupby("model"):         # the floors: no training
+            grey, dash = floor_style(name)
+            mean = g.groupby("ratio")[metric].mean()
+            xs = list(mean.index * 100)
+            ax.plot(xs, mean.values, "x", c=grey, ms=6, label=f"floor: {name}")
+            for run in measured_segments(list(mean.index)):
+                if len(run) > 1:
+                    ax.plot([xs[i] for i in run], mean.values[run], c=grey, ls=dash, lw=1.2)
+        ax.set_yscale("log")
         for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
             axis_format(FormatStrFormatter("%g"))
-        ax.set_ylabel(f"test {metric.upper()} ({units}, log scale)")
+        ax.set_ylabel(f"test {metric.upper()} ({units}, log scale)", fontsize=8)
         ax.set_xlabel("training data ratio (%)")
         if reference and not ref.empty:
-            ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ok['training ratio (%)'].min() / 100:g}")
-        if ax is axes[0] and ax.get_legend():
-            ax.get_legend().remove()
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle(title + f" (black: floors that need no training; {NOT_CONVERGED}: did not converge)")
-    fig.tight_layout()
+            ax.axhline(ref[metric].mean(), ls="--", c="k", lw=1, label=f"FlowDistill @ {ref['ratio'].min():g}")
+    legend_outside(axes[1])
+    fig.suptitle(title + f" (markers: measured ratios, lines only between neighbouring ones; greys: floors; "
+                         f"{NOT_CONVERGED}: did not converge)", fontsize=9)
     return fig
 
 
@@ -85,13 +97,13 @@ def _robustness_figure(df: pd.DataFrame):
                     ax=axes[1, col], legend=False, palette=palette(bucket["model"].unique()))
         axes[1, col].set_xlabel("volume bucket: regions by mean flow over the training steps (q1 lowest .. q4 highest)")
         axes[1, col].set_ylabel(f"test {metric.upper()} ({units})")
-    axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    legend_outside(axes[0, 1])
     fig.suptitle("Robustness: error per horizon step (Fig. 5) and per volume bucket (Fig. 6)")
     fig.tight_layout()
     return fig
 
 
-# the second method's models in the data-efficiency suite (SDKD, ICCV 2025, issue 17 item 2): its
+# the second method's models in the data-efficiency suite (SDKD, ICCV 2025): its
 # teacher, its U-Net student without KD and with frequency-aligned KD; grid models, so a dataset
 # without `grid` leaves them out (`grid_models_for`); not in the quick preset (the sdkd suite has them)
 SDKD_RATIO_MODELS = ("sdkd-teacher", "sdkd-unet", "sdkd-unet-sdkd")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from bench.execution import scalability
 from bench.suites.base import Suite, register_suite
-from bench.suites.plots import palette
+from bench.suites.plots import legend_outside, palette
 
 
 def execute(suite, dataset: str, models, preset: str, seeds: int, out, **paths) -> tuple[Path, set]:
@@ -49,7 +49,7 @@ def _scalability_figure(df: pd.DataFrame):
                  errorbar="sd", err_style="bars", ax=axes[1], palette=palette(lat["model"].unique()))
     axes[1].set_xlabel("test size (windows: base test set x1..x5)")
     axes[1].set_ylabel("inference latency (s)")
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    legend_outside(axes[1])
     fig.suptitle(f"Scalability (Fig. 10) on {device}")
     fig.tight_layout()
     return fig

@@ -54,8 +54,10 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
     ratio r0 ("not reached" otherwise; RQ2), with the p-value of the paired test of the row at that
     ratio against the reference at r0 over seeds and day blocks of test windows (the test part is
     the same at every ratio; `bench.protocol.stats`), Holm-adjusted over the column (none without
-    `history_dir`). unmasked: the metrics
-    over every cell, zeros included (the paper's eq. 13), instead of the masked ones."""
+    `history_dir`); then "steps" (optimiser steps over ratios and seeds) and "converged" ("yes", or
+    "no (k of n)") for rows that train. Rows by the suite's meaning: the floors first, marked
+    "(floor)", then baselines and teachers, then FlowDistill's student and its variants. unmasked:
+    the metrics over every cell, zeros included (the paper's eq. 13), instead of the masked ones."""
     ok = ok_overall(df)
     mae, rmse = ("mae_unmasked", "rmse_unmasked") if unmasked else ("mae", "rmse")
     if ok.empty or ok[mae].isna().all():
@@ -87,7 +89,37 @@ def ratio_frame(df: pd.DataFrame, reference: str = "flowdistill", unmasked: bool
         for (row, test), p in zip(tests.items(), stats.holm([t["p"] for t in tests.values()])):
             match[row] += stats.p_note(p)                      # Holm-adjusted over the column
         table[f"matches {reference}@{r0:g}"] = pd.Series(match)
+    if "steps" in ok and (ok["steps"].fillna(0) > 0).any():
+        trained = ok[ok["steps"].fillna(0) > 0]
+        steps = trained.groupby("row")["steps"].agg(["min", "max"])
+        table["steps"] = pd.Series({r: f"{int(a)}" if a == b else f"{int(a)}-{int(b)}"
+                                    for r, (a, b) in steps.iterrows()}).reindex(table.index).fillna("")
+        late = trained.groupby("row")["converged"].agg(lambda c: int((c.astype(str) == "False").sum()))
+        runs = trained.groupby("row").size()
+        table["converged"] = pd.Series({r: "yes" if not late[r] else f"no ({late[r]} of {runs[r]})"
+                                        for r in late.index}).reindex(table.index).fillna("")
+    floors = {row for row, model in zip(ok["row"], ok["model"]) if _is_floor(model)}
+    order = sorted(table.index, key=lambda r: (_rank(r, floors), r))
+    table = table.loc[order]
+    table.index = [f"{r} (floor)" if r in floors else r for r in table.index]
     return table.rename_axis("model").reset_index()
+
+
+def _is_floor(model: str) -> bool:
+    """A forecaster that needs no training (the floors)."""
+    try:
+        from bench.protocol import registry
+        return not registry.trains(model)
+    except KeyError:
+        return False
+
+
+def _rank(row: str, floors: set) -> int:
+    """Rows by the suite's meaning: floors first, then the baselines and teachers, then
+    FlowDistill's student and its variants."""
+    if row in floors:
+        return 0
+    return 2 if row.startswith("flowdistill") and not row.startswith("flowdistill-teacher") else 1
 
 def horizon_frame(df: pd.DataFrame, steps=(3, 6, 12)) -> pd.DataFrame:
     """The horizon columns the field's papers print: one row per model (and teacher) and ratio,
