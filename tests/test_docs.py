@@ -67,3 +67,26 @@ def test_default_teachers_named_in_the_docs_are_the_registrys():
         assert registry.get(model).config().teacher == teacher
     assert "`easyst` (teacher: STWA" in text and "`st-mlp` (T-ITS 2024, distilled from STWA by default" in text
     assert "`flowdistill` (student distilled from it)" in text          # it: the LLM teacher named just before
+
+
+FINDINGS = {   # findings page -> (committed table, column) whose every value the page must state
+    "distillation-before-controls.md": [("reports/distill/distill.csv", "MAE"), ("reports/distill-llm/distill.csv", "MAE")],
+    "early-stopping.md": [("reports/distill-fixed-rounds/distill.csv", "MAE")],
+    "data-efficiency.md": [("reports/data-efficiency-1.csv", "0.1 MAE"), ("reports/data-efficiency-1.csv", "0.5 MAE")],
+    "sdkd.md": [("reports/sdkd-ns-full/sdkd-1.csv", "MSE"), ("reports/sdkd-ns-lr3/sdkd-1.csv", "MSE"),
+                ("reports/sdkd-nyctaxi-quick/sdkd-1.csv", "MSE")],
+}
+
+
+def test_findings_pages_state_the_committed_numbers():
+    import pandas as pd
+    for page, tables in FINDINGS.items():
+        text = (ROOT / "docs" / "findings" / page).read_text().replace(",", "")
+        stated = [float(x) for x in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", text)]
+        for table, column in tables:
+            path = ROOT / table
+            assert path.exists(), f"{page} names {table}, which is not committed"
+            values = [float(v.split()[0]) for v in pd.read_csv(path, dtype=str)[column].dropna() if v.strip()]
+            assert values, (page, table, column)
+            missing = [v for v in values if not any(abs(v - n) <= max(0.006, 0.002 * abs(v)) for n in stated)]
+            assert not missing, f"docs/findings/{page} does not state {missing} of {table} ({column})"
