@@ -302,13 +302,30 @@ def cmd_run(args) -> int:
     return max(codes.values())
 
 
-def _log_command(out: Path, suite: str, argv: list[str]) -> None:
-    """Append the command line `bench ARGV` to OUT/SUITE/commands.log (the report lists it)."""
+FAILED_MARK = "  [failed: "      # a commands.log line of a run that stopped on an error (the report skips it)
+
+
+def _log_command(out: Path, suite: str, argv: list[str]) -> str:
+    """Append the command line `bench ARGV` to OUT/SUITE/commands.log (the report lists it);
+    returns the line written (`_mark_failed` marks it when the run then stops on an error)."""
     path = out / suite / "commands.log"
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = f"{datetime.datetime.now().isoformat(timespec='seconds')}  {shlex.join(['bench'] + list(argv))}"
     with path.open("a") as f:
-        f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
-                f"{shlex.join(['bench'] + list(argv))}\n")
+        f.write(line + "\n")
+    return line
+
+
+def _mark_failed(out: Path, suite: str, line: str, exc: BaseException) -> None:
+    """Mark `line` of OUT/SUITE/commands.log as a run that stopped on `exc` (its rows, if any, stay)."""
+    path = out / suite / "commands.log"
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    if line in lines:
+        i = len(lines) - 1 - lines[::-1].index(line)
+        lines[i] = f"{line}{FAILED_MARK}{type(exc).__name__}: {str(exc)[:160]}]"
+        path.write_text("\n".join(lines) + "\n")
 
 
 def _report_after_run(args) -> None:
@@ -365,7 +382,7 @@ def _run_suite(args, name: str) -> int:
                                       registry_file=registry_file,
                                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)]
     table_name = specs[0].suite
-    _log_command(out, table_name, args.argv)
+    logged = _log_command(out, table_name, args.argv)
     print(f"suite {table_name} on {', '.join(datasets)}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
     start = time.perf_counter()
     try:
@@ -376,6 +393,9 @@ def _run_suite(args, name: str) -> int:
         print(f"\ninterrupted: run the same command again to resume (finished trials in "
               f"{out / table_name} are skipped)", file=sys.stderr)
         return 130
+    except Exception as exc:                # a check that failed once the run had started
+        _mark_failed(out, table_name, logged, exc)
+        raise
     df = read_trials(path)
     df = df[df["trial_id"].astype(str).isin({s.trial_id for s in specs})]
     print(f"\n{table_name} on {', '.join(datasets)} (test set, original units)")
@@ -389,8 +409,10 @@ def _run_suite(args, name: str) -> int:
     if failed:
         print(f"{len(failed)} trial(s) failed; see the error column of {path}", file=sys.stderr)
     if missing:
-        print(f"interrupted: {missing} of {len(specs)} trial(s) did not finish; run the same command "
-              f"again to resume (finished trials are skipped)", file=sys.stderr)
+        elsewhere = sum((path.parent / "claims" / f"{s.trial_id}.claim").exists() for s in specs)
+        print(f"{missing} of {len(specs)} trial(s) did not finish here" +
+              (f" ({elsewhere} are running in another process)" if elsewhere else "") +
+              "; run the same command again to resume (finished trials are skipped)", file=sys.stderr)
         return 130
     return 1 if failed else 0
 

@@ -51,3 +51,52 @@ def test_an_error_row_never_replaces_a_finished_trial(tmp_path):
     append_rows(path, [{"trial_id": "t2", "status": "ok", "mae": 1.0, "horizon": "all", "bucket": "all"}])
     assert list(read_trials(path).query("trial_id == 't2'")["status"]) == ["ok"]      # a retried failure
     assert isinstance(pd.read_csv(path), pd.DataFrame)
+
+
+def test_a_run_that_stops_on_an_error_is_marked_failed_in_commands_log(tmp_path, monkeypatch, capsys):
+    from bench.execution import runner
+    from bench.suites.report import _commands
+    out = tmp_path / "r"
+    base = ["run", "--suite", "data-efficiency", "--models", "seasonal-naive-week", "--ratios", "0.1", "--nodes", "4",
+            "--executor", "inline", "--no-report", "--out", str(out)]
+    assert main(base) == 0
+    def boom(*args, **kwargs):
+        raise ValueError("a check that fails once the run has started")
+    monkeypatch.setattr(runner, "run", boom)
+    assert main(base + ["--seeds", "2"]) == 2
+    lines = (out / "data-efficiency" / "commands.log").read_text().splitlines()
+    assert len(lines) == 2 and "[failed: ValueError: a check that fails" in lines[1] and "failed" not in lines[0]
+    assert _commands(out, "data-efficiency") == [lines[0]]                  # the report lists the run that ran
+    capsys.readouterr()
+
+
+def test_two_runs_of_one_trial_at_once_train_it_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "data-efficiency", "--models", "flowdistill-wo-tb",
+           "--ratios", "0.1", "--nodes", "4", "--epochs", "2", "--executor", "inline", "--no-report", "--out", str(out)]
+    env = os.environ | {"PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1])}
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outputs = [r.communicate(timeout=300) for r in runs]
+    codes = sorted(r.returncode for r in runs)
+    text = "\n".join(o + e for o, e in outputs)
+    rows = read_trials(out / "data-efficiency" / "trials.csv")
+    overall = rows[(rows["horizon"] == "all") & (rows["bucket"] == "all")]
+    assert len(overall) == 1 and overall["status"].iloc[0] == "ok"
+    # either the second run found the trial claimed (and said so) or already finished (and skipped it)
+    assert codes in ([0, 0], [0, 130]), text
+    assert "running now" in text or "already finished" in text
+    assert not list((out / "data-efficiency" / "claims").glob("*.claim"))       # claims released
+
+
+def test_a_stale_claim_is_taken_over(tmp_path):
+    from bench.execution.runner import claim
+    from bench.execution.spec import TrialSpec
+    spec = TrialSpec("s", "NYCTaxi", "flowdistill-wo-tb", 0.1)
+    folder = tmp_path / "claims"
+    folder.mkdir()
+    (folder / f"{spec.trial_id}.claim").write_text(f"{__import__('socket').gethostname()} 999999999\n")
+    assert claim([spec], folder) == [spec]                       # its process is gone
+    assert claim([spec], folder) == []                           # now ours, alive: a second claim fails

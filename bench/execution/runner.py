@@ -6,7 +6,8 @@ Executors:
   the driver as each trial reports, so an interrupted suite keeps every finished trial.
 - "inline": the same trials one after another in this process (debugging, tests).
 
-A rerun skips trials whose trial_id already has status "ok" in trials.csv, and a trial that
+A rerun skips trials whose trial_id already has status "ok" in trials.csv, and trials that another
+run into the same folder is running now (each run claims its trials first: `claim`); a trial that
 another suite under the same results folder already ran (same work_id: model, data, ratio, seed,
 config and caps) is copied from there rather than trained again.
 """
@@ -115,6 +116,63 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
     todo = _copy_shared(todo, out, suite, path, log)
     if not todo:
         return path
+    claimed = claim(todo, path.parent / "claims")
+    if len(claimed) < len(todo):
+        log(f"skipping {len(todo) - len(claimed)} trial(s) that another run into {path.parent} is running now")
+    if not claimed:
+        return path
+    try:
+        _run_claimed(claimed, out, executor, address, log, scheduler, gpus_per_trial, suite, path)
+    finally:
+        release(claimed, path.parent / "claims")
+    return path
+
+
+def claim(specs: list[TrialSpec], folder: Path) -> list[TrialSpec]:
+    """The specs this process may run: each claimed by creating `folder/<trial_id>.claim` (O_EXCL,
+    atomic on a local or shared filesystem) holding host and pid. A claim whose process is gone
+    (same host, pid not alive) is stale and taken over; a live one makes this run skip the trial."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = []
+    for spec in specs:
+        path = folder / f"{spec.trial_id}.claim"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if _stale(path):
+                    path.unlink(missing_ok=True)
+                    continue
+                break
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{socket.gethostname()} {os.getpid()}\n")
+            mine.append(spec)
+            break
+    return mine
+
+
+def _stale(path: Path) -> bool:
+    """A claim written by a process of this host that no longer runs (or an unreadable claim)."""
+    try:
+        host, pid = path.read_text().split()
+        if host != socket.gethostname():
+            return False
+        os.kill(int(pid), 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return not path.exists() or path.stat().st_size == 0
+
+
+def release(specs: list[TrialSpec], folder: Path) -> None:
+    """Remove this process's claims of `specs`."""
+    for spec in specs:
+        (folder / f"{spec.trial_id}.claim").unlink(missing_ok=True)
+
+
+def _run_claimed(todo, out, executor, address, log, scheduler, gpus_per_trial, suite, path) -> None:
+    """Fit the teachers `todo` needs, then run `todo` (see `run`)."""
     teachers = uncached(teacher_specs(todo))
     if teachers:
         log(f"fitting {len(teachers)} teacher(s): " + ", ".join(f"{t.model}@{t.ratio:g}" for t in teachers))
@@ -147,7 +205,6 @@ def run(specs: list[TrialSpec], out: str, executor: str = "ray", address: str | 
              handlers, scheduler, gpus_per_trial)
     if later:
         _execute([("model", s) for s in later], executor, address, out, suite, handlers, scheduler, gpus_per_trial)
-    return path
 
 
 def uncached(teachers: list[TrialSpec]) -> list[TrialSpec]:

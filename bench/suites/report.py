@@ -40,7 +40,8 @@ class Section:
 
 def _commands(results: Path, suite: str) -> list[str]:
     log = results / suite / "commands.log"
-    return [line.strip() for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return [line.strip() for line in log.read_text().splitlines()
+            if line.strip() and "  [failed: " not in line] if log.exists() else []   # runs that stopped on an error: not listed
 
 
 def collect(results: str | Path, names=None) -> list[Section]:

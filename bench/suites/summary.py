@@ -139,7 +139,7 @@ def preset_lines(results: Path, suites) -> list[str]:
     for name in suites:
         log = results / name / "commands.log"
         if log.exists():
-            commands += [c for c in log.read_text().splitlines() if c.strip()]
+            commands += [c for c in log.read_text().splitlines() if c.strip() and "  [failed: " not in c]
     quick = any("--quick" in c for c in commands)
     seeds, models = set(), set()
     for name in suites:
