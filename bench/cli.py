@@ -163,6 +163,17 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="PDF path (default RESULTS/report/flowbench.pdf); a rebuild into "
                      "the same folder first removes what the last report there wrote, nothing else")
 
+    ev = sub.add_parser("evaluate", help="score a trained trial's kept weights again on a test set",
+                        description="Load OUT/SUITE/checkpoints/TRIAL.pt (every trained trial keeps its best "
+                        "weights) and score the model on the test windows of --dataset at --ratio (default: the "
+                        "trial's own; the test windows are the same at every ratio, the z-score is that ratio's "
+                        "training part). On its own data it gives the metrics of the trial's row.")
+    ev.add_argument("--results", required=True, help="results folder the trial ran in (its --out)")
+    ev.add_argument("--trial", required=True, help="trial_id (trials.csv's column)")
+    ev.add_argument("--dataset", help="another registered dataset of the same shape")
+    ev.add_argument("--ratio", type=float, help="another training ratio (its z-score)")
+    _data_flags(ev)
+
     cmp_ = sub.add_parser("compare", help="the paired test of any two rows of a results or report folder",
                           description="Without ROW_A ROW_B: list the rows (suite, ratio, model, config, seeds, MAE) "
                           "of a results folder, or of a report folder through its numbers/. With them: the "
@@ -381,6 +392,7 @@ def _run_suite(args, name: str) -> int:
                                       args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
                                       registry_file=registry_file,
                                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)]
+    specs = [dataclasses.replace(s, checkpoint_root=str(out)) for s in specs]      # each trial keeps its weights
     table_name = specs[0].suite
     logged = _log_command(out, table_name, args.argv)
     print(f"suite {table_name} on {', '.join(datasets)}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
@@ -457,6 +469,27 @@ def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:
 def cmd_report(args) -> int:
     from bench.suites import report
     report.build(args.results, args.out or report.default_out(args.results), args.suite)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from bench.execution.trial import evaluate_checkpoint
+    found = sorted(Path(args.results).glob(f"*/checkpoints/{args.trial}.pt"))
+    if not found:
+        raise SuiteError(f"no kept weights of trial {args.trial} under {args.results}/*/checkpoints/; give a trial_id "
+                         f"of trials.csv from a run of this version (every trained trial keeps its weights)")
+    if args.ratio is not None:
+        check_ratio(args.ratio)
+    rows = evaluate_checkpoint(found[0], args.dataset, args.ratio, args.data_dir, args.registry)
+    overall = rows[0]
+    print(f"trial {args.trial} ({found[0].parent.parent.name}) on {args.dataset or 'its dataset'}"
+          f"{f' at ratio {args.ratio:g}' if args.ratio else ''}: test MAE {overall['mae']:.4f}, "
+          f"RMSE {overall['rmse']:.4f}, MAPE {overall['mape']:.2f} %")
+    table = read_trials(found[0].parent.parent / "trials.csv")
+    own = table[(table["trial_id"] == args.trial) & (table["horizon"].astype(str) == "all")
+                & (table["bucket"].astype(str) == "all")]
+    if len(own):
+        print(f"its row in trials.csv: MAE {own['mae'].iloc[0]:.4f}, RMSE {own['rmse'].iloc[0]:.4f}")
     return 0
 
 
@@ -585,7 +618,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data,
-                "compare": cmd_compare}
+                "compare": cmd_compare, "evaluate": cmd_evaluate}
     try:
         return commands[args.command](args)
     except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,

@@ -97,3 +97,25 @@ def test_a_report_goes_inside_its_results_folder_and_a_rebuild_leaves_nothing_st
     assert not (folder / "distill-9.csv").exists() and (folder / "mine.txt").exists()
     assert (folder / "distill-1.csv").exists() and (folder / "numbers" / "distill-trials.csv.gz").exists()
     capsys.readouterr()
+
+
+def test_a_kept_checkpoint_scores_as_its_trial(tiny_run, tmp_path, capsys):
+    from bench.execution.results import read_trials
+    from bench.execution.trial import evaluate_checkpoint
+    rows = read_trials(tiny_run / "distill" / "trials.csv")
+    overall = rows[(rows["horizon"] == "all") & (rows["bucket"] == "all")]
+    for model in ("flowdistill", "flowdistill-wo-tb", "historical-average"):
+        row = overall[overall["model"] == model].iloc[0]
+        path = tiny_run / "distill" / "checkpoints" / f"{row['trial_id']}.pt"
+        assert path.exists(), model
+        again = evaluate_checkpoint(path)
+        assert again[0]["mae"] == pytest.approx(row["mae"], rel=1e-5) and again[0]["rmse"] == pytest.approx(row["rmse"], rel=1e-5)
+    tid = overall[overall["model"] == "flowdistill"]["trial_id"].iloc[0]
+    assert main(["evaluate", "--results", str(tiny_run), "--trial", tid]) == 0
+    printed = capsys.readouterr().out
+    assert "test MAE" in printed and "its row in trials.csv" in printed
+    assert main(["evaluate", "--results", str(tiny_run), "--trial", "nope"]) == 2
+    assert "no kept weights of trial nope" in capsys.readouterr().err
+    # another dataset of another shape: a clear error, no traceback
+    assert main(["evaluate", "--results", str(tiny_run), "--trial", tid, "--dataset", "NYCBike1"]) == 2
+    assert "do not fit NYCBike1" in capsys.readouterr().err

@@ -28,7 +28,10 @@ class TrialSpec:
     same or all); it is part of the identity of teachers, of distilled students and of oracles
     (config `oracle_of`) only.
     `device` (auto, cpu, cuda; see `bench.execution.train.resolve_device`) is where the model, its batches
-    and its teacher's predictions live; it is not part of the identity (rows record it)."""
+    and its teacher's predictions live; it is not part of the identity (rows record it).
+    `checkpoint_root`: the results folder; a trained trial keeps its best weights in
+    `checkpoint_root/<suite>/checkpoints/<trial_id>.pt` (`checkpoint_path`); None keeps none. Not
+    part of the identity."""
 
     suite: str
     dataset: str
@@ -52,6 +55,7 @@ class TrialSpec:
     teacher_data: str = "disjoint"
     device: str = "auto"
     fixed_rounds: bool = False
+    checkpoint_root: str | None = None
 
     def identity(self) -> dict:
         """The fields that decide the result (paths excluded)."""
@@ -104,6 +108,12 @@ class TrialSpec:
             own = entry.config(**self.config).val_windows
             changes["val_windows"] = min(self.max_val_windows, own) if own else self.max_val_windows
         return entry.config(**changes)
+
+    def checkpoint_path(self):
+        """Where this trial's best weights go (None without `checkpoint_root`)."""
+        from pathlib import Path
+        return None if not self.checkpoint_root else Path(self.checkpoint_root) / self.suite / "checkpoints" / \
+            f"{self.trial_id}.pt"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -43,6 +43,7 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         train = training_windows(ctx)
         result = fit(ctx.model, cfg, train, ctx.parts["val"], gen, spec.max_steps, progress,
                      spec.max_batches, device=ctx.device, fixed_rounds=spec.fixed_rounds)
+        save_checkpoint(spec, ctx.model, ctx.scaler)
         start = time.perf_counter()
         pred = predict(ctx.model, ctx.parts["test"], cfg.eval_batch_size, device=ctx.device)
         infer_s = time.perf_counter() - start
@@ -63,6 +64,52 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         rows = error_rows(spec, f"{type(exc).__name__}: {exc}", base["teacher"])
         rows[0]["traceback"] = traceback.format_exc()[-2000:]
         return rows
+
+
+def save_checkpoint(spec: TrialSpec, model, scaler) -> None:
+    """Keep the trial's best weights (restored by `fit`) at `spec.checkpoint_path()`, with its spec
+    and the scaler it was trained with (atomic write); nothing without a checkpoint root."""
+    path = spec.checkpoint_path()
+    if path is None:
+        return
+    import torch
+    from bench.execution.results import atomic_write
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: torch.save({"spec": spec.to_dict(), "state": state,
+                                               "scaler": {"mean": scaler.mean, "std": scaler.std}}, tmp))
+
+
+def evaluate_checkpoint(path, dataset: str | None = None, ratio: float | None = None, data_dir=None,
+                        registry_file=None) -> list[dict]:
+    """Score the weights of a trial's checkpoint again on the test windows of `dataset` and
+    `ratio` (default: the trial's own), normalised by that split's training part: the metric rows
+    of `bench.protocol.metrics.score` (for the trial's own data and ratio, its own rows). A
+    reference forecaster (no weights to learn) observes its training windows again.
+
+    Raises:
+        FileNotFoundError: no such checkpoint; ValueError: weights that do not fit the model built for
+            that dataset (e.g. another number of regions).
+    """
+    import dataclasses
+
+    import torch
+    saved = torch.load(path, weights_only=False)
+    spec = TrialSpec(**saved["spec"])
+    spec = dataclasses.replace(spec, dataset=dataset or spec.dataset, ratio=float(ratio or spec.ratio),
+                               data_dir=data_dir or spec.data_dir, registry_file=registry_file or spec.registry_file,
+                               checkpoint_root=None)
+    ctx = build_context(spec)
+    training_windows(ctx)                          # registers extra datasets with the model, as training did
+    if getattr(ctx.model, "trainable", True):
+        try:
+            ctx.model.load_state_dict(saved["state"])
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: the weights of {spec.model} do not fit {spec.dataset} "
+                             f"({str(exc).splitlines()[0][:200]}); evaluate on a dataset of the same shape") from exc
+    else:
+        fit(ctx.model, ctx.cfg, ctx.parts["train"], ctx.parts["val"], set_seed(spec.seed), device=ctx.device)
+    pred = predict(ctx.model, ctx.parts["test"], ctx.cfg.eval_batch_size, device=ctx.device)
+    return score(pred, ctx.parts["test"], ctx.data, ctx.split)
 
 
 def distill_fields(history: list[dict], teacher_meta: dict | None) -> dict:
