@@ -186,9 +186,11 @@ def parser() -> argparse.ArgumentParser:
     cmp_.add_argument("rows", nargs="*", type=int, metavar="ROW", help="two row numbers from the listing")
 
     tea = sub.add_parser("teacher", help="fit teachers ahead of student runs, or list cached teachers",
-                         description="Teachers are fitted on the training split of (dataset, ratio) and "
-                         "their predictions for every window are cached in OUT/teachers/; students of the "
-                         "same dataset, ratio and preset read that cache.")
+                         description="A teacher of (dataset, ratio) is fitted on the part --teacher-data names "
+                         "(default disjoint: every step before the student's training part; same: the student's "
+                         "part; all: every step before validation) and its predictions for every window are "
+                         "cached in OUT/teachers/; students of the same dataset, ratio, teacher data and preset "
+                         "read that cache.")
     tsub = tea.add_subparsers(dest="action", required=True)
     tfit = tsub.add_parser("fit", help="fit a teacher for the given ratios, save its weights and cache its "
                            "predictions of every window")
@@ -267,7 +269,9 @@ def cmd_list(args) -> int:
         for s in suites(listed_only=True):
             quick = f" (quick: {', '.join(s.quick_models)})" if s.quick_models else ""
             print(f"{s.name:18s} {s.description}\n{'':18s} models: {', '.join(s.models)}{quick}; "
-                  f"ratios: {', '.join(f'{r:g}' for r in s.ratios)} (quick: {', '.join(f'{r:g}' for r in s.quick_ratios)})")
+                  f"ratios: {', '.join(f'{r:g}' for r in s.ratios)} (quick: {', '.join(f'{r:g}' for r in s.quick_ratios)}); "
+                  f"seeds: {s.seeds}" + (f" (quick: {s.quick_seeds})" if s.quick_seeds else "") +
+                  ("; in --suite all" if s.in_all else "; not in --suite all"))
         for pr in PRESETS.values():
             print(f"preset {pr.name:11s} {pr.description}")
     else:

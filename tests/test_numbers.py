@@ -119,3 +119,18 @@ def test_a_kept_checkpoint_scores_as_its_trial(tiny_run, tmp_path, capsys):
     # another dataset of another shape: a clear error, no traceback
     assert main(["evaluate", "--results", str(tiny_run), "--trial", tid, "--dataset", "NYCBike1"]) == 2
     assert "do not fit NYCBike1" in capsys.readouterr().err
+
+
+def test_an_archived_report_is_laid_out_again_from_its_tables(tmp_path, capsys):
+    from pathlib import Path
+
+    from pypdf import PdfReader
+    folder = Path(__file__).resolve().parents[1] / "reports" / "distill"
+    assert not (folder / "numbers").exists()
+    out = tmp_path / "flowbench.pdf"
+    assert main(["report", "--results", str(folder), "--out", str(out)]) == 0
+    text = "".join("".join(p.extract_text().split()) for p in PdfReader(out).pages)
+    assert "Archivedreport" in text and "withdrawn" in text
+    table = pd.read_csv(folder / "distill.csv", dtype=str, keep_default_na=False)
+    assert all("".join(v.split()) in text for v in table["MAE"])
+    capsys.readouterr()

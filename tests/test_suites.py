@@ -272,3 +272,22 @@ def test_ratio_table_rows_by_meaning_floors_first_and_marked_with_steps():
     table = ratio_frame(df)
     assert list(table["model"]) == ["seasonal-naive-week (floor)", "bigst", "flowdistill-wo-tb"]
     assert list(table["steps"]) == ["", "90", "200"] and list(table["converged"]) == ["", "no (1 of 1)", "yes"]
+
+
+def test_the_widest_committed_table_has_every_cell_in_the_pdf(tmp_path):
+    from pathlib import Path
+
+    from pypdf import PdfReader
+
+    from bench.suites import pdf
+    root = Path(__file__).resolve().parents[1] / "reports"
+    tables = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in root.rglob("*.csv")]
+    widest = max(tables, key=lambda t: (len(t.columns), t.astype(str).apply(lambda c: c.str.len()).to_numpy().sum()))
+    assert len(widest.columns) >= 15
+    out = tmp_path / "widest.pdf"
+    pdf.write(out, "summary", [], "cover", [], [{"title": "widest", "tables": [("widest", widest, [])], "figures": []}])
+    squeeze = lambda text: "".join(text.split())
+    text = squeeze("".join(p.extract_text() for p in PdfReader(out).pages))
+    cells = {squeeze(str(v)) for v in widest.to_numpy().ravel()} | {squeeze(str(c)) for c in widest.columns}
+    missing = sorted(c for c in cells if c and c not in text)
+    assert not missing, missing[:10]

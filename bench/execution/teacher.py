@@ -1,6 +1,7 @@
 """The teacher contract: any registered model can teach.
 
-A teacher is fitted on the training split of (dataset, ratio), predicts every window of the
+A teacher is fitted on the part of (dataset, ratio) its `teacher_data` names
+(`bench.protocol.split.teacher_split`: by default every step before the student's), predicts every window of the
 train, validation and test parts, and its predictions are cached on disk under a key of dataset
 contents, ratio, teacher name and config, seed, horizons and preset caps. Students read the cache;
 a cache whose key differs from the one asked for is refused, never silently reused.

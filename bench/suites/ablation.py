@@ -6,7 +6,7 @@ import pandas as pd
 from bench.protocol import stats
 from bench.suites.base import Suite, register_suite
 from bench.suites.plots import colour_of, units_of
-from bench.suites.tables import ok_overall, seed_cell
+from bench.suites.tables import converged_cell, ok_overall, seed_cell, steps_cell
 
 
 def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill", history_dir=None) -> pd.DataFrame:
@@ -24,7 +24,8 @@ def ablation_frame(df: pd.DataFrame, reference: str = "flowdistill", history_dir
         change = (g["mae"].mean() / ref - 1) * 100 if ref == ref else float("nan")
         tests.append((ratio, stats.compare(history_dir, g, ref_rows) if model != reference else None))
         rows.append({"model": model, "ratio": f"{ratio:g}", "seeds": len(g), "MAE": seed_cell(g["mae"], g),
-                     "RMSE": seed_cell(g["rmse"]), f"MAE vs {reference}": f"{change:+.1f} %" if change == change else ""})
+                     "RMSE": seed_cell(g["rmse"]), "steps": steps_cell(g), "converged": converged_cell(g),
+                     f"MAE vs {reference}": f"{change:+.1f} %" if change == change else ""})
     for ratio in {r for r, _ in tests}:
         family = [i for i, (r, t) in enumerate(tests) if r == ratio and t is not None]
         for i, p in zip(family, stats.holm([tests[i][1]["p"] for i in family])):

@@ -143,7 +143,8 @@ PRESETS = {
                              ", ".join(f"{m} {n}" for m, n in QUICK_STEP_BUDGETS) +
                              " steps; the students' teacher is seasonal-naive-week (no fit, better than the "
                              "students at low ratios; the LLM teacher predicting every training window costs 7-10 "
-                             "min per ratio and, under its step budget, is worse than every student) unless "
+                             "min per ratio, and under its step budget it is no better than the same step last "
+                             "week) unless "
                              "--teacher names one; the LLM teacher keeps its own row (data-efficiency: the light models "
                              "and the floors only); the sweep tries each "
                              "parameter's extremes and default; the ablation and the sweep run 2 seeds; meant for "

@@ -10,7 +10,7 @@ import pandas as pd
 from bench.protocol import registry, stats
 from bench.suites.base import REFERENCES, Suite, SuiteError, model_overrides, register_suite
 from bench.suites.plots import colour_of, floor_style, units_of
-from bench.suites.tables import ok_overall, seed_cell
+from bench.suites.tables import converged_cell, ok_overall, seed_cell, steps_cell
 
 
 # the distill suite: each teacher, each way the teacher enters the student's loss (eq. 2's gate per
@@ -103,24 +103,6 @@ def _values(rows: pd.DataFrame, column: str, leave=("",)) -> list[str]:
     return sorted(set(rows[column].fillna("").astype(str)) - set(leave)) if column in rows else []
 
 
-def _steps_cell(rows: pd.DataFrame) -> str:
-    """"512-792" (optimiser steps over seeds), "" for rows that do not train."""
-    steps = rows["steps"].dropna() if "steps" in rows else pd.Series(dtype=float)
-    steps = steps[steps > 0]
-    if steps.empty:
-        return ""
-    lo, hi = int(steps.min()), int(steps.max())
-    return f"{lo}" if lo == hi else f"{lo}-{hi}"
-
-
-def _converged(rows: pd.DataFrame) -> str:
-    """"yes", "no (k of n)" or "" (no training) for a group of trials."""
-    if "converged" not in rows or not (rows["steps"].fillna(0) > 0).any():
-        return ""
-    late = int((rows["converged"].astype(str) == "False").sum())
-    return "yes" if not late else f"no ({late} of {len(rows)})"
-
-
 TESTS = ("none", "shuffled", "teacher")      # a student row's comparisons: no teacher, shuffled teacher, teacher
 
 
@@ -158,7 +140,7 @@ def distill_numbers(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
 
         def entry(kind, g, **extra):
             out = blank | {"kind": kind, "model": g["model"].iloc[0], "seeds": len(g), "mae": g["mae"].mean(),
-                           "mae_cell": seed_cell(g["mae"], g), "steps": _steps_cell(g), "converged": _converged(g)}
+                           "mae_cell": seed_cell(g["mae"], g), "steps": steps_cell(g), "converged": converged_cell(g)}
             if kind != "baseline" and len(base):
                 out |= {"diff": g["mae"].mean() - base_mae, "vs_none": stats.compare(history_dir, g, base),
                         **_seed_wins(g, base)}

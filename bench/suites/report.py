@@ -175,6 +175,42 @@ def _clear_previous(folder: Path) -> None:
     manifest.unlink()
 
 
+ARCHIVED = ("Archived report. Its numbers (trials.csv and per-window errors) were not kept, so it cannot be "
+            "recomputed; this PDF lays out again the tables and figures committed beside it, unchanged. Its p-values "
+            "come from a test that is withdrawn: a Wilcoxon test on seed-averaged errors of consecutive test windows "
+            "taken as independent, without correction for multiplicity; they are too small. Read its findings page "
+            "under docs/findings/ for what still stands.")
+
+
+def relayout(folder: str | Path, out: str | Path, log=print) -> dict:
+    """Lay out again, with the report's current layout (`bench.suites.pdf`), a committed report
+    folder that holds only its tables (`<stem>.md` / `.csv`) and figures (`<stem>.png`): an
+    "archived" first page, then each table (its title from the Markdown file) and figure. Nothing
+    is recomputed.
+
+    Raises:
+        ReportError: the folder holds no table.
+    """
+    folder, out = Path(folder), Path(out)
+    tables = []
+    for md in sorted(folder.glob("*.md")):
+        csv = md.with_suffix(".csv")
+        if not csv.exists():
+            continue
+        title = md.read_text().splitlines()[0].lstrip("# ").strip() if md.read_text().strip() else md.stem
+        tables.append((title, pd.read_csv(csv, dtype=str, keep_default_na=False), []))
+    if not tables:
+        raise ReportError(f"{folder} holds neither results (*/trials.csv), nor numbers/, nor tables (*.md with *.csv)")
+    figures = [(png.stem, png) for png in sorted(folder.glob("*.png"))]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pages = pdf.write(tmp, "Archived report", [ARCHIVED], f"FlowBench report: {folder.name}",
+                      [f"tables and figures of {folder}"], [{"title": folder.name, "tables": tables, "figures": figures}])
+    os.replace(tmp, out)
+    log(f"report: {out} ({pages} pages; archived: {len(tables)} tables and {len(figures)} figures laid out again)")
+    return {"pdf": out, "pages": pages, "files": [out], "suites": []}
+
+
 def build(results: str | Path = "results", out: str | Path | None = None, suites=None,
           log=print) -> dict:
     """Write the PDF (default `default_out(results)`) and, beside it, `<suite>[-k].csv/.md` per
@@ -199,6 +235,8 @@ def build(results: str | Path = "results", out: str | Path | None = None, suites
         import tempfile                              # a report folder: rebuild its results from its numbers
         with tempfile.TemporaryDirectory(prefix="bench-numbers-") as tmp:
             return build(numbers.unpack(results, Path(tmp) / results.name), out, suites, log)
+    if results.is_dir() and not any(results.glob("*/trials.csv")) and any(results.glob("*.md")):
+        return relayout(results, out, log)
     known = [s.name for s in S.suites()]
     unknown = set(suites or []) - set(known)
     if unknown:

@@ -9,7 +9,7 @@ import pandas as pd
 from bench.protocol import registry, stats
 from bench.suites.base import Suite, SuiteError, model_overrides, register_suite
 from bench.suites.plots import units_of
-from bench.suites.tables import ok_overall, seed_cell
+from bench.suites.tables import converged_cell, ok_overall, seed_cell, steps_cell
 
 
 # RQ4 (section 4.5, Fig. 7-9): each value tried with the others at their defaults
@@ -82,6 +82,7 @@ def sweep_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         return pd.DataFrame()
     order = {k: i for i, k in enumerate(SWEEP_GRID)}
     pts = pts.assign(rank=pts["param"].map(order)).sort_values(["rank", "value"])
+    trials = ok_overall(df)
     rows, tests = [], []
     for (k, v), g in pts.groupby(["param", "value"], sort=False):
         default = pts[(pts["param"] == k) & pts["default"]]
@@ -90,8 +91,10 @@ def sweep_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         if not is_default and len(default):
             change = f"{(g['mae'].mean() / default['mae'].mean() - 1) * 100:+.1f} %"
             tests.append((len(rows), stats.compare(history_dir, g, default)))
+        own = trials[trials["trial_id"].astype(str).isin(set(g["trial_id"].astype(str)))]
         rows.append({"parameter": k, "value": f"{v:g}" + (" (default)" if is_default else ""),
-                     "seeds": len(g), "MAE": seed_cell(g["mae"]), "RMSE": seed_cell(g["rmse"]), "MAE vs default": change})
+                     "seeds": len(g), "MAE": seed_cell(g["mae"], own), "RMSE": seed_cell(g["rmse"]),
+                     "steps": steps_cell(own), "converged": converged_cell(own), "MAE vs default": change})
     for (i, test), p in zip(tests, stats.holm([t["p"] for _, t in tests])):
         cell = stats.diff_cell(test, p)
         if cell:

@@ -27,6 +27,24 @@ def seed_cell(values: pd.Series, rows: pd.DataFrame | None = None, fmt: str = ".
         text += f" {NOT_CONVERGED}"
     return text
 
+def steps_cell(rows: pd.DataFrame) -> str:
+    """"512-792" (optimiser steps over seeds), "" for rows that do not train."""
+    steps = rows["steps"].dropna() if "steps" in rows else pd.Series(dtype=float)
+    steps = steps[steps > 0]
+    if steps.empty:
+        return ""
+    lo, hi = int(steps.min()), int(steps.max())
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def converged_cell(rows: pd.DataFrame) -> str:
+    """"yes", "no (k of n)" or "" (no training) for a group of trials."""
+    if "converged" not in rows or "steps" not in rows or not (rows["steps"].fillna(0) > 0).any():
+        return ""
+    late = int((rows["converged"].astype(str) == "False").sum())
+    return "yes" if not late else f"no ({late} of {len(rows)})"
+
+
 def row_label(df: pd.DataFrame) -> pd.Series:
     """"model" or "model (teacher: name, its data)" for each result row."""
     if df.empty:                        # e.g. a results folder that holds only floors: no trained rows
