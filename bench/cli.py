@@ -152,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
                      help="where the PDF report of the results folder goes after the run (default "
                           "OUT/report/flowbench.pdf; tables, figures and numbers/ beside it)")
     run.add_argument("--no-report", action="store_true", help="skip the report (build it later with `bench report`)")
+    run.add_argument("--log-level", choices=("warning", "info"), default="warning",
+                     help="info: one line per training epoch of every trial on stderr (inline runs; every run writes "
+                          "per-epoch curves for TensorBoard under OUT/SUITE/tensorboard/: `tensorboard --logdir OUT`)")
     _data_flags(run)
 
     rep = sub.add_parser("report", help="build the PDF report (and CSV/Markdown tables, PNG figures) from results",
@@ -362,7 +365,25 @@ def _check_cluster(args) -> None:
     runner.check_address(args.address)
 
 
+def _console_log(level: str) -> None:
+    """The "bench" logger's lines (one per epoch at info) to this process's stderr, once."""
+    import logging
+    logger = logging.getLogger("bench")
+    logger.setLevel(logging.INFO if level == "info" else logging.WARNING)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    class TqdmHandler(logging.Handler):       # a line between progress-bar refreshes, never inside a bar
+        def emit(self, record):
+            from tqdm.auto import tqdm
+            tqdm.write(self.format(record), file=sys.stderr)
+    handler = TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+
+
 def _run_suite(args, name: str) -> int:
+    _console_log(getattr(args, "log_level", "warning"))
     _check_cluster(args)
     suite = get_suite(name)
     for m in args.models or []:

@@ -100,3 +100,27 @@ def test_a_stale_claim_is_taken_over(tmp_path):
     (folder / f"{spec.trial_id}.claim").write_text(f"{__import__('socket').gethostname()} 999999999\n")
     assert claim([spec], folder) == [spec]                       # its process is gone
     assert claim([spec], folder) == []                           # now ours, alive: a second claim fails
+
+
+def test_per_epoch_logs_for_tensorboard_and_the_console(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "--suite", "data-efficiency", "--models", "flowdistill-wo-tb", "--ratios", "0.1", "--nodes", "4",
+                 "--epochs", "3", "--executor", "inline", "--no-report", "--log-level", "info", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("model flowdistill-wo-tb ratio=0.1 seed=0 epoch")]
+    assert len(lines) == 3 and "val MAE" in lines[0]
+    runs = list((out / "data-efficiency" / "tensorboard").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("flowdistill-wo-tb-r0.1-s0-")
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    values = []
+    for file in runs[0].iterdir():                       # TFRecord: length, crc, event, crc
+        data = file.read_bytes()
+        while data:
+            (n,) = struct.unpack("<Q", data[:8])
+            event = Event.FromString(data[12:12 + n])
+            data = data[12 + n + 4:]
+            values += [(v.tag, event.step) for v in event.summary.value]
+    assert [step for tag, step in values if tag == "val/val_mae"] == [1, 2, 3]
+    assert any(tag == "train/loss" for tag, _ in values)

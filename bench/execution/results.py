@@ -115,6 +115,22 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str)))
 
 
+def write_tensorboard(folder: Path, history: list[dict]) -> None:
+    """A trial's per-epoch logs (`fit`'s history: loss terms, validation MAE, gate share) as
+    TensorBoard scalars in `folder` (tensorboardX), so `tensorboard --logdir OUT` shows every
+    trial's curves; the x axis is the epoch (or round). Nothing for a trial without epochs."""
+    numeric = [{k: float(v) for k, v in h.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+               for h in history]
+    if not any(numeric):
+        return
+    from tensorboardX import SummaryWriter
+    with SummaryWriter(str(folder)) as writer:
+        for i, logs in enumerate(numeric):
+            epoch = int(logs.pop("epoch", i + 1))
+            for key, value in logs.items():
+                writer.add_scalar(("val/" if key.startswith("val") else "train/") + key, value, epoch)
+
+
 def append_rows(path: Path, rows: list[dict], fields: list[str] = ROW_FIELDS) -> None:
     """Append rows (columns `fields`), replacing earlier rows of the same trial_id (a retried
     failure; an error row never replaces a finished trial's rows), atomically: the new table goes to a temporary file in the same folder, then

@@ -14,6 +14,7 @@ config and caps) is copied from there rather than trained again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from bench.protocol import registry
 from bench.execution import teacher as teacher_mod
 from bench.execution.results import (append_rows, error_rows, finished_ids, node_name, shared_rows, trials_path,
-                                    write_json)
+                                    write_json, write_tensorboard)
 from bench.execution.spec import TrialSpec
 from bench.execution.trial import run_trial
 
@@ -67,7 +68,7 @@ def _teacher_job(spec_dict: dict, progress=None) -> list[dict]:
     """Fit and cache one teacher; returns no rows (its own row comes from a model trial)."""
     spec = TrialSpec(**spec_dict)
     try:
-        teacher_mod.fit_teacher(spec)
+        teacher_mod.fit_teacher(spec, progress)
         return []
     except Exception as exc:
         return [{"_teacher_error": f"{type(exc).__name__} on node {node_name()}: {exc}"}]
@@ -182,6 +183,8 @@ def _run_claimed(todo, out, executor, address, log, scheduler, gpus_per_trial, s
         detail = {k: first.pop(k) for k in ("history", "traceback", "window_mae", "window_mse", "window_every",
                                                       "window_block", "teacher_window_mae") if k in first}
         write_json(path.parent / "history" / f"{spec.trial_id}.json", {"spec": spec.to_dict(), **detail})
+        write_tensorboard(path.parent / "tensorboard" / f"{spec.model}-r{spec.ratio:g}-s{spec.seed}-{spec.trial_id[:8]}",
+                          detail.get("history") or [])
         append_rows(path, rows)
         if first["status"] != "ok":
             verb = "pruned" if first["status"] == "pruned" else "failed"
@@ -251,6 +254,21 @@ def _teacher_done(spec, rows, log) -> None:
 JOBS = {"teacher": _teacher_job, "model": _model_job}
 
 
+LOG = logging.getLogger("bench")
+
+
+def epoch_logger(spec: TrialSpec, role: str = "model"):
+    """A `fit` progress callback that logs one INFO line per epoch (`bench run --log-level info`:
+    inline runs print it; a Ray trial's epochs go to TensorBoard instead)."""
+    def log_epoch(epoch: int, logs: dict) -> None:
+        if LOG.isEnabledFor(logging.INFO):
+            extra = "".join(f" {k} {v:.4g}" for k, v in logs.items()
+                            if k not in ("epoch", "val_mae") and isinstance(v, (int, float)))
+            LOG.info(f"{role} {spec.model} ratio={spec.ratio:g} seed={spec.seed} epoch {epoch}: "
+                     f"val MAE {logs.get('val_mae', float('nan')):.4f}{extra}")
+    return log_epoch
+
+
 def _execute(items, executor, address, out, name, handlers, scheduler=None, gpus=None) -> None:
     """Run (role, spec) items, role "teacher" or "model" (JOBS); handlers[role](spec, rows) gets
     each item's rows as it ends."""
@@ -260,7 +278,7 @@ def _execute(items, executor, address, out, name, handlers, scheduler=None, gpus
     if executor == "inline":
         for role, spec in items:
             bar.set_postfix_str(f"running: {spec.model} r={spec.ratio:g} s={spec.seed}")
-            handlers[role](spec, JOBS[role](spec.to_dict()))
+            handlers[role](spec, JOBS[role](spec.to_dict(), epoch_logger(spec, role)))
             bar.update()
     else:
         _execute_ray(items, address, out, name, handlers, bar, scheduler, gpus)
