@@ -28,6 +28,7 @@ from bench.suites.numbers import NumbersError
 from bench.suites.report import ReportError
 from bench.execution import runner
 from bench.execution.runner import ClusterError
+from bench.execution.plan import LONG_RUN_S, make_plan, plan_lines, summary as plan_summary
 from bench.execution.results import read_trials
 from bench.execution.search import SearchSpaceError
 from bench.execution.spec import TrialSpec
@@ -155,7 +156,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=("warning", "info"), default="warning",
                      help="info: one line per training epoch of every trial on stderr (inline runs; every run writes "
                           "per-epoch curves for TensorBoard under OUT/SUITE/tensorboard/: `tensorboard --logdir OUT`)")
+    run.add_argument("--yes", action="store_true", help="run even when the plan estimates more than 2 hours on a "
+                     "machine without a GPU")
     _data_flags(run)
+    plan = sub.add_parser("plan", help="what `bench run` with the same flags would run, and what it would take",
+                          description="The trials of the run (done, running elsewhere, to run), the teachers to fit "
+                          "first, and an estimate of wall time and peak memory on this machine: each trial's step "
+                          "budget x seconds per step measured once on this machine (cached). `bench run` prints the "
+                          "same plan before it starts.")
+    for action in run._actions[1:]:                 # the same flags as `bench run`
+        plan._add_action(action)
 
     rep = sub.add_parser("report", help="build the PDF report (and CSV/Markdown tables, PNG figures) from results",
                          description="One PDF: environment and commands, then each suite's table and figure. "
@@ -308,6 +318,12 @@ def cmd_run(args) -> int:
     if args.ratios or args.models or args.search:
         raise SuiteError("--suite all runs each suite with its own models and ratios; drop --models/--ratios/"
                          "--search, or run one suite at a time")
+    if args.command == "run" and not args.yes:      # the whole run's estimate decides, not each suite's
+        collect: list[float] = []
+        for name in run_order():
+            _run_suite(argparse.Namespace(**vars(args), collect=collect), name)
+        _refuse_long(sum(collect), args)
+        args = argparse.Namespace(**{**vars(args), "yes": True})
     start, codes = time.perf_counter(), {}
     for name in run_order():
         print(f"\n=== {name} ===")
@@ -349,7 +365,7 @@ def _mark_failed(out: Path, suite: str, line: str, exc: BaseException) -> None:
 def _report_after_run(args) -> None:
     """The PDF report of the run's results folder (unless --no-report); a folder without finished
     trials gets a note instead (the run's own exit code stands)."""
-    if args.no_report:
+    if args.no_report or args.command == "plan":
         return
     from bench.suites import report
     try:
@@ -380,6 +396,19 @@ def _console_log(level: str) -> None:
     handler = TqdmHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
+
+
+def _refuse_long(estimate_s: float, args) -> None:
+    """Stop before a run whose plan estimates more than LONG_RUN_S on a machine without a GPU.
+
+    Raises:
+        SuiteError: naming the estimate and the way on (--yes, or a narrower run).
+    """
+    import torch
+    if estimate_s > LONG_RUN_S and not torch.cuda.is_available() and not args.address:
+        raise SuiteError(f"the plan estimates {estimate_s / 3600:.1f} h of wall time on this machine without a GPU "
+                         f"(`bench plan` with the same flags lists every trial); pass --yes to run it anyway, or "
+                         f"narrow it (--models, --ratios, --seeds, --quick)")
 
 
 def _run_suite(args, name: str) -> int:
@@ -417,13 +446,25 @@ def _run_suite(args, name: str) -> int:
                                       args.teacher, dict(args.settings), args.teacher_data, data_dir=data_dir,
                                       registry_file=registry_file,
                                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)]
-    specs = [dataclasses.replace(s, checkpoint_root=str(out)) for s in specs]      # each trial keeps its weights
+    specs = [dataclasses.replace(s, checkpoint_root=str(out), device=args.device, fixed_rounds=args.fixed_rounds)
+             for s in specs]                        # each trial keeps its weights
     table_name = specs[0].suite
+    planned = make_plan(specs, out, args.executor)
+    lines = plan_lines(planned, args.executor)
+    if args.command == "plan":
+        print("\n".join(lines))
+        return 0
+    estimate = plan_summary(planned, args.executor)["wall_s"]
+    if getattr(args, "collect", None) is not None:  # `--suite all`: the estimates are summed first
+        args.collect.append(estimate)
+        return 0
+    print(lines[-1])
+    if not args.yes:
+        _refuse_long(estimate, args)
     logged = _log_command(out, table_name, args.argv)
     print(f"suite {table_name} on {', '.join(datasets)}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
     start = time.perf_counter()
     try:
-        specs = [dataclasses.replace(s, device=args.device, fixed_rounds=args.fixed_rounds) for s in specs]
         path = runner.run(specs, str(out), args.executor, args.address, scheduler=scheduler,
                           gpus_per_trial=args.gpus_per_trial)
     except KeyboardInterrupt:               # Ctrl-C in an inline run: finished trials are on disk
@@ -642,7 +683,7 @@ def main(argv=None) -> int:
         return 2
     args = parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"run": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data,
+    commands = {"run": cmd_run, "plan": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data,
                 "compare": cmd_compare, "evaluate": cmd_evaluate}
     try:
         return commands[args.command](args)

@@ -4,6 +4,15 @@ import pytest
 from bench.protocol.data import Dataset, load_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def step_costs(tmp_path_factory):
+    """The plan's per-step costs measured once for the whole test session, in a folder of its own
+    (never the user's cache)."""
+    from bench.execution import plan
+    plan.COST_CACHE = tmp_path_factory.mktemp("costs") / "step-costs.json"
+    return plan.COST_CACHE
+
+
 @pytest.fixture(scope="session")
 def taxi():
     """The real NYCTaxi series (from ../shared/data or BENCH_DATA_DIR)."""

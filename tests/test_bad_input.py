@@ -124,3 +124,42 @@ def test_per_epoch_logs_for_tensorboard_and_the_console(tmp_path, capsys):
             values += [(v.tag, event.step) for v in event.summary.value]
     assert [step for tag, step in values if tag == "val/val_mae"] == [1, 2, 3]
     assert any(tag == "train/loss" for tag, _ in values)
+
+
+def test_the_plan_lists_what_the_run_executes_and_estimates_its_time(tmp_path, capsys, monkeypatch):
+    import re
+
+    from bench.execution import plan as plan_mod
+    monkeypatch.setattr(plan_mod, "COST_CACHE", tmp_path / "costs.json")          # measured afresh here
+    out = tmp_path / "r"
+    flags = ["--suite", "data-efficiency", "--models", "flowdistill-wo-tb,seasonal-naive-week", "--ratios", "0.1",
+             "--nodes", "4", "--epochs", "4", "--seeds", "2", "--executor", "inline", "--no-report", "--out", str(out)]
+    assert main(["plan"] + flags) == 0
+    printed = capsys.readouterr().out
+    planned = set(re.findall(r"to run +model +(\S+) ratio=0\.1 seed=(\d)", printed))
+    estimate = float(re.search(r"estimated (\d+) s of wall time", printed).group(1))
+    assert not (out / "data-efficiency" / "trials.csv").exists()             # a plan runs nothing
+    assert main(["run"] + flags) == 0
+    run_out = capsys.readouterr().out
+    wall = float(re.search(r"wall time (\d+) s", run_out).group(1))
+    rows = read_trials(out / "data-efficiency" / "trials.csv")
+    ran = {(m, str(s)) for m, s in rows[(rows["horizon"] == "all") & (rows["bucket"] == "all")][["model", "seed"]]
+           .itertuples(index=False)}
+    assert planned == ran and len(ran) == 4
+    assert wall / 2 <= max(estimate, 1) <= 2 * max(wall, 1), (estimate, wall)
+    assert main(["plan"] + flags) == 0
+    assert "4 done" in capsys.readouterr().out
+    assert (tmp_path / "costs.json").exists()
+
+
+def test_a_long_run_waits_for_yes_on_a_machine_without_a_gpu(tmp_path, capsys, monkeypatch):
+    from bench.execution import plan as plan_mod
+    monkeypatch.setattr(plan_mod, "COST_CACHE", tmp_path / "costs.json")
+    monkeypatch.setattr("bench.cli.LONG_RUN_S", 0.001)
+    out = tmp_path / "r"
+    flags = ["run", "--suite", "data-efficiency", "--models", "flowdistill-wo-tb", "--ratios", "0.1", "--nodes", "4",
+             "--epochs", "1", "--executor", "inline", "--no-report", "--out", str(out)]
+    assert main(flags) == 2
+    assert "pass --yes to run it anyway" in capsys.readouterr().err
+    assert not (out / "data-efficiency" / "trials.csv").exists()
+    assert main(flags + ["--yes"]) == 0
