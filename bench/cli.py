@@ -24,7 +24,9 @@ from bench.protocol.split import TEACHER_DATA, ProtocolError, check_ratio, split
 from bench.execution.teacher import TeacherCacheError
 from bench.execution.train import DEVICES, DeviceError, TrainingError, resolve_device
 from models.language_model import LanguageModelError
+from bench.suites import runconfig
 from bench.suites.numbers import NumbersError
+from bench.suites.runconfig import RunConfigError
 from bench.suites.report import ReportError
 from bench.execution import runner
 from bench.execution.runner import ClusterError
@@ -100,7 +102,9 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite of trials and print its table",
                          description="Run every (model, ratio, seed) trial of a suite, teachers first. "
                          "Rows go to OUT/SUITE/trials.csv as each trial ends; a rerun skips finished trials.")
-    run.add_argument("--suite", required=True, help=f"one of: {', '.join(s.name for s in suites(listed_only=True))}, "
+    run.add_argument("--config", metavar="FILE.yaml", help="a run file holding these flags by name (see configs/; "
+                     "flags given here override it); every run writes its resolved one to OUT/run.yaml")
+    run.add_argument("--suite", help=f"one of: {', '.join(s.name for s in suites(listed_only=True))}, "
                      f"or all ({', '.join(run_order())} in that order, then `bench report`); more suites: modules "
                      "named in $BENCH_SUITES (see bench/suites/__init__.py)")
     run.add_argument("--dataset", help=f"registered dataset (default: the suite's, else {DEFAULT_DATASET}; "
@@ -398,6 +402,23 @@ def _console_log(level: str) -> None:
     logger.addHandler(handler)
 
 
+def _apply_config(args, p: argparse.ArgumentParser) -> None:
+    """Fill the flags not given on the command line from --config's run file (`bench.suites.runconfig`).
+
+    Raises:
+        RunConfigError: the file does not validate; SuiteError: no suite from either.
+    """
+    if getattr(args, "config", None):
+        sub = p._subparsers._group_actions[0].choices[args.command]
+        given = {a.dest for a in sub._actions for opt in a.option_strings
+                 if any(x == opt or x.startswith(opt + "=") for x in args.argv)}
+        for key, value in runconfig.load(args.config).items():
+            if key not in given:
+                setattr(args, key, value)
+    if not args.suite:
+        raise SuiteError("give --suite NAME (see `bench list suites`) or --config FILE.yaml with `suite: NAME`")
+
+
 def _refuse_long(estimate_s: float, args) -> None:
     """Stop before a run whose plan estimates more than LONG_RUN_S on a machine without a GPU.
 
@@ -461,6 +482,8 @@ def _run_suite(args, name: str) -> int:
     print(lines[-1])
     if not args.yes:
         _refuse_long(estimate, args)
+    runconfig.write(args, [out])
+    runconfig.write(argparse.Namespace(**{**vars(args), "suite": name}), [out / table_name])
     logged = _log_command(out, table_name, args.argv)
     print(f"suite {table_name} on {', '.join(datasets)}, preset {preset}: {len(specs)} trials -> {out / table_name}/")
     start = time.perf_counter()
@@ -681,8 +704,15 @@ def main(argv=None) -> int:
     except SuiteError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.command in ("run", "plan"):
+        try:
+            _apply_config(args, p)
+        except (RunConfigError, SuiteError) as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 2
     commands = {"run": cmd_run, "plan": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data,
                 "compare": cmd_compare, "evaluate": cmd_evaluate}
     try:

@@ -163,3 +163,61 @@ def test_a_long_run_waits_for_yes_on_a_machine_without_a_gpu(tmp_path, capsys, m
     assert "pass --yes to run it anyway" in capsys.readouterr().err
     assert not (out / "data-efficiency" / "trials.csv").exists()
     assert main(flags + ["--yes"]) == 0
+
+
+def test_a_run_file_runs_the_same_trials_and_run_yaml_reproduces_them(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    out = tmp_path / "r"
+    config.write_text(f"suite: distill\nteacher: seasonal-naive-week\nratios: [0.1]\nseeds: 2\nepochs: 1\nnodes: 4\n"
+                      f"set: {{tbl_gate: batch, tbl_target: teacher, lambda_tbl: 1}}\nexecutor: inline\n"
+                      f"no-report: true\nout: {out}\n")
+    assert main(["run", "--config", str(config)]) == 0
+    first = set(read_trials(out / "distill" / "trials.csv")["trial_id"])
+    flags = ["run", "--suite", "distill", "--teacher", "seasonal-naive-week", "--ratios", "0.1", "--seeds", "2",
+             "--epochs", "1", "--nodes", "4", "--set", "tbl_gate=batch", "--set", "tbl_target=teacher",
+             "--set", "lambda_tbl=1", "--executor", "inline", "--no-report", "--out", str(tmp_path / "flags")]
+    assert main(flags) == 0
+    assert set(read_trials(tmp_path / "flags" / "distill" / "trials.csv")["trial_id"]) == first
+    resolved = out / "run.yaml"
+    assert resolved.exists() and (out / "distill" / "run.yaml").exists()
+    capsys.readouterr()
+    assert main(["run", "--config", str(resolved), "--out", str(tmp_path / "again")]) == 0     # a flag overrides
+    assert set(read_trials(tmp_path / "again" / "distill" / "trials.csv")["trial_id"]) == first
+    assert "distill" in capsys.readouterr().out
+
+
+def test_run_file_errors_name_the_file_and_key(tmp_path, capsys):
+    cases = {"unknown: 1\nsuite: distill\n": "unknown key 'unknown'",
+             "suite: distill\nseeds: many\n": "key 'seeds'",
+             "suite: distill\nexecutor: slurm\n": "key 'executor'",
+             "suite: [distill\n": "not valid YAML at line",
+             "- a\n- b\n": "maps flag names to values"}
+    for i, (text, expected) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.yaml"
+        path.write_text(text)
+        assert main(["run", "--config", str(path)]) == 2, text
+        err = capsys.readouterr().err
+        assert str(path) in err and expected in err and "Traceback" not in err, err
+    assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["run"]) == 2
+    assert "give --suite NAME" in capsys.readouterr().err
+
+
+def test_the_example_run_files_validate():
+    from pathlib import Path
+
+    from bench.suites import runconfig
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(files) >= 3
+    for path in files:
+        assert runconfig.load(path)["suite"]
+
+
+def test_there_is_an_example_run_file_for_every_suite():
+    from pathlib import Path
+
+    from bench.suites import runconfig, suites
+    files = (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+    covered = {runconfig.load(path)["suite"] for path in files}
+    assert {s.name for s in suites(listed_only=True)} <= covered
