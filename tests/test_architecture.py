@@ -1,4 +1,4 @@
-"""The harness's layout (issue 15): bench/ is layers, protocol -> execution -> suites -> cli, each
+"""The harness's layout: bench/ is layers, protocol -> execution -> suites -> cli, each
 importing only downward; its modules import each other without a cycle, counting imports inside
 functions too (a function-level import may delay a heavy module, never dodge a cycle); models and
 baselines import nothing of bench/ but its protocol layer."""

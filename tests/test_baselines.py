@@ -1,4 +1,4 @@
-"""Baselines of issue 4: graph operators against hand-computed graphs, shapes, parameter counts in
+"""The baselines: graph operators against hand-computed graphs, shapes, parameter counts in
 the range of each paper's configuration, and one optimisation step on real data."""
 import numpy as np
 import pytest

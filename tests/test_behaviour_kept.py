@@ -1,5 +1,5 @@
-"""Refactors keep behaviour: a few trials give the metrics recorded before the trial context and
-the module split of issue 15 (2026-12-02, commit 3153b4a), to a relative 2e-3.
+"""Refactors keep behaviour: a few trials give the metrics recorded in tests/ before the code was
+split into the protocol, execution and suites layers, to a relative 2e-3.
 
 The tolerance is the CPU's, not the code's: on the machine that recorded them they matched to
 1e-5; on another (Xeon with AVX-512 and AMX, same torch 2.13.0 wheel, 2026-12-06) the same code

@@ -1,4 +1,4 @@
-"""A Ray cluster shown, not assumed (issue 16): a head and a worker started with `ray start` as two
+"""A Ray cluster shown, not assumed: a head and a worker started with `ray start` as two
 local nodes on loopback, each with one CPU; `bench run --address` spreads a small suite over both
 (the node of every row in trials.csv), the rows come back to the driver's results folder, a student
 on one node reads the teacher cache another node wrote, killing the worker mid-suite loses no

@@ -1,4 +1,4 @@
-"""Suites are plug-ins (issue 15): a suite defined in a module of its own, named in $BENCH_SUITES,
+"""Suites are plug-ins: a suite defined in a module of its own, named in $BENCH_SUITES,
 appears in `bench list suites`, runs with `bench run --suite NAME` and gets a report section."""
 import os
 import subprocess
@@ -65,3 +65,20 @@ def test_a_suite_in_its_own_module_is_listed_run_and_reported(tmp_path):
 def test_a_plug_in_that_cannot_be_imported_is_named(tmp_path):
     bad = _bench(tmp_path, "list", "suites", modules="no_such_suite_module")
     assert bad.returncode == 2 and "cannot import suite module 'no_such_suite_module'" in bad.stderr
+
+
+def test_a_new_module_in_the_suites_package_is_discovered(tmp_path):
+    """A suite module dropped into bench/suites/ is found without editing any import list."""
+    import shutil
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "bench" / "suites"
+    copy = tmp_path / "pkg" / "bench"
+    shutil.copytree(package.parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "suites" / "toy.py").write_text(TOY)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "pkg"))
+    listed = subprocess.run([sys.executable, "-c", "import bench, bench.suites as s; "
+                             "print(bench.__file__); print(' '.join(x.name for x in s.suites()))"],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert str(copy) in listed.stdout and "toy" in listed.stdout.split()

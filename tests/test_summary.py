@@ -80,7 +80,7 @@ def test_the_distill_page_warns_when_the_students_mae_follows_their_training_ste
     import pandas as pd
 
     from bench.protocol.stats import rank_correlation
-    from bench.suites.summary import _steps_line
+    from bench.suites.lines import steps_line as _steps_line
 
     steps = np.array([160, 200, 240, 280, 320, 360, 400, 440])
     rho, p = rank_correlation(steps, 20 - steps / 100)          # strictly falling: rho -1

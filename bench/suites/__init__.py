@@ -1,6 +1,6 @@
 """Suites as plug-ins. A suite is one module that registers a `Suite` (its trials, tables,
 figures and report section; see `bench.suites.base.Suite`). The built-in suites are the modules of
-this package; any other module named in the environment variable BENCH_SUITES (comma-separated,
+this package, found by `_discover` (a new module here is a new suite, nothing else to edit); any other module named in the environment variable BENCH_SUITES (comma-separated,
 importable: on sys.path or PYTHONPATH) is imported by the `bench` command (`load_plugins`), and its suites appear in `bench list
 suites`, `bench run --suite NAME` and the report like the built-in ones.
 
@@ -22,7 +22,23 @@ from bench.suites.base import (LIGHT_MODELS, MODELS, PRESETS, QUICK_MODELS, QUIC
 from bench.suites.tables import (NOT_CONVERGED, breakdown_frame, breakdown_table, figures_of, frame_text,
                                  horizon_frame, ok_overall, ratio_frame, ratio_table, row_label, rows_of, seed_cell,
                                  tables_of)
-from bench.suites import ratio, sweep, scalability, ablation, distill, delta, sdkd   # noqa: E402  the built-in suites
+# the helper modules of this package; every other module of it is a suite and registers itself on import
+HELPERS = ("base", "tables", "plots", "summary", "report", "numbers", "pdf", "runconfig")
+
+
+def _discover() -> list[str]:
+    """Import every suite module of this package (each module but HELPERS): a new suite is one new
+    module, discovered like a model."""
+    import pkgutil
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in HELPERS and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+            found.append(info.name)
+    return found
+
+
+BUILT_IN = _discover()
 from bench.suites.ablation import ablation_frame
 from bench.suites.distill import (DISTILL_BASELINE, DISTILL_QUICK_TEACHERS, DISTILL_TEACHERS, DISTILL_VARIANTS,
                                   FLOOR_TEACHER, distill_frame, distill_numbers, distill_plan)

@@ -34,7 +34,10 @@ class Suite:
     - execute(suite, dataset, models, preset, seeds, out, **paths) -> (path, ids): a suite that does
       not run trials (scalability: one process per measured point) runs itself;
     - after_run(datasets, preset, out, num_nodes, data_dir, registry_file) -> [(title, DataFrame)]:
-      work after the trials (sdkd: cost measured side by side), printed after its tables.
+      work after the trials (sdkd: cost measured side by side), printed after its tables;
+    - summary(df, history_dir) -> [str]: its sentences on the report's first page ("What this run
+      shows"); claim(df, history_dir) -> [str]: whether the paper's claim holds, by a stated
+      criterion (the first suite of a report that states one).
     `rank` orders suites (lists, `--suite all`, the report); `in_all`: part of `--suite all`;
     `runnable`: `bench run --suite NAME` accepts it (False: a report section only, e.g. "search",
     the results of `--suite sweep --search`); `title`: the report's section title.
@@ -61,6 +64,8 @@ class Suite:
     read: Callable | None = None
     execute: Callable | None = None
     after_run: Callable | None = None
+    summary: Callable | None = None
+    claim: Callable | None = None
 
 
 @dataclass(frozen=True)

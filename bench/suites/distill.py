@@ -3,12 +3,14 @@ target x lambda_tbl against the student without teacher, with paired tests."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.protocol import registry, stats
 from bench.suites.base import REFERENCES, Suite, SuiteError, model_overrides, register_suite
+from bench.suites.lines import convergence_lines, count, steps_line
 from bench.suites.plots import colour_of, floor_style, units_of
 from bench.suites.tables import converged_cell, ok_overall, seed_cell, steps_cell
 
@@ -273,6 +275,104 @@ def seed_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _versus(row, test: str = "none") -> str:
+    """"-1.72 [-2.10, -1.34], p=0.003 after Holm, better in 5 of 5 seeds": a distill_numbers row's
+    comparison `test` ("none", "shuffled", "teacher") as words."""
+    result, p = row[f"vs_{test}"], row[f"p_{test}"]
+    if result is None or result["diff"] != result["diff"]:
+        return "no paired test (history files missing)"
+    text = f"{result['diff']:+.2f}"
+    if result["lo"] == result["lo"]:
+        text += f" [{result['lo']:+.2f}, {result['hi']:+.2f}]"
+    text += f", {stats.p_label(p)} after Holm" if p == p else ", no p-value"
+    if test == "none" and row["seeds_paired"]:
+        text += f", better in {row['seeds_better']} of {count(row['seeds_paired'], 'seed')}"
+    return text
+
+
+def _verdict(row, test: str) -> str:
+    """"a gain", "worse" or "not separated" for a comparison after Holm's correction."""
+    result, p = row[f"vs_{test}"], row[f"p_{test}"]
+    if result is None or p != p or p >= stats.ALPHA:
+        return "not separated"
+    return "a gain" if result["diff"] < 0 else "worse"
+
+
+def _delta_line(ratio: float, students: pd.DataFrame, base_mae: float, df: pd.DataFrame) -> list[str]:
+    """eq. 2's delta against the measured gap between the teacher and the student without teacher,
+    and the share of training elements where the gate was open."""
+    if students.empty or base_mae != base_mae:
+        return []
+    rows = ok_overall(df)
+    delta = {float(registry.get(m).config(**(json.loads(c) if c else {})).delta)
+             for m, c in zip(rows["model"], rows["config"]) if hasattr(registry.get(m).config(), "delta")
+             and registry.get(m).config().teacher}
+    gap = base_mae - students["teacher_mae"].mean()
+    open_share = students["gate_open"].dropna()
+    return [f"ratio {ratio:g}: eq. 2's delta {', '.join(f'{d:g}' for d in sorted(delta))} against a teacher "
+            f"{abs(gap):.2f} MAE {'better' if gap > 0 else 'worse'} than the student without teacher: the batch gate "
+            f"closes only where the student is better than the teacher by more than delta, so it was open on "
+            + (("{:.0%}" if open_share.min() == open_share.max() else "{:.0%}-" + f"{open_share.max():.0%}")
+               .format(open_share.min()) if len(open_share) else "?")
+            + " of the training elements; with the truth as target and the gate open, the teacher's forecast "
+              "never enters the loss."] if delta else []
+
+
+def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
+    """Per ratio of a distill suite: the oracle against the student without teacher (what the
+    teacher's data alone is worth), each variant against no teacher, its shuffled-teacher twin and
+    the teacher, with Holm-adjusted p-values, and a verdict per teacher: "transfers knowledge" only
+    where a variant beats both the student without teacher and the shuffled teacher."""
+    numbers = distill_numbers(df, history_dir)
+    if numbers.empty:
+        return ["no finished trials"]
+    ok = ok_overall(df)
+    lines = []
+    for ratio, at in numbers.groupby("ratio", sort=True):
+        base = at[at["kind"] == "baseline"]
+        floors = at[at["kind"] == "floor"]
+        students = at[at["kind"] == "student"]
+        base_mae = base["mae"].iloc[0] if len(base) else float("nan")
+        lines.append(f"ratio {ratio:g}: {DISTILL_BASELINE} (no teacher) MAE "
+                     f"{base['mae_cell'].iloc[0] if len(base) else '(not run)'}; the table's p-values are adjusted "
+                     f"by Holm over its {count(int(at['family'].iloc[0]), 'comparison')} (significant: "
+                     f"p < {stats.ALPHA} after correction).")
+        for _, o in at[at["kind"] == "oracle"].iterrows():
+            lines.append(f"ratio {ratio:g}: oracle of {o['teacher']} (the student without teacher on the ground truth "
+                         f"its teacher's forecasts carry): MAE {o['mae_cell']}, {_versus(o)}: "
+                         f"{_verdict(o, 'none')}.")
+        for _, r in students.iterrows():
+            parts = [f"vs no teacher {_versus(r)} ({_verdict(r, 'none')})"]
+            if r["vs_shuffled"] is not None:
+                parts.append(f"vs shuffled teacher {_versus(r, 'shuffled')} ({_verdict(r, 'shuffled')})")
+            if r["vs_teacher"] is not None and r["vs_teacher"]["diff"] == r["vs_teacher"]["diff"]:
+                parts.append(f"vs its teacher {_versus(r, 'teacher')} ({_verdict(r, 'teacher')})")
+            if r["oracle_closed"] == r["oracle_closed"]:
+                parts.append(f"{r['oracle_closed']:.0f} % of the gap to the oracle closed")
+            lines.append(f"ratio {ratio:g}: {r['name']} (gate {r['gate']}, target {r['target']}, lambda_tbl "
+                         f"{r['lambda_tbl']:g}) with teacher {r['teacher']} (MAE {r['teacher_mae']:.2f}): MAE "
+                         f"{r['mae_cell']}; " + "; ".join(parts) + ".")
+        for teacher, mine in students.groupby("teacher"):
+            good = transfers(mine)
+            if len(good):
+                names = ", ".join(f"{r['name']} lambda_tbl {r['lambda_tbl']:g}" for _, r in good.iterrows())
+                lines.append(f"ratio {ratio:g}: verdict for {teacher}: transfers knowledge ({names} beat both the "
+                             f"student without teacher and the shuffled teacher after Holm's correction).")
+            elif mine["vs_shuffled"].isna().all():
+                lines.append(f"ratio {ratio:g}: verdict for {teacher}: not settled (no shuffled-teacher control ran).")
+            else:
+                lines.append(f"ratio {ratio:g}: verdict for {teacher}: no transfer of knowledge shown: no variant beats "
+                             f"both the student without teacher and the shuffled teacher after Holm's correction.")
+        lines += _delta_line(ratio, students, base_mae, df)
+        if len(floors):
+            floor = floors.loc[floors["mae"].idxmin()]
+            beat = int((students["mae"] < floor["mae"]).sum())
+            lines.append(f"ratio {ratio:g}: best floor {floor['model']} MAE {floor['mae_cell']}; "
+                         f"{beat} of {len(students)} variants below it.")
+        lines += steps_line(ok, ratio)
+    return lines + convergence_lines(ok)
+
+
 def _distill_figure(df: pd.DataFrame, title: str = "", folder=None):
     """Per ratio, each row's test-MAE difference against the student without teacher as a dot
     with its 95 % interval (`bench.protocol.stats.two_level_test`; no bar where the history files
@@ -326,4 +426,4 @@ register_suite(Suite(
                                 "test over seeds and day blocks of test windows", distill_frame(df, folder / "history")),
                                ("each seed's difference against flowdistill-wo-tb of the same seed",
                                 seed_frame(df, folder / "history"))],
-    figures=lambda df, title, folder=None: [("figure", _distill_figure(df, title, folder))]))
+    figures=lambda df, title, folder=None: [("figure", _distill_figure(df, title, folder))], summary=distill_lines))

@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.protocol import stats
 from bench.suites.base import LIGHT_MODELS, MODELS, QUICK_MODELS, REFERENCES, Suite, register_suite
+from bench.suites.lines import ALPHA, STUDENT, convergence_lines, is_floor, units
 from bench.suites.plots import colour_of, floor_style, legend_outside, measured_segments, palette, units_of
-from bench.suites.tables import NOT_CONVERGED, breakdown_frame, horizon_frame, ok_overall, ratio_frame, row_label
+from bench.suites.tables import (NOT_CONVERGED, breakdown_frame, horizon_frame, ok_overall, ratio_frame, row_label,
+                                 seed_cell)
+from bench.suites.distill import DISTILL_BASELINE
 
 
 def ratio_tables(df: pd.DataFrame, folder: Path) -> list[tuple[str, pd.DataFrame]]:
@@ -103,6 +107,83 @@ def _robustness_figure(df: pd.DataFrame):
     return fig
 
 
+def ratio_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
+    """Sentences on one ratio suite's results (overall rows of finished trials)."""
+    ok = ok_overall(df)
+    if ok.empty:
+        return ["no finished trials"]
+    lines = []
+    for ratio, at in ok.groupby("ratio"):
+        means = at.groupby("model")["mae"].mean()
+        floors = means[[m for m in means.index if is_floor(m)]]
+        trained = means[[m for m in means.index if not is_floor(m)]]
+        head = f"ratio {ratio:g}:"
+        if trained.empty:
+            lines.append(f"{head} no trained model finished")
+            continue
+        best = trained.idxmin()
+        text = f"{head} best trained model {best} (MAE {seed_cell(at[at['model'] == best]['mae'])})"
+        if not floors.empty:
+            floor = floors.idxmin()
+            gap = (trained[best] / floors[floor] - 1) * 100
+            below = sorted(m for m in trained.index if trained[m] < floors[floor])
+            text += (f"; best floor {floor} {floors[floor]:.2f}: the best model is {abs(gap):.0f} % "
+                     f"{'below' if gap < 0 else 'above'} it; {len(below)} of {len(trained)} trained models beat "
+                     f"it" + (f" ({', '.join(below)})" if below else ""))
+        lines.append(text + ".")
+        student, base = at[at["model"] == STUDENT], at[at["model"] == DISTILL_BASELINE]
+        if len(student) and len(base):
+            test = stats.compare(history_dir, student, base)
+            diff = student["mae"].mean() - base["mae"].mean()
+            verdict = ("significantly better" if diff < 0 else "significantly worse") \
+                if test["p"] == test["p"] and test["p"] < ALPHA else "not significantly different"
+            lines.append(f"  distilled {STUDENT} {seed_cell(student['mae'])} against {DISTILL_BASELINE} (no teacher) "
+                         f"{seed_cell(base['mae'])}: {diff:+.2f}, {verdict}"
+                         + (f" ({stats.p_label(test['p'])}; {units(test)})" if test["p"] == test["p"] else
+                            " (no paired test: history files missing)") + ".")
+            if "teacher_mae" in student and student["teacher_mae"].notna().any():
+                desc = ", ".join(sorted(set(student["teacher_desc"].fillna("").astype(str)) - {""})) \
+                    if "teacher_desc" in student else ""
+                teacher = ", ".join(sorted(set(student["teacher"].astype(str))))
+                lines.append(f"  its teacher {teacher}" + (f" ({desc})" if desc and desc != teacher else "")
+                             + f": test MAE {student['teacher_mae'].mean():.2f}; eq. 2's gate open on "
+                             f"{student['gate_open'].mean():.0%} of the training elements.")
+    lines += convergence_lines(ok)
+    return lines
+
+
+def claim_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
+    """The paper's claim against a stated criterion: at the smallest ratio, the distilled student
+    is significantly better (p < ALPHA) than the same student without teacher, and better than
+    every floor."""
+    ok = ok_overall(df)
+    if ok.empty or not (ok["model"] == STUDENT).any() or not (ok["model"] == DISTILL_BASELINE).any():
+        return []
+    r0 = ok[ok["model"] == STUDENT]["ratio"].min()
+    at = ok[ok["ratio"] == r0]
+    student, base = at[at["model"] == STUDENT], at[at["model"] == DISTILL_BASELINE]
+    if base.empty:
+        return []
+    test = stats.compare(history_dir, student, base)
+    floors = at[[is_floor(m) for m in at["model"]]].groupby("model")["mae"].mean()
+    helps = test["p"] == test["p"] and test["p"] < ALPHA and student["mae"].mean() < base["mae"].mean()
+    beats_floor = floors.empty or student["mae"].mean() < floors.min()
+    criterion = (f"criterion: at the smallest ratio ({r0:g}) {STUDENT} is significantly better than "
+                 f"{DISTILL_BASELINE} (paired test over seeds and day blocks of test windows, p < {ALPHA}) and "
+                 f"better than every floor")
+    if helps and beats_floor:
+        return [f"The paper's claim (distillation helps a light student when data is scarce) holds on this run; "
+                f"{criterion}: met."]
+    why = []
+    if not helps:
+        why.append(f"{STUDENT} {student['mae'].mean():.2f} against {DISTILL_BASELINE} {base['mae'].mean():.2f}"
+                   + (f", {stats.p_label(test['p'])}" if test["p"] == test["p"] else ", no paired test"))
+    if not beats_floor:
+        why.append(f"{STUDENT} {student['mae'].mean():.2f} against the floor {floors.idxmin()} {floors.min():.2f}")
+    return [f"The paper's claim (distillation helps a light student when data is scarce) is not shown by this run; "
+            f"{criterion}: not met ({'; '.join(why)})."]
+
+
 # the second method's models in the data-efficiency suite (SDKD, ICCV 2025): its
 # teacher, its U-Net student without KD and with frequency-aligned KD; grid models, so a dataset
 # without `grid` leaves them out (`grid_models_for`); not in the quick preset (the sdkd suite has them)
@@ -113,14 +194,17 @@ register_suite(Suite(
     "teacher and U-Net student on grid datasets (quick: the light models, which converge on 2 CPU cores, "
     "and the floors)",
     MODELS + SDKD_RATIO_MODELS, (0.1, 0.2, 0.3, 0.4, 0.5), (0.1, 0.5), quick_models=LIGHT_MODELS,
-    title="RQ1: data efficiency (Fig. 3-4)", rank=10, in_all=True, tables=ratio_tables,
+    title="RQ1: data efficiency (Fig. 3-4)", rank=10, in_all=True, tables=ratio_tables, summary=ratio_lines,
+    claim=claim_lines,
     figures=lambda df, title: [("figure", _ratio_figure(df, title))]))
 register_suite(Suite(
     "data-scalability", "RQ2 (Table 3): ratios up to 0.7, and the smallest ratio at which each model "
     "matches FlowDistill's MAE at the smallest ratio", MODELS, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
     (0.1, 0.5, 0.7), quick_models=QUICK_MODELS, title="RQ2: data-efficient scalability (Table 3)", rank=20,
-    in_all=True, tables=ratio_tables, figures=lambda df, title: [("figure", _ratio_figure(df, title, reference=True))]))
+    in_all=True, tables=ratio_tables, summary=ratio_lines, claim=claim_lines,
+    figures=lambda df, title: [("figure", _ratio_figure(df, title, reference=True))]))
 register_suite(Suite(
     "robustness", "RQ3 (Fig. 5-6): MAE/RMSE per horizon step 1..12 and per traffic-volume bucket at ratio 0.5",
     MODELS, (0.5,), (0.5,), quick_models=QUICK_MODELS, title="RQ3: robustness by horizon and volume (Fig. 5-6)",
-    rank=30, in_all=True, tables=robustness_tables, figures=lambda df, title: [("figure", _robustness_figure(df))]))
+    rank=30, in_all=True, tables=robustness_tables, summary=ratio_lines, claim=claim_lines,
+    figures=lambda df, title: [("figure", _robustness_figure(df))]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
