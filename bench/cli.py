@@ -19,20 +19,15 @@ from pathlib import Path
 import yaml
 
 from bench.protocol import registry
-from bench.protocol.data import DEFAULT_DATASET, DataError, data_root, load_dataset, load_registry
+from bench.protocol.errors import BenchError
+from bench.protocol.data import DEFAULT_DATASET, data_root, load_dataset, load_registry
 from bench.protocol.split import TEACHER_DATA, ProtocolError, check_ratio, split_for
-from bench.execution.teacher import TeacherCacheError
-from bench.execution.train import DEVICES, DeviceError, TrainingError, resolve_device
-from models.language_model import LanguageModelError
+from bench.execution.train import DEVICES, resolve_device
 from bench.suites import runconfig
-from bench.suites.numbers import NumbersError
-from bench.suites.runconfig import RunConfigError
 from bench.suites.report import ReportError
 from bench.execution import runner
-from bench.execution.runner import ClusterError
 from bench.execution.plan import LONG_RUN_S, make_plan, plan_lines, summary as plan_summary
 from bench.execution.results import read_trials
-from bench.execution.search import SearchSpaceError
 from bench.execution.spec import TrialSpec
 from bench.suites import (PRESETS, SUITES, SuiteError, build_specs, frame_text, get_suite, load_plugins, rows_of,
                           run_order, suites, tables_of)
@@ -710,16 +705,14 @@ def main(argv=None) -> int:
     if args.command in ("run", "plan"):
         try:
             _apply_config(args, p)
-        except (RunConfigError, SuiteError) as exc:
+        except BenchError as exc:
             print(f"bench: error: {exc}", file=sys.stderr)
             return 2
     commands = {"run": cmd_run, "plan": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data,
                 "compare": cmd_compare, "evaluate": cmd_evaluate}
     try:
         return commands[args.command](args)
-    except (DataError, ProtocolError, SuiteError, registry.UnknownModelError, ValueError, TeacherCacheError,
-            LanguageModelError, TrainingError, ReportError, SearchSpaceError, DeviceError, FloatingPointError,
-            ClusterError, NumbersError) as exc:
+    except (BenchError, ValueError, FloatingPointError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:              # an unwritable --out, a full disk: name the path, no traceback

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from torch import nn
 
+from bench.protocol.errors import BenchError
+
 DEFAULT_LM = "smollm2"
 SPECIAL_TOKENS = ("<ST_HIS>", "<ST_PRE>")
 
 
-class LanguageModelError(RuntimeError):
+class LanguageModelError(BenchError, RuntimeError):
     """The language model cannot be found or loaded; the message names the fix."""
 
 

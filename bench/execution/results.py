@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
+from bench.protocol.errors import BenchError
 from bench.execution.spec import TrialSpec
 
 ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon", "bucket", "mae", "rmse", "mape",
@@ -31,7 +32,7 @@ NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "mae_unmasked", "rmse_
                   "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
 
 
-class ResultsError(ValueError):
+class ResultsError(BenchError, ValueError):
     """A results file that cannot be read (garbled, truncated, not a trials table); names the file."""
 
 

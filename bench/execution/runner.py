@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from bench.protocol.errors import BenchError
 from bench.protocol import registry
 from bench.execution import teacher as teacher_mod
 from bench.execution.results import (append_rows, error_rows, finished_ids, node_name, shared_rows, trials_path,
@@ -32,7 +33,7 @@ from bench.execution.trial import run_trial
 EXECUTORS = ("ray", "inline")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(BenchError, RuntimeError):
     """A Ray cluster address that cannot be reached; the message names it."""
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench.protocol.errors import BenchError
+
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(BenchError, ValueError):
     """A search-space entry that cannot be read; the message shows the accepted forms."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.protocol.errors import BenchError
 from bench.execution.context import TrialContext, build_context, training_windows, trial_data
 from bench.protocol.metrics import masked_mae, masked_rmse, score, window_mae
 from bench.protocol.split import Scaler, Windows, horizons, split_for, teacher_split
@@ -27,7 +28,7 @@ TEACHER_SEED = 0
 CACHE_VERSION = 4
 
 
-class TeacherCacheError(RuntimeError):
+class TeacherCacheError(BenchError, RuntimeError):
     """Teacher predictions missing, stale or made for other data; the message says which."""
 
 

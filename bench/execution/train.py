@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from bench.protocol.errors import BenchError
 from bench.protocol.metrics import masked_mae
 from bench.protocol.split import Windows
 
 
-class TrainingError(RuntimeError):
+class TrainingError(BenchError, RuntimeError):
     """Training diverged (NaN/inf loss); the message gives the epoch and step."""
 
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class DeviceError(RuntimeError):
+class DeviceError(BenchError, RuntimeError):
     """A device that this machine does not have (e.g. --device cuda without CUDA)."""
 
 

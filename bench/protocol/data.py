@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench.protocol.errors import BenchError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_REGISTRY = Path(__file__).with_name("datasets.yaml")
 DEFAULT_DATASET = "NYCTaxi"
 
 
-class DataError(ValueError):
+class DataError(BenchError, ValueError):
     """A dataset is unknown, missing, corrupt or malformed; the message says which and the fix."""
 
 

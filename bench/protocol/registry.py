@@ -45,10 +45,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.protocol.errors import BenchError
 from bench.protocol.split import Scaler
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(BenchError, KeyError):
     """A model name that is not registered; the message lists the registered ones."""
 
     def __str__(self) -> str:

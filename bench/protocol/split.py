@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.protocol.errors import BenchError
 from bench.protocol.data import Dataset
 
 H_IN = 12
@@ -27,7 +28,7 @@ TEST_FRAC = 0.1
 MAX_RATIO = 1.0 - VAL_FRAC - TEST_FRAC
 
 
-class ProtocolError(ValueError):
+class ProtocolError(BenchError, ValueError):
     """Bad protocol argument (ratio outside (0, 0.8], too few steps for a window)."""
 
 

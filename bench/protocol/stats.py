@@ -104,16 +104,13 @@ def two_level_test(a: np.ndarray, b: np.ndarray, block: int, seeds_a=None, seeds
         raise ValueError(f"paired test: {a.shape[1]} and {b.shape[1]} windows differ; compare the same test windows")
     seeds_a = list(range(len(a))) if seeds_a is None else list(seeds_a)
     seeds_b = list(range(len(b))) if seeds_b is None else list(seeds_b)
-    if len(b) == 1:
-        diff, seeds = a - b, seeds_a
-    elif len(a) == 1:
-        diff, seeds = a - b, seeds_b
+    if len(a) == 1 or len(b) == 1:
+        diff = a - b
     else:
         common = [s for s in seeds_a if s in seeds_b]
         if not common:
             raise ValueError(f"paired test: no seed in common ({seeds_a} against {seeds_b}); run the same seeds")
         diff = np.stack([a[seeds_a.index(s)] - b[seeds_b.index(s)] for s in common])
-        seeds = common
     m = block_means(diff, block)
     m = m[:, np.isfinite(m).all(axis=0)]
     s_n, b_n = m.shape

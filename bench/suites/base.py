@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
+from bench.protocol.errors import BenchError
 from bench.protocol import registry
 from bench.protocol.data import load_registry
 from bench.protocol.split import TEACHER_DATA
@@ -158,7 +159,7 @@ PRESETS = {
                     step_budgets=QUICK_STEP_BUDGETS, teacher_swap=QUICK_TEACHER_SWAP),
 }
 
-class SuiteError(ValueError):
+class SuiteError(BenchError, ValueError):
     """Unknown suite or preset; the message lists the known ones."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.protocol.errors import BenchError
 from bench.execution.results import read_trials, trials_path, write_json
 from bench.protocol import stats
 
@@ -27,7 +28,7 @@ NUMBERS = "numbers"
 WINDOW_KEYS = {"mae": "window_mae", "mse": "window_mse", "teacher_mae": "teacher_window_mae"}
 
 
-class NumbersError(ValueError):
+class NumbersError(BenchError, ValueError):
     """A folder without the numbers asked for, or a row selector that names no row."""
 
 

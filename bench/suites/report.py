@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.protocol.errors import BenchError
 from bench import suites as S
 from bench.suites import numbers, pdf, summary
 from bench.protocol.data import load_dataset
@@ -24,7 +25,7 @@ from bench.suites.plots import style, units_of
 
 
 
-class ReportError(RuntimeError):
+class ReportError(BenchError, RuntimeError):
     """No results to report; the message says where it looked."""
 
 

@@ -28,11 +28,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bench.protocol.errors import BenchError
 from bench.execution.results import atomic_write
 from bench.protocol.split import TEACHER_DATA, check_ratio
 
 
-class RunConfigError(ValueError):
+class RunConfigError(BenchError, ValueError):
     """A run file that cannot be read or does not validate; the message names the file and key."""
 
 
