@@ -514,22 +514,13 @@ def _run_suite(args, name: str) -> int:
 
 
 def _search_specs(args, suite, preset, out, data_dir, registry_file):
-    """One TrialSpec per configuration drawn from the search space (suite "search")."""
+    """The search run's specs (`bench.suites.sweep.search_specs`) from the flags."""
     from bench.execution import search
-    space = search.load_space(args.space, args.space_file)
-    models = args.models or list(suite.models)
-    if len(models) != 1:
-        raise SuiteError("--search tunes one model; give --models NAME")
-    fields = {f.name for f in dataclasses.fields(registry.get(models[0]).config())}
-    unknown = sorted(set(space) - fields)
-    if unknown:
-        raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
-    plain = dataclasses.replace(suite, plan=None, quick_seeds=None)    # each model once, one seed per sampled config
-    base = build_specs(plain, args.dataset, preset, models, args.ratios, args.seeds, args.epochs, args.teacher,
-                       dict(args.settings), args.teacher_data, data_dir=data_dir, registry_file=registry_file,
-                       cache_dir=str(out / "teachers"), num_nodes=args.nodes)
-    return [dataclasses.replace(s, suite="search", config=s.config | cfg)
-            for cfg in search.sample(space, args.samples) for s in base]
+    from bench.suites.sweep import search_specs
+    return search_specs(suite, args.dataset, preset, args.models, args.ratios, args.seeds, args.epochs, args.teacher,
+                        dict(args.settings), args.teacher_data, search.load_space(args.space, args.space_file),
+                        args.samples, data_dir=data_dir, registry_file=registry_file,
+                        cache_dir=str(out / "teachers"), num_nodes=args.nodes)
 
 
 def _run_execute(args, suite, preset, out, data_dir, registry_file) -> int:
@@ -610,23 +601,12 @@ def _r(value, digits: int = 3):
 
 
 def cmd_teacher(args) -> int:
-    import json
-
-    import numpy as np
-
     from bench.execution import teacher as teacher_mod
     root = Path(args.out).resolve() / "teachers"
     if args.action == "list":
-        rows = []
-        for path in sorted(root.glob("*/*.npz")):
-            with np.load(path) as z:
-                meta = json.loads(str(z["meta"]))
-            rows.append([meta["dataset"], meta["teacher"], meta["ratio"], meta.get("epochs"),
-                         _r(meta.get("val_mae", meta.get("best_val_mae"))), _r(meta.get("test_mae")),
-                         _r(meta.get("test_rmse")), _r(meta.get("train_s"), 1), _r(meta.get("predict_s"), 1),
-                         "imported" if meta.get("imported") else "", meta.get("node", ""), path.name])
-        print(tabulate(rows, headers=["dataset", "teacher", "ratio", "epochs", "val MAE", "test MAE", "test RMSE",
-                                      "train s", "predict s", "source", "node", "file"])
+        rows = teacher_mod.cached_teachers(root)
+        print(tabulate([[_r(v, 1 if k.endswith("_s") else 3) if isinstance(v, float) and k != "ratio" else v
+                         for k, v in r.items()] for r in rows], headers="keys")
               if rows else f"no cached teachers under {root}")
         return 0
     entry = registry.get(args.teacher)

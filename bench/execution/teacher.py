@@ -251,6 +251,23 @@ def save_predictions(path: Path, starts, pred, key: str, meta: dict, latent=None
                                               meta=np.array(json.dumps(meta)), **extra))
 
 
+def cached_teachers(root: str | Path) -> list[dict]:
+    """One record per cached teacher under `root` (OUT/teachers): dataset, teacher, ratio, epochs,
+    validation and test MAE, test RMSE, fit and prediction seconds, source (imported or not), node
+    and file, from each cache's meta."""
+    rows = []
+    for path in sorted(Path(root).glob("*/*.npz")):
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+        rows.append({"dataset": meta["dataset"], "teacher": meta["teacher"], "ratio": meta["ratio"],
+                     "epochs": meta.get("epochs"), "val MAE": meta.get("val_mae", meta.get("best_val_mae")),
+                     "test MAE": meta.get("test_mae"), "test RMSE": meta.get("test_rmse"),
+                     "train_s": meta.get("train_s"), "predict_s": meta.get("predict_s"),
+                     "source": "imported" if meta.get("imported") else "", "node": meta.get("node", ""),
+                     "file": path.name})
+    return rows
+
+
 def load_predictions(spec) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read the cached predictions of the teacher `spec`, checking the key: (starts, pred, meta).
 

@@ -23,7 +23,7 @@ from bench.suites.tables import (NOT_CONVERGED, breakdown_frame, breakdown_table
                                  horizon_frame, ok_overall, ratio_frame, ratio_table, row_label, rows_of, seed_cell,
                                  tables_of)
 # the helper modules of this package; every other module of it is a suite and registers itself on import
-HELPERS = ("base", "tables", "plots", "summary", "report", "numbers", "pdf", "runconfig")
+HELPERS = ("base", "presets", "settings", "tables", "plots", "lines", "summary", "report", "numbers", "pdf", "runconfig")
 
 
 def _discover() -> list[str]:

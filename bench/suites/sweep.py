@@ -102,6 +102,31 @@ def sweep_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def search_specs(suite, dataset: str, preset: str, models, ratios, seeds, epochs, teacher, settings: dict,
+                 teacher_data: str, space: dict, samples: int, **paths) -> list:
+    """One TrialSpec per configuration drawn from the search `space` (`bench.execution.search`),
+    suite "search": the suite's single model with each sampled config, one seed each.
+
+    Raises:
+        SuiteError: not exactly one model, or a space key that is not a config field of it.
+    """
+    import dataclasses
+
+    from bench.execution import search
+    from bench.suites.base import build_specs
+    models = list(models or suite.models)
+    if len(models) != 1:
+        raise SuiteError("--search tunes one model; give --models NAME")
+    fields = {f.name for f in dataclasses.fields(registry.get(models[0]).config())}
+    unknown = sorted(set(space) - fields)
+    if unknown:
+        raise SuiteError(f"--space {', '.join(unknown)}: model {models[0]!r} has no such config field")
+    plain = dataclasses.replace(suite, plan=None, quick_seeds=None)    # each model once, one seed per sampled config
+    base = build_specs(plain, dataset, preset, models, ratios, seeds, epochs, teacher, settings, teacher_data, **paths)
+    return [dataclasses.replace(s, suite="search", config=s.config | cfg)
+            for cfg in search.sample(space, samples) for s in base]
+
+
 def _sweep_figure(df: pd.DataFrame):
     """Test MAE against each swept parameter, the others at their defaults."""
     import matplotlib.pyplot as plt
