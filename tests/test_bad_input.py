@@ -32,6 +32,10 @@ def test_bad_flags_and_files_exit_2_naming_them(tmp_path, capsys):
     assert main(base + ["--ratios", "0.1", "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
     assert "bench: error: cannot write or read" in err and str(blocker) in err and "Traceback" not in err
+    assert main(base + ["--ratios", "0.1", "--out", str(tmp_path / "ok")]) == 0
+    assert main(["report", "--results", str(tmp_path / "ok"), "--out", str(blocker / "rep" / "flowbench.pdf")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write or read" in err and "Traceback" not in err
     garbled = tmp_path / "g" / "data-efficiency"
     garbled.mkdir(parents=True)
     (garbled / "trials.csv").write_bytes(b'\xff\xfe"a,b\n1,"2,3\n')
