@@ -17,6 +17,7 @@ Prints:
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import tempfile
 import time
@@ -46,13 +47,16 @@ def _timed(fn, repeats: int) -> float:
 
 def inference(data, ratio: float, batch_size: int, repeats: int) -> None:
     split, scaler, parts = prepare(data, ratio)
-    info = ModelInfo(data.num_nodes, data.num_channels, H_IN, H_OUT, data.steps_per_day, data.adjacency, scaler)
+    info = ModelInfo.of(data, scaler, H_IN, H_OUT)        # with the dataset's meta: its grid, for grid models
     batch = parts["test"].batch(torch.arange(min(batch_size, len(parts["test"]))))
-    rows = []
+    rows, left_out = [], []
     for name in registry.names():
         entry = registry.get(name)
         if entry.overrides or entry.cls is Trivial or hasattr(entry.cls, "forward_batch"):
             continue    # ablation variants share their parent's network; the LLM teacher is section 4
+        if entry.needs_grid and not (data.meta.get("grid") and data.num_nodes == math.prod(data.meta["grid"])):
+            left_out.append(f"{name} (a grid model: {data.name} at N={data.num_nodes} has no whole grid)")
+            continue
         model = entry.cls(entry.config(), info).eval()
         with torch.no_grad():
             sec = _timed(lambda: model(batch["x"], batch["tod"], batch["dow"]), repeats)
@@ -62,6 +66,8 @@ def inference(data, ratio: float, batch_size: int, repeats: int) -> None:
     print(f"\n1. inference on {len(batch['x'])} test windows of {data.name} (N={data.num_nodes}), "
           f"{torch.get_num_threads()} thread(s)")
     print(tabulate(rows, headers=["model", "params", "ms/batch", "windows/s", "x fastest"], floatfmt=".1f"))
+    if left_out:
+        print("   left out: " + "; ".join(left_out))
 
     student = registry.get("flowdistill")
     model = student.cls(student.config(), info).eval()
@@ -93,7 +99,7 @@ def data_pipeline(data, ratio: float, repeats: int) -> None:
           f"({held / raw:.1f}x raw: one raw and one normalised copy shared by train, validation and test; "
           f"windows are start indices)")
     entry = registry.get("flowdistill-wo-tb")
-    info = ModelInfo(data.num_nodes, data.num_channels, H_IN, H_OUT, data.steps_per_day, data.adjacency, scaler)
+    info = ModelInfo.of(data, scaler, H_IN, H_OUT)
     model = entry.cls(entry.config(), info)
     opt = torch.optim.Adam(model.parameters())
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -127,12 +133,12 @@ class Trivial(torch.nn.Module):
         return (x[:, -1:] * self.scale + self.shift).expand(-1, self.h_out, -1, -1)
 
 
-def harness_overhead(dataset: str, ratio: float) -> None:
+def harness_overhead(dataset: str, ratio: float, nodes: int | None = None) -> None:
     from bench.execution.runner import run
     from bench.execution.train import fit, predict, set_seed
     from bench.execution.context import build_context
     from bench.execution.spec import TrialSpec
-    spec = TrialSpec(suite="benchmark", dataset=dataset, model="benchmark-trivial", ratio=ratio)
+    spec = TrialSpec(suite="benchmark", dataset=dataset, model="benchmark-trivial", ratio=ratio, num_nodes=nodes)
     t0 = time.perf_counter()
     ctx = build_context(spec)
     parts, cfg, model = ctx.parts, ctx.cfg, ctx.model
@@ -184,12 +190,16 @@ def main(argv=None) -> None:
     p.add_argument("--teacher-set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the LLM teacher for section 4, e.g. keep_layers=2")
     p.add_argument("--skip-teacher", action="store_true", help="leave out section 4 (loads the language model)")
+    p.add_argument("--nodes", type=int, help="the first N regions only (a tiny slice for a smoke run; grid models "
+                   "are then left out unless N covers the grid)")
     args = p.parse_args(argv)
     data = load_dataset(args.dataset)
+    if args.nodes:
+        data = data.slice_nodes(args.nodes)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device cpu")
     inference(data, args.ratio, args.batch, args.repeats)
     data_pipeline(data, args.ratio, args.repeats)
-    harness_overhead(args.dataset, args.ratio)
+    harness_overhead(args.dataset, args.ratio, args.nodes)
     if not args.skip_teacher:
         import yaml
         settings = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.teacher_set)}

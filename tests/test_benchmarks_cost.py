@@ -42,3 +42,14 @@ def test_cost_counts_steps_trials_hours_and_the_7b_flops(tmp_path, capsys):
     assert math.isclose(big["device_hours"], flops / (989e12 * 0.35) / 3600)
     fit = next(r for r in doc["teachers"] if r["model"] == "flowdistill-teacher (teacher fit)")
     assert fit["steps_all_ratios"] == steps and fit["trials"] == 7
+
+
+def test_the_benchmark_script_runs_to_its_end_on_a_tiny_slice(capsys):
+    """`python -m benchmarks.run` on 8 regions: every section prints, grid models are listed as
+    left out (8 regions are not NYCTaxi's 10 x 20 grid). Not a timed test: nothing is asserted on
+    the figures."""
+    from benchmarks.run import main
+    main(["--nodes", "8", "--repeats", "1", "--batch", "4", "--skip-teacher"])
+    printed = capsys.readouterr().out
+    assert "1. inference" in printed and "2. data pipeline" in printed and "3. harness overhead" in printed
+    assert "left out: sdkd-" in printed and "flowdistill" in printed
