@@ -605,9 +605,9 @@ def cmd_teacher(args) -> int:
     root = Path(args.out).resolve() / "teachers"
     if args.action == "list":
         rows = teacher_mod.cached_teachers(root)
-        print(tabulate([[_r(v, 1 if k.endswith("_s") else 3) if isinstance(v, float) and k != "ratio" else v
-                         for k, v in r.items()] for r in rows], headers="keys")
-              if rows else f"no cached teachers under {root}")
+        shown = [{k: _r(v, 1 if k.endswith(" s") else 3) if k in ("val MAE", "test MAE", "test RMSE", "train s",
+                                                               "predict s") else v for k, v in r.items()} for r in rows]
+        print(tabulate(shown, headers="keys") if rows else f"no cached teachers under {root}")
         return 0
     entry = registry.get(args.teacher)
     settings = dict(args.settings)

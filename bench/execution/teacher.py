@@ -262,7 +262,7 @@ def cached_teachers(root: str | Path) -> list[dict]:
         rows.append({"dataset": meta["dataset"], "teacher": meta["teacher"], "ratio": meta["ratio"],
                      "epochs": meta.get("epochs"), "val MAE": meta.get("val_mae", meta.get("best_val_mae")),
                      "test MAE": meta.get("test_mae"), "test RMSE": meta.get("test_rmse"),
-                     "train_s": meta.get("train_s"), "predict_s": meta.get("predict_s"),
+                     "train s": meta.get("train_s"), "predict s": meta.get("predict_s"),
                      "source": "imported" if meta.get("imported") else "", "node": meta.get("node", ""),
                      "file": path.name})
     return rows
