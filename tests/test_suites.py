@@ -242,7 +242,7 @@ def test_a_wide_table_is_split_into_parts_and_no_cell_is_cut(tmp_path):
 
     from bench.suites import pdf
     wide = pd.DataFrame([{"ratio": "0.1", "teacher": f"t{r}"} | {f"col{c:02d}": f"v{r}x{c:02d}" for c in range(20)}
-                         for r in range(4)])
+                         for r in range(4)] + [{"ratio": "0.3", "teacher": "t4"}])      # a row with empty (NaN) cells
     parts = pdf.column_parts(wide)
     assert len(parts) == 3 and all(list(p.columns[:2]) == ["ratio", "teacher"] for p in parts)
     assert sorted({c for p in parts for c in p.columns}) == sorted(wide.columns)

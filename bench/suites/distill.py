@@ -272,7 +272,7 @@ def seed_frame(df: pd.DataFrame, history_dir=None) -> pd.DataFrame:
         out.append({"ratio": f"{r.ratio:g}", "teacher": r.teacher, "what": r.name or r.kind,
                     "lambda_tbl": "" if r.lambda_tbl != r.lambda_tbl else f"{r.lambda_tbl:g}"}
                    | {f"seed {i}": f"{d:+.2f}" for i, d in enumerate(r.vs_none["seed_diffs"])})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).fillna("")
 
 
 def _versus(row, test: str = "none") -> str:
@@ -369,7 +369,7 @@ def distill_lines(df: pd.DataFrame, history_dir: Path | None) -> list[str]:
             beat = int((students["mae"] < floor["mae"]).sum())
             lines.append(f"ratio {ratio:g}: best floor {floor['model']} MAE {floor['mae_cell']}; "
                          f"{beat} of {len(students)} variants below it.")
-        lines += steps_line(ok, ratio)
+        lines += steps_line(ok[~ok["config"].astype(str).str.contains('"oracle_of"')], ratio)   # an oracle trains on more data
     return lines + convergence_lines(ok)
 
 

@@ -62,7 +62,8 @@ def table_flowables(table: pd.DataFrame, width: float, styles) -> list:
     parts = column_parts(table)
     out = []
     for k, part in enumerate(parts):
-        cells = part.astype(str).to_numpy().tolist()
+        cells = [["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in row]
+                 for row in part.to_numpy().tolist()]
         header = [Paragraph(_escape(c), styles["head"]) for c in part.columns]
         body = [[Paragraph(_escape(v), styles["cell"]) for v in row] for row in cells]
         longest = [max([len(str(c))] + [len(row[i]) for row in cells]) for i, c in enumerate(part.columns)]
