@@ -4,6 +4,7 @@
     bench run --suite all --quick          # every suite, then the report
     bench report                           # results/report/flowbench.pdf from results/
     bench list models | datasets | suites
+    bench export --results results --trial ID --int8   # the trial's model as ONNX fp32 and int8
 """
 from __future__ import annotations
 
@@ -185,6 +186,22 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", help="another registered dataset of the same shape")
     ev.add_argument("--ratio", type=float, help="another training ratio (its z-score)")
     _data_flags(ev)
+
+    exp = sub.add_parser("export", help="export a trained trial's inference graph (ONNX or TorchScript, fp32 or "
+                         "int8) and check it on the test windows",
+                         description="Load OUT/SUITE/checkpoints/TRIAL.pt (a trial that kept no weights is trained "
+                         "again from the spec in OUT/SUITE/history/TRIAL.json), export the model's inference graph "
+                         "(no sampling, dropout or loss terms; free batch axis) to OUT/exports/, run it (onnxruntime "
+                         "for ONNX) on every test window and print each form's file size, its largest deviation from "
+                         "the PyTorch model (relative to the largest output; an fp32 export above 1e-4 is refused) "
+                         "and its test MAE. --int8 also writes the model with int8 weights (onnxruntime's dynamic "
+                         "quantisation, or torch.ao's for TorchScript). docs/deploy.md")
+    exp.add_argument("--results", required=True, help="results folder the trial ran in (its --out)")
+    exp.add_argument("--trial", required=True, help="trial_id (trials.csv's column)")
+    exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="onnx (default; needs onnx, "
+                     "onnxscript and onnxruntime: pip install -e \".[export]\") or torchscript")
+    exp.add_argument("--int8", action="store_true", help="also write and score the model with int8 weights")
+    _data_flags(exp)
 
     cmp_ = sub.add_parser("compare", help="the paired test of any two rows of a results or report folder",
                           description="Without ROW_A ROW_B: list the rows (suite, ratio, model, config, seeds, MAE) "
@@ -548,23 +565,34 @@ def cmd_report(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from bench.execution.trial import evaluate_checkpoint
-    found = sorted(Path(args.results).glob(f"*/checkpoints/{args.trial}.pt"))
-    if not found:
+    from bench.execution.trial import evaluate_checkpoint, find_checkpoint
+    path = find_checkpoint(args.results, args.trial)
+    if path is None:
         raise SuiteError(f"no kept weights of trial {args.trial} under {args.results}/*/checkpoints/; give a trial_id "
                          f"of trials.csv from a run of this version (every trained trial keeps its weights)")
     if args.ratio is not None:
         check_ratio(args.ratio)
-    rows = evaluate_checkpoint(found[0], args.dataset, args.ratio, args.data_dir, args.registry)
+    rows = evaluate_checkpoint(path, args.dataset, args.ratio, args.data_dir, args.registry)
     overall = rows[0]
-    print(f"trial {args.trial} ({found[0].parent.parent.name}) on {args.dataset or 'its dataset'}"
+    print(f"trial {args.trial} ({path.parent.parent.name}) on {args.dataset or 'its dataset'}"
           f"{f' at ratio {args.ratio:g}' if args.ratio else ''}: test MAE {overall['mae']:.4f}, "
           f"RMSE {overall['rmse']:.4f}, MAPE {overall['mape']:.2f} %")
-    table = read_trials(found[0].parent.parent / "trials.csv")
+    table = read_trials(path.parent.parent / "trials.csv")
     own = table[(table["trial_id"] == args.trial) & (table["horizon"].astype(str) == "all")
                 & (table["bucket"].astype(str) == "all")]
     if len(own):
         print(f"its row in trials.csv: MAE {own['mae'].iloc[0]:.4f}, RMSE {own['rmse'].iloc[0]:.4f}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from bench.execution.export import export_trial
+    rows = export_trial(args.results, args.trial, args.format, args.int8, args.data_dir, args.registry,
+                        log=lambda line: print(line, file=sys.stderr))
+    shown = [{"form": r["form"], "file": r["file"] or "(the kept weights)", "size KB": f"{r['size_kb']:.1f}",
+              "max rel. deviation": f"{r['max_rel_dev']:.1e}", "test MAE": f"{r['mae']:.4f}"} for r in rows]
+    print(f"trial {args.trial}: inference graph exported to {Path(args.results) / 'exports'}/\n"
+          + tabulate(shown, headers="keys", disable_numparse=True))
     return 0
 
 
@@ -689,7 +717,7 @@ def main(argv=None) -> int:
             print(f"bench: error: {exc}", file=sys.stderr)
             return 2
     commands = {"run": cmd_run, "plan": cmd_run, "list": cmd_list, "teacher": cmd_teacher, "report": cmd_report, "data": cmd_data,
-                "compare": cmd_compare, "evaluate": cmd_evaluate}
+                "compare": cmd_compare, "evaluate": cmd_evaluate, "export": cmd_export}
     try:
         return commands[args.command](args)
     except (BenchError, ValueError, FloatingPointError) as exc:

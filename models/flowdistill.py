@@ -119,6 +119,11 @@ class FlowDistill(nn.Module):
         z, mu, var = self.encode(batch["x"], batch["tod"], batch["dow"])
         return self.head(z), {"mu": mu, "var": var}
 
+    def inference_graph(self) -> nn.Module:
+        """The deployable forward pass (`StudentInference`): `forward` in eval mode with only what
+        inference needs; build it after training (it copies the bottleneck's mean weights)."""
+        return StudentInference(self)
+
     def training_loss(self, pred, batch, mu, var):
         """Eq. 12 on a training batch, `pred` [B, H_out, N, C] in original units (the runner maps it
         back); logs each term and, with a teacher, `tbl_active` (the share of unmasked elements
@@ -176,6 +181,10 @@ class ResidualMLP(nn.Module):
     def forward(self, h):
         return h + self.body(h)
 
+    def without_dropout(self) -> nn.Sequential:
+        """The residual branch FC(ReLU(FC(h))) as at inference (shared layers, no dropout)."""
+        return nn.Sequential(self.body[0], self.body[1], self.body[3])
+
 
 class HorizonHead(nn.Module):
     """FC from a per-region vector to every horizon step at once: [B, N, in_dim] -> [B, H_out, N, C]."""
@@ -215,6 +224,32 @@ class VIB(nn.Module):
             return mu, mu, var
         scale = var.sqrt() if self.eps_scale == "std" else var
         return mu + scale * torch.randn_like(mu), mu, var
+
+class StudentInference(nn.Module):
+    """The student's inference graph: x [B, H_in, N, C] z-scored, tod/dow [B, H_in] int64 ->
+    [B, H_out, N, C] z-scored, equal to `FlowDistill.forward` in eval mode. Z = mu is computed alone
+    (the mu rows of the bottleneck's linear map: no variance, no sampling), the encoder has no
+    dropout and nothing of the loss is left. It shares the embeddings, encoder and head with the
+    student and holds a copy of the mu rows, so it is built from trained weights and not trained.
+    """
+
+    def __init__(self, student: FlowDistill):
+        super().__init__()
+        k = student.cfg.bottleneck
+        stats = student.vib.stats
+        self.embedding, self.head = student.embedding, student.head
+        self.blocks = nn.ModuleList(block.without_dropout() for block in student.encoder)
+        self.mu = nn.Linear(stats.in_features, k).to(stats.weight.device)
+        with torch.no_grad():
+            self.mu.weight.copy_(stats.weight[:k])
+            self.mu.bias.copy_(stats.bias[:k])
+        self.eval()
+
+    def forward(self, x, tod, dow):
+        h = self.embedding(x, tod, dow)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(self.mu(h))
 
 # ---- loss terms: eq. 8 (KL), eq. 2 (teacher-bounded), eq. 10-11 (correlation); original units ----
 

@@ -79,12 +79,19 @@ def save_checkpoint(spec: TrialSpec, model, scaler) -> None:
                                                "scaler": {"mean": scaler.mean, "std": scaler.std}}, tmp))
 
 
-def evaluate_checkpoint(path, dataset: str | None = None, ratio: float | None = None, data_dir=None,
-                        registry_file=None) -> list[dict]:
-    """Score the weights of a trial's checkpoint again on the test windows of `dataset` and
-    `ratio` (default: the trial's own), normalised by that split's training part: the metric rows
-    of `bench.protocol.metrics.score` (for the trial's own data and ratio, its own rows). A
-    reference forecaster (no weights to learn) observes its training windows again.
+def find_checkpoint(results, trial_id: str):
+    """The kept weights of trial `trial_id` under the results folder `results`
+    (RESULTS/SUITE/checkpoints/TRIAL_ID.pt), or None."""
+    from pathlib import Path
+    found = sorted(Path(results).glob(f"*/checkpoints/{trial_id}.pt"))
+    return found[0] if found else None
+
+
+def load_checkpoint(path, dataset: str | None = None, ratio: float | None = None, data_dir=None,
+                    registry_file=None):
+    """The trial context (`context.TrialContext`) of a trial's checkpoint on `dataset` and `ratio`
+    (default: the trial's own; normalised by that split's training part), its model holding the
+    kept weights. A reference forecaster (no weights to learn) observes its training windows again.
 
     Raises:
         FileNotFoundError: no such checkpoint; ValueError: weights that do not fit the model built for
@@ -108,6 +115,19 @@ def evaluate_checkpoint(path, dataset: str | None = None, ratio: float | None = 
                              f"({str(exc).splitlines()[0][:200]}); evaluate on a dataset of the same shape") from exc
     else:
         fit(ctx.model, ctx.cfg, ctx.parts["train"], ctx.parts["val"], set_seed(spec.seed), device=ctx.device)
+    return ctx
+
+
+def evaluate_checkpoint(path, dataset: str | None = None, ratio: float | None = None, data_dir=None,
+                        registry_file=None) -> list[dict]:
+    """Score the weights of a trial's checkpoint again on the test windows of `dataset` and
+    `ratio` (`load_checkpoint`): the metric rows of `bench.protocol.metrics.score` (for the trial's
+    own data and ratio, its own rows).
+
+    Raises:
+        FileNotFoundError, ValueError: as `load_checkpoint`.
+    """
+    ctx = load_checkpoint(path, dataset, ratio, data_dir, registry_file)
     pred = predict(ctx.model, ctx.parts["test"], ctx.cfg.eval_batch_size, device=ctx.device)
     return score(pred, ctx.parts["test"], ctx.data, ctx.split)
 

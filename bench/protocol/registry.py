@@ -17,6 +17,9 @@ The contract a registered model follows (the runner relies on nothing else):
   units); without it the runner trains on the masked MAE in original units.
 - a config field `teacher` (a registered model name or None): the runner then attaches that
   teacher's cached predictions to the training batches as `y_teacher`.
+- optional `inference_graph() -> nn.Module`: the deployable forward pass, forward(x, tod, dow) -> y
+  as `forward` gives in eval mode, without what only training needs (sampling, dropout, loss
+  terms); `bench export` and the latency benchmark run it (default: the model itself in eval mode).
 - optional `forward_batch(batch) -> y`: used instead of `forward` by models that need more than
   (x, tod, dow), e.g. the window's start step or the dataset name of a mixed batch.
 - optional attribute `lookback` (int, steps): how many steps up to the window's last input step the
