@@ -219,7 +219,9 @@ def load_exported(path: Path, threads: int | None = None) -> nn.Module:
     if path.suffix == ".onnx":
         return OnnxModel(path, threads)
     if path.name.endswith(SUFFIX["torchscript"]):
-        return torch.jit.load(str(path)).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)        # torch.jit is deprecated in favour of export
+            return torch.jit.load(str(path)).eval()
     raise ExportError(f"{path}: not an exported model (.onnx or {SUFFIX['torchscript']})")
 
 
