@@ -1,7 +1,11 @@
 """GPU check: every registered model trains a few hundred optimiser steps on the device, the LLM
 teacher with all of its blocks, then one short suite run; fails loudly if a tensor stayed on the CPU.
+On CUDA it then measures the deployable forms' latency (`benchmarks.latency` on the GPU: the student,
+BigST and EasyST eager and torch.compile'd, the student's ONNX fp32 through onnxruntime's
+CUDAExecutionProvider when installed; ONNX int8 is left out there, its dynamic int8 operators run
+on the CPU only).
 
-    python -m benchmarks.gpu                                  # on a GPU machine (about 5-8 minutes)
+    python -m benchmarks.gpu                                  # on a GPU machine (about 8-12 minutes)
     python -m benchmarks.gpu --device cpu --steps 3 --nodes 8 --teacher-steps 2 --teacher-layers 1 --no-suite
 
 Per model it prints optimiser steps per second, peak GPU memory (CUDA allocator; on the CPU: max
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from tabulate import tabulate
@@ -31,6 +36,7 @@ from bench.protocol import registry
 from bench.execution.train import forward, resolve_device, set_seed, to_device, training_loss
 from bench.execution.context import build_context
 from bench.execution.spec import TrialSpec
+from benchmarks import latency
 
 
 def _tensors(value):
@@ -118,6 +124,12 @@ def main(argv=None) -> int:
     p.add_argument("--models", help="comma-separated models (default: every registered model that trains)")
     p.add_argument("--no-suite", action="store_true", help="skip the `bench run` at the end")
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure the deployable forms' latency on the device (default: on CUDA only)")
+    p.add_argument("--latency-requests", type=int, default=1000, help="timed requests at batch 1 (default 1000)")
+    p.add_argument("--latency-forms", default=",".join(latency.FORMS), help="forms timed (default all)")
+    p.add_argument("--latency-out", help="also write latency.csv and latency.png to this folder (one of its own: "
+                   "the CPU run's table in results/scalability is another)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     names = [n for n in (args.models.split(",") if args.models else registry.names()) if registry.trains(n)]
@@ -145,6 +157,14 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             suite_rc = subprocess.run(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1")).returncode
             print(f"suite: exit {suite_rc} in {time.perf_counter() - t0:.0f} s")
+    if args.latency if args.latency is not None else device.type == "cuda":
+        table = latency.measure(latency.MODELS, args.latency_forms.split(","), (torch.get_num_threads(),),
+                                requests=args.latency_requests, nodes=args.nodes, device=args.device,
+                                log=lambda line: print(line, flush=True))
+        print("\nlatency of the deployable forms on " + ("the GPU" if device.type == "cuda" else "the CPU") + "\n"
+              + latency.show(table))
+        if args.latency_out:
+            print("wrote " + ", ".join(str(p) for p in latency.write(table, Path(args.latency_out))))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1, default=str)

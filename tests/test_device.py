@@ -49,9 +49,11 @@ def test_resolve_device():
 def test_gpu_check_script_runs_on_the_cpu_and_catches_a_tensor_left_behind(capsys):
     from benchmarks import gpu
     assert gpu.main(["--device", "cpu", "--steps", "2", "--nodes", "6", "--no-suite",
-                     "--models", "flowdistill,bigst,seasonal-naive-week"]) == 0
+                     "--models", "flowdistill,bigst,seasonal-naive-week",
+                     "--latency", "--latency-requests", "3", "--latency-forms", "eager"]) == 0
     out = capsys.readouterr().out
     assert "flowdistill" in out and "bigst" in out and "steps/s" in out and "seasonal-naive-week" not in out
+    assert "latency of the deployable forms on the CPU" in out and "windows/s" in out
     layer = torch.nn.Sequential(torch.nn.Linear(3, 2)).to("meta")
     found = gpu.watch_placement(layer, torch.device("meta"))
     with pytest.raises(Exception):
