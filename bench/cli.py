@@ -195,12 +195,16 @@ def parser() -> argparse.ArgumentParser:
                          "for ONNX) on every test window and print each form's file size, its largest deviation from "
                          "the PyTorch model (relative to the largest output; an fp32 export above 1e-4 is refused) "
                          "and its test MAE. --int8 also writes the model with int8 weights (onnxruntime's dynamic "
-                         "quantisation, or torch.ao's for TorchScript). docs/deploy.md")
+                         "quantisation, or torch.ao's for TorchScript), keeping in fp32 the fewest matrix products "
+                         "that hold its validation MAE within --int8-budget of fp32's. docs/deploy.md")
     exp.add_argument("--results", required=True, help="results folder the trial ran in (its --out)")
     exp.add_argument("--trial", required=True, help="trial_id (trials.csv's column)")
     exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="onnx (default; needs onnx, "
                      "onnxscript and onnxruntime: pip install -e \".[export]\") or torchscript")
     exp.add_argument("--int8", action="store_true", help="also write and score the model with int8 weights")
+    exp.add_argument("--int8-budget", type=float, default=0.005, metavar="SHARE",
+                     help="the largest relative rise of validation MAE the int8 form may cost; the matrix products "
+                     "that cost most stay fp32 until it fits (default 0.005; a large value: every one int8)")
     _data_flags(exp)
 
     cmp_ = sub.add_parser("compare", help="the paired test of any two rows of a results or report folder",
@@ -588,9 +592,10 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from bench.execution.export import export_trial
     rows = export_trial(args.results, args.trial, args.format, args.int8, args.data_dir, args.registry,
-                        log=lambda line: print(line, file=sys.stderr))
+                        log=lambda line: print(line, file=sys.stderr), budget=args.int8_budget)
     shown = [{"form": r["form"], "file": r["file"] or "(the kept weights)", "size KB": f"{r['size_kb']:.1f}",
-              "max rel. deviation": f"{r['max_rel_dev']:.1e}", "test MAE": f"{r['mae']:.4f}"} for r in rows]
+              "max rel. deviation": f"{r['max_rel_dev']:.1e}", "test MAE": f"{r['mae']:.4f}",
+              "int8 matrix products": r["int8_layers"]} for r in rows]
     print(f"trial {args.trial}: inference graph exported to {Path(args.results) / 'exports'}/\n"
           + tabulate(shown, headers="keys", disable_numparse=True))
     return 0

@@ -63,7 +63,9 @@ def test_export_round_trip_fp32_equal_and_int8_predicts_the_right_shape(trained,
     assert [r["form"] for r in rows] == ["pytorch fp32", f"{fmt} fp32", f"{fmt} int8"]
     assert rows[0]["mae"] == pytest.approx(mae, rel=1e-5)              # the kept weights score as the trial's row
     assert rows[1]["max_rel_dev"] <= 1e-4 and rows[1]["mae"] == pytest.approx(mae, rel=1e-4)
-    assert rows[2]["size_kb"] < rows[1]["size_kb"] / 2                # int8 weights
+    assert rows[2]["size_kb"] < rows[1]["size_kb"]                    # int8 weights, some kept fp32 at most
+    kept, of = rows[2]["int8_layers"].split(" of ")
+    assert 0 < int(kept) <= int(of) == 9                          # series FC, 6 encoder FCs, mu, head
     suffix = export.SUFFIX[fmt]
     assert (out / "exports" / f"{tid}{suffix}").exists() and (out / "exports" / f"{tid}.int8{suffix}").exists()
     # the files alone, against the PyTorch model, on a batch size the export never saw
@@ -121,3 +123,12 @@ def test_a_missing_package_is_named_with_its_install(monkeypatch):
         export.require("onnx")
     with pytest.raises(export.ExportError, match="use one of onnx, torchscript"):
         export.require("tflite")
+
+
+def test_int8_keeps_in_fp32_the_fewest_layers_that_fit_the_budget():
+    rise = {"a": 0.001, "b": 0.02, "c": 0.004}               # what each layer's int8 weights add to the error
+    build = lambda keep: set(keep)                            # noqa: E731
+    error = lambda kept: 1 + sum(v for k, v in rise.items() if k not in kept)   # noqa: E731
+    assert export.keep_fp32_within(list(rise), build, error, 0.03) == []           # all int8 fits
+    assert export.keep_fp32_within(list(rise), build, error, 0.006) == ["b"]       # the costliest first
+    assert export.keep_fp32_within(list(rise), build, error, 0.0) == ["b", "c", "a"]

@@ -1,7 +1,9 @@
 """Deployable forms of a trained model: its inference graph (`inference_graph`) exported to ONNX
 (torch.onnx's torch.export-based exporter, run with onnxruntime) or to TorchScript, in fp32 or with
 int8 weights, each checked against the PyTorch model on every test window (`export_trial`: the
-`bench export` command; the latency benchmark builds its forms with the same functions).
+`bench export` command; the latency benchmark builds its forms with the same functions). An int8
+form keeps in fp32 the fewest matrix products that hold its validation MAE within INT8_BUDGET of
+fp32's (`keep_fp32_within`; chosen on validation windows, reported on test windows).
 
 Every exported model takes x [B, H_in, N, C] float32 (z-scored flows) and tod, dow [B, H_in] int64,
 and returns [B, H_out, N, C] float32 (z-scored); B is free, N is fixed by the weights. Files go to
@@ -31,6 +33,7 @@ from bench.execution.train import predict
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 TOLERANCE = 1e-4            # the largest relative deviation of an fp32 export from the PyTorch model
+INT8_BUDGET = 0.005         # the largest relative rise of validation MAE an int8 form may cost (kept fp32 layers)
 NEEDS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "torchscript": ()}
 
 
@@ -105,9 +108,10 @@ def export_onnx(graph: nn.Module, example: tuple, path: Path) -> Path:
     return Path(path)
 
 
-def quantize_onnx(source: Path, path: Path) -> Path:
+def quantize_onnx(source: Path, path: Path, keep_fp32=()) -> Path:
     """Write the ONNX model `source` with int8 weights at `path`: onnxruntime's dynamic quantisation
-    (weights of MatMul/Gemm as signed int8 per tensor; activations quantised on the fly per batch).
+    (the weights of every MatMul/Gemm node but those named in `keep_fp32` as signed int8 per tensor;
+    their activations quantised on the fly per call).
 
     Raises:
         ExportError: onnxruntime is missing.
@@ -115,23 +119,60 @@ def quantize_onnx(source: Path, path: Path) -> Path:
     require("onnx")
     from onnxruntime.quantization import QuantType, quantize_dynamic
     with _quiet():
-        atomic_write(Path(path), lambda tmp: quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8))
+        atomic_write(Path(path), lambda tmp: quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8,
+                                                             nodes_to_exclude=list(keep_fp32)))
     return Path(path)
 
 
-def export_torchscript(graph: nn.Module, example: tuple, path: Path, int8: bool = False) -> Path:
-    """Write `graph` (CPU, eval mode) traced to TorchScript at `path` (torch.jit.save); int8: its
-    Linear layers first quantised dynamically (torch.ao: int8 weights, activations per batch).
+def onnx_layers(path: Path) -> list[str]:
+    """The names of the weight-bearing matrix products (MatMul/Gemm nodes with a stored weight) of
+    the ONNX model at `path`, in graph order: what `quantize_onnx` turns to int8."""
+    import onnx
+    model = onnx.load(str(path))
+    stored = {t.name for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and any(i in stored for i in n.input)]
+
+
+def torch_int8(graph: nn.Module, keep_fp32=()) -> nn.Module:
+    """A copy of `graph` whose Linear layers, but those named in `keep_fp32`, are quantised
+    dynamically (torch.ao: int8 weights per tensor, activations per call).
+
+    Raises:
+        ExportError: torch lacks torch.ao.quantization.quantize_dynamic.
+    """
+    require("torchscript", int8=True)
+    names = {n for n, m in graph.named_modules() if isinstance(m, nn.Linear) and n not in set(keep_fp32)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                             # torch.ao's deprecation notices
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(graph), names, dtype=torch.qint8)
+
+
+def keep_fp32_within(layers: list[str], build, error, budget: float = INT8_BUDGET) -> list[str]:
+    """The layers to keep in fp32 so that an int8 model's error stays within `budget` (a relative
+    rise) of fp32's: none when all-int8 fits; else the layers ranked by how much keeping each alone
+    in fp32 lowers the error, kept one after another in that order until the rise fits (all of them
+    at worst). `build(keep)` gives the model with `keep` in fp32, `error(model)` its error on held-out
+    windows (validation, never test); `error(build(layers))` is the fp32 reference."""
+    reference = error(build(layers))
+    rise = lambda keep: error(build(keep)) / reference - 1                   # noqa: E731
+    if rise([]) <= budget:
+        return []
+    ranked = sorted(layers, key=lambda layer: rise([layer]))
+    for i in range(1, len(ranked) + 1):
+        if rise(ranked[:i]) <= budget:
+            return ranked[:i]
+    return ranked
+
+
+def export_torchscript(graph: nn.Module, example: tuple, path: Path) -> Path:
+    """Write `graph` (CPU, eval mode; `torch_int8` gives its int8 form) traced to TorchScript at
+    `path` (torch.jit.save).
 
     Raises:
         ExportError: the trace would not be faithful (a tensor turned into a Python number or
-            another trace warning), or int8 without torch.ao's quantize_dynamic.
+            another trace warning).
     """
-    require("torchscript", int8)
-    if int8:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")                             # torch.ao's deprecation notices
-            graph = torch.ao.quantization.quantize_dynamic(copy.deepcopy(graph), {nn.Linear}, dtype=torch.qint8)
+    require("torchscript")
 
     def write(tmp):
         with torch.no_grad(), warnings.catch_warnings():
@@ -226,14 +267,16 @@ def load_exported(path: Path, threads: int | None = None) -> nn.Module:
 
 
 def export_model(graph: nn.Module, model: nn.Module, ctx, folder: Path, stem: str, fmt: str = "onnx",
-                 int8: bool = False) -> list[dict]:
+                 int8: bool = False, budget: float = INT8_BUDGET) -> list[dict]:
     """Export `graph` (the inference graph of `model`, on the CPU) in `fmt` to FOLDER/STEM.SUFFIX,
     with int8 also FOLDER/STEM.int8.SUFFIX, and score each form on the test windows of `ctx` (a
-    `bench.execution.context.TrialContext`).
+    `bench.execution.context.TrialContext`). The int8 form keeps in fp32 the fewest layers that hold
+    its validation MAE within `budget` (relative) of fp32's (`keep_fp32_within`).
 
     Returns one row per form (PyTorch fp32 first): {"form", "file", "size_kb", "max_rel_dev"
     (max |y - y_pytorch| / max |y_pytorch| over every test window, original units), "mae" (test MAE,
-    original units, as the trial's row computes it)}.
+    original units, as the trial's row computes it), "int8_layers" ("k of n" matrix products in int8;
+    "" for fp32)}.
     Raises:
         ExportError: missing packages, a graph that cannot be exported, or an fp32 export whose
             deviation exceeds TOLERANCE (nothing written then).
@@ -243,16 +286,17 @@ def export_model(graph: nn.Module, model: nn.Module, ctx, folder: Path, stem: st
     reference = predict(model, test, ctx.cfg.eval_batch_size)
     params_kb = sum(t.numel() * t.element_size() for t in graph.state_dict().values()) / 1024
     rows = [{"form": "pytorch fp32", "file": "", "size_kb": round(params_kb, 1), "max_rel_dev": 0.0,
-             "mae": _mae(reference, ctx)}]
+             "mae": _mae(reference, ctx), "int8_layers": ""}]
     example = example_inputs(test)
     fp32 = Path(folder) / f"{stem}{SUFFIX[fmt]}"
     forms = [("fp32", fp32)] + ([("int8", Path(folder) / f"{stem}.int8{SUFFIX[fmt]}")] if int8 else [])
     scale = float(reference.abs().max()) or 1.0
     for kind, path in forms:
-        if fmt == "onnx":
-            export_onnx(graph, example, path) if kind == "fp32" else quantize_onnx(fp32, path)
+        layers = ""
+        if kind == "fp32":
+            export_onnx(graph, example, path) if fmt == "onnx" else export_torchscript(graph, example, path)
         else:
-            export_torchscript(graph, example, path, int8=kind == "int8")
+            layers = _export_int8(fmt, graph, example, fp32, path, ctx, budget)
         pred = predict(load_exported(path), test, ctx.cfg.eval_batch_size)
         dev = float((pred - reference).abs().max()) / scale
         if kind == "fp32" and not dev <= TOLERANCE:
@@ -260,8 +304,32 @@ def export_model(graph: nn.Module, model: nn.Module, ctx, folder: Path, stem: st
             raise ExportError(f"the {fmt} export of {type(graph).__name__} deviates from the PyTorch model by "
                               f"{dev:.2e} (relative) on the test windows, above {TOLERANCE:g}; not kept")
         rows.append({"form": f"{fmt} {kind}", "file": str(path), "size_kb": round(path.stat().st_size / 1024, 1),
-                     "max_rel_dev": dev, "mae": _mae(pred, ctx)})
+                     "max_rel_dev": dev, "mae": _mae(pred, ctx), "int8_layers": layers})
     return rows
+
+
+def _export_int8(fmt: str, graph: nn.Module, example: tuple, fp32: Path, path: Path, ctx, budget: float) -> str:
+    """Write the int8 form of `graph` at `path` (ONNX: quantised from the file `fp32`), its fp32
+    layers chosen on the validation windows of `ctx` (`keep_fp32_within`); returns "k of n"
+    (matrix products in int8)."""
+    import tempfile
+
+    from bench.protocol.metrics import masked_mae
+    val = ctx.parts["val"]
+    error = lambda m: float(masked_mae(predict(m, val, ctx.cfg.eval_batch_size), val.targets()))   # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
+        if fmt == "onnx":
+            layers = onnx_layers(fp32)
+            build = lambda keep: OnnxModel(quantize_onnx(fp32, Path(tmp) / "trial.onnx", keep))   # noqa: E731
+        else:
+            layers = [n for n, m in graph.named_modules() if isinstance(m, nn.Linear)]
+            build = lambda keep: torch_int8(graph, keep)                                         # noqa: E731
+        keep = keep_fp32_within(layers, build, error, budget)
+    if fmt == "onnx":
+        quantize_onnx(fp32, path, keep)
+    else:
+        export_torchscript(torch_int8(graph, keep), example, path)
+    return f"{len(layers) - len(keep)} of {len(layers)}"
 
 
 def _mae(pred: torch.Tensor, ctx) -> float:
@@ -308,7 +376,7 @@ def checkpoint_of(results: Path, trial_id: str, log=print) -> Path:
 
 
 def export_trial(results, trial_id: str, fmt: str = "onnx", int8: bool = False, data_dir=None,
-                 registry_file=None, log=print) -> list[dict]:
+                 registry_file=None, log=print, budget: float = INT8_BUDGET) -> list[dict]:
     """`bench export`: the trial's kept weights (`checkpoint_of`) loaded as `bench evaluate` loads
     them, its inference graph exported to RESULTS/exports/ (`export_model`).
 
@@ -322,4 +390,4 @@ def export_trial(results, trial_id: str, fmt: str = "onnx", int8: bool = False, 
     path = checkpoint_of(Path(results), trial_id, log)
     ctx = load_checkpoint(path, data_dir=data_dir, registry_file=registry_file)
     model = ctx.model.cpu().eval()
-    return export_model(inference_graph(model), model, ctx, Path(results) / "exports", trial_id, fmt, int8)
+    return export_model(inference_graph(model), model, ctx, Path(results) / "exports", trial_id, fmt, int8, budget)
