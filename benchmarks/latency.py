@@ -23,13 +23,16 @@ batch. Without --trial the models are untrained (cost does not depend on the wei
 test MAE.
 
 Writes DIR/latency.csv and DIR/latency.png (default results/scalability: `bench report` puts them in
-the scalability section, RQ5) and prints the table and the verdict against the targets.
+the scalability section, RQ5), appends its command line to DIR/commands.log, and prints the table and
+the verdict against the targets.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import gc
+import shlex
 import sys
 import tempfile
 import time
@@ -274,6 +277,9 @@ def main(argv=None) -> int:
     print("\n" + show(df))
     print("\n" + "\n".join(latency_verdict(df)))
     print("\nwrote " + ", ".join(str(p) for p in write(df, Path(args.out))))
+    with (Path(args.out) / "commands.log").open("a") as log:        # the report lists it under the section
+        log.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  "
+                  f"{shlex.join(['python', '-m', 'benchmarks.latency'] + list(sys.argv[1:] if argv is None else argv))}\n")
     return 0
 
 

@@ -50,3 +50,16 @@ def test_the_scalability_section_takes_the_table_the_verdict_and_the_figure(tiny
     assert any(v.startswith("Fig. 10 claims the student's latency 42 % below bigst's") for v in verdict)
     assert latency_figure(read_latency(tiny)).axes
     assert latency_tables(tiny / "nowhere") == []
+
+
+def test_a_report_folder_keeps_the_table_and_its_command(tiny, tmp_path):
+    from bench.suites import numbers
+    assert "python -m benchmarks.latency --nodes 8" in (tiny / "commands.log").read_text()
+    results = tmp_path / "results"
+    (results / "scalability").mkdir(parents=True)
+    for name in ("latency.csv", "commands.log"):
+        (results / "scalability" / name).write_text((tiny / name).read_text())
+    (results / "scalability" / "trials.csv").write_text("trial_id,status\n")
+    numbers.pack(results, tmp_path / "report")
+    again = numbers.unpack(tmp_path / "report", tmp_path / "again")
+    assert (again / "scalability" / "latency.csv").read_text() == (tiny / "latency.csv").read_text()

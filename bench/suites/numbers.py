@@ -5,9 +5,11 @@
 - `<suite>-windows.csv.gz`: the per-window test errors of every finished trial (long form: trial_id,
   seed, window, mae, mse, the teacher's mae where the trial had a teacher; `block` and `every`
   per trial: the windows of one day and the step between non-overlapping windows);
-- `<suite>-commands.log`: the commands that ran.
+- `<suite>-commands.log`: the commands that ran;
+- `<suite>-latency.csv`: the deployable forms' latency table where the suite's folder holds one
+  (`bench.suites.scalability.LATENCY_CSV`, written by `python -m benchmarks.latency`).
 `unpack(folder, into)` rebuilds a results folder from them (trials.csv, history/<trial_id>.json with
-the per-window errors the tests read, commands.log), which `bench report` and `bench compare` read
+the per-window errors the tests read, commands.log, latency.csv), which `bench report` and `bench compare` read
 like any other. `groups` and `compare_groups` are `bench compare`: the paired test of any two rows.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bench.protocol import stats
 
 NUMBERS = "numbers"
 WINDOW_KEYS = {"mae": "window_mae", "mse": "window_mse", "teacher_mae": "teacher_window_mae"}
+KEPT = ("commands.log", "latency.csv")          # files of a suite's folder kept as they are
 
 
 class NumbersError(BenchError, ValueError):
@@ -71,9 +74,9 @@ def pack(results: str | Path, folder: str | Path, suites=None) -> list[Path]:
             rows.append(pd.DataFrame(frame))
         if rows:
             pd.concat(rows).to_csv(target / f"{name}-windows.csv.gz", index=False, compression="gzip")
-        log = results / name / "commands.log"
-        if log.exists():
-            shutil.copy(log, target / f"{name}-commands.log")
+        for kept in KEPT:
+            if (results / name / kept).exists():
+                shutil.copy(results / name / kept, target / f"{name}-{kept}")
         written += sorted(target.glob(f"{name}-*"))
     return written
 
@@ -106,9 +109,9 @@ def unpack(folder: str | Path, into: str | Path) -> Path:
                     if w[column].notna().any():
                         h["window_" + column] = int(w[column].iloc[0])
                 write_json(suite / "history" / f"{tid}.json", h)
-        log = source / f"{name}-commands.log"
-        if log.exists():
-            shutil.copy(log, suite / "commands.log")
+        for kept in KEPT:
+            if (source / f"{name}-{kept}").exists():
+                shutil.copy(source / f"{name}-{kept}", suite / kept)
     return into
 
 

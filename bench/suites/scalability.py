@@ -140,7 +140,7 @@ def latency_tables(folder: Path) -> list[tuple[str, pd.DataFrame]]:
     if frame.empty:
         return []
     out = [("deployable forms: latency per request (batch 1) and windows/s (larger batches)", frame),
-           ("deployable forms: the student against BigST and EasyST", pd.DataFrame({"": latency_verdict(df)}))]
+           ("deployable forms: the student against BigST and EasyST", pd.DataFrame({"verdict": latency_verdict(df)}))]
     left = df[df["status"] != "ok"][["device", "model", "form", "note"]].drop_duplicates()
     if len(left):
         out.append(("deployable forms left out", left.rename(columns={"note": "why"})))
