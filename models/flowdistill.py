@@ -225,6 +225,7 @@ class VIB(nn.Module):
         scale = var.sqrt() if self.eps_scale == "std" else var
         return mu + scale * torch.randn_like(mu), mu, var
 
+
 class StudentInference(nn.Module):
     """The student's inference graph: x [B, H_in, N, C] z-scored, tod/dow [B, H_in] int64 ->
     [B, H_out, N, C] z-scored, equal to `FlowDistill.forward` in eval mode. Z = mu is computed alone
