@@ -28,8 +28,9 @@ from bench.suites import runconfig
 from bench.suites.report import ReportError
 from bench.execution import runner
 from bench.execution.plan import LONG_RUN_S, make_plan, plan_lines, summary as plan_summary
-from bench.execution.results import read_trials
+from bench.execution.results import atomic_write, read_trials
 from bench.execution.spec import TrialSpec
+from bench.execution.teacher import TEACHER_SEED
 from bench.suites import (PRESETS, SUITES, SuiteError, build_specs, frame_text, get_suite, load_plugins, rows_of,
                           run_order, suites, tables_of)
 from tabulate import tabulate
@@ -68,6 +69,16 @@ def _share(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a GPU share >= 0 (e.g. 1, 0.5, or 0 for none)")
     return value
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = [-1]
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds >= 0 (e.g. 0,1,2)")
+    return seeds
 
 
 def _positive_int(text: str) -> int:
@@ -122,8 +133,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher-data", choices=TEACHER_DATA,
                      help="what teachers are fitted on: disjoint (default, FlowDistill section 2.2: every step "
                      "before the student's training part, plus the other datasets a teacher names), same (the "
-                     "student's part; the sdkd suite's default), all (every step before validation); never "
-                     "validation or test")
+                     "student's part; the sdkd suite's default), all (every step before validation), none (no step of "
+                     "the dataset: a teacher from elsewhere, fitted on the datasets its extra_datasets names); "
+                     "never validation or test")
     run.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
     run.add_argument("--quick", action="store_true", help=f"quick preset: {PRESETS['quick'].description}")
     run.add_argument("--fixed-rounds", action="store_true", help="with --quick: every round is exactly 20 "
@@ -250,6 +262,9 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--nodes", type=_positive_int, help="keep only the first N regions (smoke tests)")
         t.add_argument("--out", default="results")
         _data_flags(t)
+    for t in (tfit, tpred):
+        t.add_argument("--seeds", type=_seed_list, default=[TEACHER_SEED], metavar="S[,S...]",
+                       help=f"teacher seeds, one fit each (default {TEACHER_SEED}, the seed students read)")
     tfit.add_argument("--skip-predict", action="store_true", help="train and save weights only")
     tfit.add_argument("--executor", choices=["ray", "inline"],
                       help="inline: in this process with every core and progress bars (default without "
@@ -258,6 +273,16 @@ def parser() -> argparse.ArgumentParser:
                       "its head; --out must be a folder every node sees at the same path")
     tls = tsub.add_parser("list", help="list cached teacher predictions")
     tls.add_argument("--out", default="results")
+    tcmp = tsub.add_parser("compare", help="cached teachers grouped over seeds (mean and sd), each tested "
+                           "against a baseline teacher", description="One row per teacher, what it is and its "
+                           "data, over the seeds fitted (`bench teacher fit --seeds`). With --baseline, every other "
+                           "row of the same dataset, ratio and teacher data is tested against it on the per-window "
+                           "test MAE (seeds x day blocks of test windows, bench.protocol.stats), Holm-adjusted "
+                           "over the table.")
+    tcmp.add_argument("--out", default="results")
+    tcmp.add_argument("--baseline", help="teacher name or part of its description, e.g. flowdistill-teacher-wo-lm")
+    tcmp.add_argument("--csv", help="also write the table to this CSV file, and the per-window test MAE behind "
+                      "it beside it (STEM-windows.csv.gz)")
 
     dat = sub.add_parser("data", help="make datasets that are generated rather than downloaded",
                          description="Generated datasets are written into the data root, where the registry "
@@ -642,6 +667,16 @@ def cmd_teacher(args) -> int:
                                                                "predict s") else v for k, v in r.items()} for r in rows]
         print(tabulate(shown, headers="keys") if rows else f"no cached teachers under {root}")
         return 0
+    if args.action == "compare":
+        table = teacher_mod.teacher_table(root, args.baseline)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if args.csv:
+            atomic_write(Path(args.csv), lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+            windows = Path(args.csv).with_name(Path(args.csv).stem + "-windows.csv.gz")
+            atomic_write(windows, lambda tmp: teacher_mod.teacher_window_errors(root).to_csv(
+                tmp, index=False, float_format="%.5g", compression="gzip"))
+            print(f"wrote {args.csv} and {windows} (the per-window test MAE behind it)")
+        return 0
     entry = registry.get(args.teacher)
     settings = dict(args.settings)
     entry.config(**settings)                    # raises ValueError naming a bad key or value
@@ -657,6 +692,7 @@ def cmd_teacher(args) -> int:
                   device=args.device,
                   data_dir=data_dir,
                   registry_file=registry_file, cache_dir=str(root)), args.teacher) for r in args.ratios]
+    specs = [dataclasses.replace(spec, seed=seed) for spec in specs for seed in getattr(args, "seeds", [spec.seed])]
     if args.action == "import":
         for spec in specs:
             print(f"cached {teacher_mod.import_predictions(spec, args.file)}")

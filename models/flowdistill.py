@@ -149,24 +149,28 @@ class STIDEmbedding(nn.Module):
     """E = FC(X) || E_s || E_tod || E_dow (FlowDistill eq. 3, STID).
 
     forward: x [B, H_in, N, C], tod/dow [B, H_in] int64 -> [B, N, out_dim]; the time-of-day and
-    day-of-week embeddings are those of the last input step.
+    day-of-week embeddings are those of the last input step. node [N, node_dim] replaces the
+    module's own E_s (a model that reads several datasets keeps one table per dataset and
+    builds this module with num_nodes 0: no table of its own).
     """
 
     def __init__(self, num_nodes: int, h_in: int, channels: int, steps_per_day: int,
                  embed_dim: int, node_dim: int, tod_dim: int, dow_dim: int):
         super().__init__()
         self.series_fc = nn.Linear(h_in * channels, embed_dim)
-        self.node_emb = nn.Parameter(torch.empty(num_nodes, node_dim))
+        self.node_emb = nn.Parameter(torch.empty(num_nodes, node_dim)) if num_nodes else None
         self.tod_emb = nn.Parameter(torch.empty(steps_per_day, tod_dim))
         self.dow_emb = nn.Parameter(torch.empty(7, dow_dim))
         for p in (self.node_emb, self.tod_emb, self.dow_emb):
-            nn.init.xavier_uniform_(p)
+            if p is not None:
+                nn.init.xavier_uniform_(p)
         self.out_dim = embed_dim + node_dim + tod_dim + dow_dim
 
-    def forward(self, x, tod, dow):
+    def forward(self, x, tod, dow, node=None):
         b, _, n, _ = x.shape
+        node = self.node_emb if node is None else node
         return torch.cat([self.series_fc(x.permute(0, 2, 1, 3).reshape(b, n, -1)),
-                          self.node_emb.expand(b, -1, -1),
+                          node.expand(b, -1, -1),
                           self.tod_emb[tod[:, -1]].unsqueeze(1).expand(-1, n, -1),
                           self.dow_emb[dow[:, -1]].unsqueeze(1).expand(-1, n, -1)], dim=-1)
 

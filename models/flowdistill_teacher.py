@@ -3,17 +3,22 @@ future flows (Yu et al., arXiv 2504.02094, section 2.2 and Appendix B, Table 5; 
 "UrbanGPT: Spatio-Temporal Large Language Models", KDD 2024, github HKUDS/UrbanGPT).
 
 How one forward pass works, per window and chunk of regions (one token sequence):
-1. A gated dilated temporal convolution encodes each region's input window [H_in, C] into one
-   vector per channel (plus embeddings of time of day, day of week, region and a linear map of
-   the raw window), projected to the language model's width: the <ST_HIS> tokens (inflow, then
-   outflow), as UrbanGPT's ST encoder and `st_projector` do.
+1. An ST encoder turns each region's input window [H_in, C] into one vector per channel,
+   projected to the language model's width: the <ST_HIS> tokens (inflow, then outflow), as
+   UrbanGPT's ST encoder and `st_projector` do. `encoder` gated: UrbanGPT's gated dilated
+   temporal convolutions (plus embeddings of time of day, day of week, region and a linear map of
+   the raw window), one vector per channel; `encoder` stid: the student's STID-MLP (`STIDEncoder`:
+   both channels of the window, region, time of day and day of week, residual MLP blocks), one
+   vector per region, mapped to one token per channel.
 2. The instruction of Table 5 (city, what is counted, recorded time range and interval, forecast
    time range) is followed by one line per region ("Region 17: <ST_HIS><ST_HIS>") and, in the
    answer, two <ST_PRE> tokens per region. Placeholder embeddings are replaced: <ST_HIS> by the
    encoder's tokens, <ST_PRE> by a learned vector per channel.
 3. The hidden states at a region's <ST_HIS> and <ST_PRE> positions
    go through UrbanGPT's regression head (two linear+ReLU maps to `lin_hidden`, concatenated,
-   then a linear map to H_out steps): [H_out, C] per region, z-scored. Loss: masked MAE in
+   then a linear map to H_out steps): [H_out, C] per region, z-scored. The encoder's own forecast
+   (`lm_role` residual, and the teacher without LM) is that head on the encoder's vectors (gated)
+   or the student's linear horizon head (stid). Loss: masked MAE in
    original units (the runner's default L_reg), on the training windows of the target dataset
    (`extra_datasets`: and of the other datasets of the same city, instruction tuning, section 2.2).
 4. `lm_role`: `head` is UrbanGPT's layout (the forecast is read off the LM alone). `residual`
@@ -55,6 +60,7 @@ from torch import nn
 from bench.protocol.metrics import masked_mae
 from bench.protocol.registry import ModelInfo, TrainConfig, check_choice, register
 from models import language_model
+from models.flowdistill import ResidualMLP, STIDEmbedding
 
 CPU_LAYERS = 1
 LM_ROLES = ("head", "residual")
@@ -106,6 +112,13 @@ class FlowDistillTeacherConfig(TrainConfig):
     lm_role: str = "residual"             # head: forecast read off the LM (UrbanGPT); residual: encoder's + LM's correction
     lm_windows: int = 2                   # lm_role residual: windows per step whose regions the LM reads
     window_linear: bool = True            # add a linear map of the raw window to the encoder's output (STID's FC(X))
+    encoder: str = "stid"                 # stid: the student's STID-MLP; gated: UrbanGPT's gated convolutions
+    stid_dim: int = 64                    # encoder stid: width of each of FC(X), E_s, E_tod, E_dow
+    stid_layers: int = 3                  # encoder stid: residual MLP blocks
+    stid_dropout: float = 0.15            # encoder stid: dropout in each block (STID's)
+    share_regions: bool = True            # datasets with the same adjacency (one grid) share their region table
+
+    CHOICES = {"lm_role": LM_ROLES, "encoder": ("gated", "stid")}
 
 
 # --------------------------------------------------------------------------- instruction text
@@ -194,6 +207,25 @@ class GatedTemporalEncoder(nn.Module):
         if self.window is not None:
             last = last + self.window(x.permute(0, 2, 1))
         return self.out(last)
+
+
+class STIDEncoder(nn.Module):
+    """The student's encoder as the teacher's ST encoder: STID's embeddings E = FC(X) || E_s ||
+    E_tod || E_dow and residual MLP blocks (FlowDistill eq. 3-5; Shao et al., CIKM 2022), each
+    region's window read with both channels at once.
+
+    forward(x [B, H_in, N, C], slot [B] time-of-day slot of 48, dow [B], node [N, dim]) -> [B, N, 4 dim].
+    The region embedding E_s is passed in (one table per dataset the teacher reads).
+    """
+
+    def __init__(self, h_in: int, channels: int, dim: int, layers: int, dropout: float, slots: int = 48):
+        super().__init__()
+        self.embedding = STIDEmbedding(0, h_in, channels, slots, dim, dim, dim, dim)
+        self.blocks = nn.Sequential(*[ResidualMLP(self.embedding.out_dim, dropout) for _ in range(layers)])
+        self.out_dim = self.embedding.out_dim
+
+    def forward(self, x, slot, dow, node):
+        return self.blocks(self.embedding(x, slot[:, None], dow[:, None], node))
 
 
 class RegressionHead(nn.Module):
@@ -305,7 +337,9 @@ class FlowDistillTeacher(nn.Module):
         on_cuda = torch.cuda.is_available()
         keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if on_cuda else CPU_LAYERS)
         st_layers = cfg.st_layers if cfg.st_layers is not None else (3 if on_cuda else 0)
-        encoder = f"encoder {cfg.st_hidden} wide, {st_layers} gated conv layers"
+        check_choice("encoder", cfg.encoder, ("gated", "stid"))
+        encoder = (f"STID-MLP encoder {4 * cfg.stid_dim} wide, {cfg.stid_layers} blocks" if cfg.encoder == "stid"
+                   else f"encoder {cfg.st_hidden} wide, {st_layers} gated conv layers")
         if cfg.use_lm:
             self.tokenizer, decoder, width, self.layers_kept = language_model.load(cfg.lm, cfg.gguf_file, keep)
             self.lm = language_model.add_lora(decoder, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
@@ -320,15 +354,22 @@ class FlowDistillTeacher(nn.Module):
             self.layers_kept = 0
             self.description = f"no LM: {encoder} + head"
         c = info.num_channels
-        self.encoder = GatedTemporalEncoder(c, cfg.st_hidden, st_layers, h_in=info.h_in if cfg.window_linear else 0)
         self.residual = cfg.use_lm and cfg.lm_role == "residual"
-        if not cfg.use_lm or self.residual:                   # the encoder's own forecast
-            self.direct = RegressionHead(cfg.st_hidden, cfg.lin_hidden, info.h_out, c)
+        if cfg.encoder == "stid":
+            self.encoder = STIDEncoder(info.h_in, c, cfg.stid_dim, cfg.stid_layers, cfg.stid_dropout)
+            self.to_tokens = nn.Linear(self.encoder.out_dim, c * cfg.st_hidden) if cfg.use_lm else None
+            if not cfg.use_lm or self.residual:               # the encoder's own forecast: the student's head
+                self.direct = nn.Linear(self.encoder.out_dim, info.h_out * c)
+        else:
+            self.encoder = GatedTemporalEncoder(c, cfg.st_hidden, st_layers, h_in=info.h_in if cfg.window_linear else 0)
+            if not cfg.use_lm or self.residual:               # the encoder's own forecast
+                self.direct = RegressionHead(cfg.st_hidden, cfg.lin_hidden, info.h_out, c)
         if cfg.use_lm:                                        # the forecast (or correction) read off the LM
             self.st_projector = nn.Linear(cfg.st_hidden, width)
             self.head = RegressionHead(width, cfg.lin_hidden, info.h_out, c, zero_out=self.residual)
         self.contexts: dict[str, ModelInfo] = {info.dataset: info}
         self.regions = nn.ModuleDict()
+        self.region_alias: dict[str, str] = {}
         self._add_regions(info)
         if on_cuda:
             self.to("cuda")
@@ -336,7 +377,7 @@ class FlowDistillTeacher(nn.Module):
     @property
     def device_(self) -> torch.device:
         """Where the parameters are (the runner moves the model; inputs follow it)."""
-        return self.encoder.out.weight.device
+        return next(self.encoder.parameters()).device
 
     # ------------------------------------------------------------------ data contexts
     def add_dataset(self, name: str, info: ModelInfo) -> None:
@@ -345,9 +386,24 @@ class FlowDistillTeacher(nn.Module):
         self._add_regions(info)
 
     def _add_regions(self, info: ModelInfo) -> None:
-        if self.cfg.region_embedding and info.dataset not in self.regions:
+        """Give dataset `info.dataset` a region table, or (`share_regions`) the table of a dataset
+        registered before it on the same grid (equal adjacency: region i is the same place)."""
+        if info.dataset in self.regions or info.dataset in self.region_alias:
+            return
+        for name, other in self.contexts.items():
+            if (self.cfg.share_regions and name != info.dataset and name in self.regions
+                    and other.adjacency.shape == info.adjacency.shape and np.array_equal(other.adjacency, info.adjacency)):
+                self.region_alias[info.dataset] = name
+                return
+        if self.cfg.encoder == "stid":                        # STID's E_s, one table per dataset
+            self.regions[info.dataset] = nn.Embedding(info.num_nodes, self.cfg.stid_dim).to(self.device_)
+            nn.init.xavier_uniform_(self.regions[info.dataset].weight)
+        elif self.cfg.region_embedding:
             self.regions[info.dataset] = nn.Embedding(info.num_nodes, self.cfg.st_hidden).to(self.device_)
             nn.init.normal_(self.regions[info.dataset].weight, std=0.02)
+
+    def _region_table(self, dataset: str) -> nn.Embedding:
+        return self.regions[self.region_alias.get(dataset, dataset)]
 
     def _ctx(self, batch: dict) -> ModelInfo:
         return self.contexts.get(batch.get("dataset", self.info.dataset), self.info)
@@ -362,14 +418,32 @@ class FlowDistillTeacher(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _encode(self, ctx: ModelInfo, x, tod, dow, picks) -> torch.Tensor:
-        """Encoder vectors [M, C, st_hidden] of the (window, regions) pairs in `picks`:
-        x [B, H_in, N, C]; picks: list of (window position b, region ids)."""
+        """Encoder vectors of the (window, regions) pairs in `picks`, one row per region in order:
+        [M, C, st_hidden] (gated) or [M, 4 stid_dim] (stid). x [B, H_in, N, C]; picks: list of
+        (window position b, region ids)."""
         dev = self.device_
         slot = (tod[:, -1].long() * int(ctx.meta.get("interval_min", 30)) // 30) % 48
         b_idx = torch.cat([torch.full((len(r),), b, dtype=torch.long) for b, r in picks])
         r_idx = torch.cat([torch.as_tensor(r, dtype=torch.long) for _, r in picks])
-        region = self.regions[ctx.dataset](r_idx.to(dev)) if self.cfg.region_embedding else None
+        if self.cfg.encoder == "stid":                        # every region of the windows picked, then the pairs'
+            windows = torch.unique(b_idx)
+            h = self.encoder(x[windows].to(dev), slot[windows].to(dev), dow[windows, -1].long().to(dev),
+                             self._region_table(ctx.dataset).weight)
+            return h[torch.searchsorted(windows, b_idx).to(dev), r_idx.to(dev)]
+        region = self._region_table(ctx.dataset)(r_idx.to(dev)) if self.cfg.region_embedding else None
         return self.encoder(x[b_idx, :, r_idx].to(dev), slot[b_idx].to(dev), dow[b_idx, -1].long().to(dev), region)
+
+    def _direct(self, st: torch.Tensor) -> torch.Tensor:
+        """The encoder's own forecast [M, H_out, C] from its vectors."""
+        if self.cfg.encoder == "stid":
+            return self.direct(st).reshape(len(st), self.info.h_out, -1)
+        return self.direct(st)
+
+    def _tokens(self, st: torch.Tensor) -> torch.Tensor:
+        """The <ST_HIS> vectors [M, C, st_hidden] (before the projector) from the encoder's vectors."""
+        if self.cfg.encoder == "stid":
+            return self.to_tokens(st).reshape(len(st), self.info.num_channels, self.cfg.st_hidden)
+        return st
 
     def _language_model(self, ctx: ModelInfo, st: torch.Tensor, starts, picks) -> torch.Tensor:
         """The head's forecast [M, H_out, C] read off the LM's hidden states at the <ST_HIS> and
@@ -397,14 +471,14 @@ class FlowDistillTeacher(nn.Module):
         residual only: the encoder's forecast stands alone elsewhere)."""
         st = self._encode(ctx, x, tod, dow, picks)
         if not self.cfg.use_lm:
-            return self.direct(st)
+            return self._direct(st)
         lm_picks = range(len(picks)) if lm_picks is None else lm_picks
         sizes = np.cumsum([0] + [len(r) for _, r in picks])
         rows = torch.cat([torch.arange(sizes[i], sizes[i + 1]) for i in lm_picks])
-        from_lm = self._language_model(ctx, st[rows], starts, [picks[i] for i in lm_picks])
+        from_lm = self._language_model(ctx, self._tokens(st[rows]), starts, [picks[i] for i in lm_picks])
         if not self.residual:
             return from_lm
-        return self.direct(st).index_add(0, rows.to(st.device), from_lm)
+        return self._direct(st).index_add(0, rows.to(st.device), from_lm)
 
     def forward_batch(self, batch: dict) -> torch.Tensor:
         ctx = self._ctx(batch)

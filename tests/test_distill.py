@@ -192,6 +192,7 @@ def test_no_teacher_data_reaches_validation_or_test_and_disjoint_avoids_the_stud
             starts = window_starts(t_split, "train")
             if option == "same":
                 np.testing.assert_array_equal(starts, student)
+            assert option != "none" or not len(starts)           # a teacher from elsewhere: no step of the target
             if not len(starts):
                 continue
             last_step = starts.max() + H_IN + H_OUT - 1          # the last step any teacher window reads
@@ -200,7 +201,7 @@ def test_no_teacher_data_reaches_validation_or_test_and_disjoint_avoids_the_stud
                 assert last_step < split.train_start
             if option == "all":
                 assert starts.min() == 0 and last_step == split.val_start - 1
-    with pytest.raises(ProtocolError, match="teacher_data='mine'; use one of disjoint, same, all"):
+    with pytest.raises(ProtocolError, match="teacher_data='mine'; use one of disjoint, same, all, none"):
         teacher_split(split, "mine")
 
 

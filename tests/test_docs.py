@@ -72,6 +72,7 @@ def test_default_teachers_named_in_the_docs_are_the_registrys():
 FINDINGS = {   # findings page -> (committed table, column) whose every value the page must state
     "distillation-before-controls.md": [("reports/distill/distill.csv", "MAE"), ("reports/distill-llm/distill.csv", "MAE")],
     "early-stopping.md": [("reports/distill-fixed-rounds/distill.csv", "MAE")],
+    "teachers.md": [("reports/teachers/teachers.csv", "test MAE"), ("reports/teachers/teachers.csv", "test RMSE")],
     "distillation.md": [("reports/distill-controls/distill-1.csv", "MAE"),
                         ("reports/distill-delta-quick/distill-delta.csv", "MAE")],
     "data-efficiency.md": [("reports/data-efficiency-1.csv", "0.1 MAE"), ("reports/data-efficiency-1.csv", "0.5 MAE")],

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bench.protocol.errors import BenchError
@@ -46,9 +47,10 @@ def cache_key(spec, data_fingerprint: str) -> str:
     kind (a teacher fitted on CUDA differs from one fitted on CPU; move predictions between
     machines with `bench teacher import`)."""
     cfg = dataclasses.asdict(spec.model_config())
+    # the whole config, not the values set (a value set to its default names the same teacher)
     ident = {"v": CACHE_VERSION, "data": data_fingerprint,
              "teacher_config": cfg, "device": resolve_device(spec.device).type, "teacher_data": spec.teacher_data} | {
-                 k: v for k, v in spec.identity().items() if k != "suite"}
+                 k: v for k, v in spec.identity().items() if k not in ("suite", "config")}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -89,13 +91,17 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     own = teacher_training_windows(spec, data, split, ctx.scaler, ctx.parts["train"])
     train = training_windows(ctx, own)
     if not len(train):
+        hint = ("--teacher-data none fits a teacher on the datasets its extra_datasets names: set them, e.g. "
+                "--set 'extra_datasets=[NYCBike1,NYCBike2]'" if spec.teacher_data == "none"
+                else "use --teacher-data same or all")
         raise TeacherCacheError(f"teacher_data={spec.teacher_data} leaves teacher {spec.model} no training windows of "
                                 f"{spec.dataset} at ratio {spec.ratio:g} (the student's part starts at step "
-                                f"{split.train_start}); use --teacher-data same or all")
+                                f"{split.train_start}); {hint}")
     result = fit(model, cfg, train, ctx.parts["val"], gen, spec.max_steps, progress, spec.max_batches,
                  device=ctx.device, fixed_rounds=spec.fixed_rounds)
     fitted = {"teacher_data": spec.teacher_data, "teacher_train_windows": len(own),
               "teacher_train_steps": [int(own.starts[0]), int(own.starts[-1]) + sum(horizons(data))] if len(own) else [],
+              "fitted_on": fitted_on(train),
               "epochs": result.epochs, "best_val_mae": result.best_val_mae, "train_s": result.train_s,
               "history": result.history, "steps": result.steps, "best_epoch": result.best_epoch,
               "converged": result.converged}
@@ -105,6 +111,22 @@ def fit_teacher(spec, progress=None, show: bool = False, predict_windows: bool =
     if predict_windows:
         _predict_and_cache(ctx, key, path, fitted, show)
     return path
+
+
+def fitted_on(train) -> list[dict]:
+    """What a teacher's training windows (`Windows`, or `MixedWindows` of several datasets) cover:
+    one {"dataset", "windows", "first_step", "last_step"} per dataset with windows (steps of that
+    dataset's series, the last step being the last target step of its last window)."""
+    sources = [train.target, *train.others] if hasattr(train, "others") else [train]
+    return [{"dataset": w.data.name, "windows": len(w), "first_step": int(w.starts[0]),
+             "last_step": int(w.starts[-1]) + w.h_in + w.h_out - 1} for w in sources if len(w)]
+
+
+def _fitted_on(meta: dict) -> list[dict]:
+    """A cache meta's `fitted_on`, or for a cache without it the target's windows it records."""
+    if "fitted_on" in meta or not meta.get("teacher_train_windows"):
+        return meta.get("fitted_on", [])
+    return [{"dataset": meta["dataset"], "windows": meta["teacher_train_windows"]}]
 
 
 def teacher_training_windows(spec, data, split, scaler, student_train: Windows) -> Windows:
@@ -162,8 +184,10 @@ def _predict_and_cache(ctx: TrialContext, key: str, path: Path, fitted: dict, sh
     latent = predict_latent(model, full["train"], cfg.eval_batch_size, dev) if hasattr(model, "latent") else None
     quality = {f"{part}_{name}": float(fn(preds[part], full[part].targets()))
                for part in ("val", "test") for name, fn in (("mae", masked_mae), ("rmse", masked_rmse))}
+    quality["test_window_mae"] = window_mae(preds["test"], full["test"].targets())
+    quality["window_block"] = int(data.steps_per_day)
     predict_s = sum(preds[p + "_s"] for p in full)
-    meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model,
+    meta = {"dataset": spec.dataset, "ratio": spec.ratio, "teacher": spec.model, "seed": spec.seed,
             "description": getattr(model, "description", spec.model), **fitted,
             "infer_s": preds["test_s"], "predict_s": predict_s, "windows": len(starts),
             "num_nodes": data.num_nodes, "region_windows_per_s": len(starts) * data.num_nodes / max(predict_s, 1e-9),
@@ -252,7 +276,8 @@ def save_predictions(path: Path, starts, pred, key: str, meta: dict, latent=None
 
 
 def cached_teachers(root: str | Path) -> list[dict]:
-    """One record per cached teacher under `root` (OUT/teachers): dataset, teacher, ratio, epochs,
+    """One record per cached teacher under `root` (OUT/teachers): dataset, teacher, ratio, teacher data,
+    seed, epochs, whether early stopping ended the fit,
     validation and test MAE, test RMSE, fit and prediction seconds, source (imported or not), node
     and file, from each cache's meta."""
     rows = []
@@ -260,7 +285,9 @@ def cached_teachers(root: str | Path) -> list[dict]:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
         rows.append({"dataset": meta["dataset"], "teacher": meta["teacher"], "ratio": meta["ratio"],
-                     "epochs": meta.get("epochs"), "val MAE": meta.get("val_mae", meta.get("best_val_mae")),
+                     "data": meta.get("teacher_data", ""), "seed": meta.get("seed", TEACHER_SEED),
+                     "fitted on": ", ".join(f"{f['dataset']} ({f['windows']})" for f in _fitted_on(meta)),
+                     "epochs": meta.get("epochs"), "converged": meta.get("converged"), "val MAE": meta.get("val_mae", meta.get("best_val_mae")),
                      "test MAE": meta.get("test_mae"), "test RMSE": meta.get("test_rmse"),
                      "train s": meta.get("train_s"), "predict s": meta.get("predict_s"),
                      "source": "imported" if meta.get("imported") else "", "node": meta.get("node", ""),
@@ -367,3 +394,102 @@ def rows_from_cache(spec) -> list[dict] | None:
     rows = [row | extra for row in score(torch.as_tensor(pred[pos]), test, data, split)]
     rows[0]["history"] = meta.get("history", [])
     return rows
+
+
+def teacher_table(root: str | Path, baseline: str | None = None) -> pd.DataFrame:
+    """The cached teachers under `root` (OUT/teachers) grouped over seeds, one row per (dataset, ratio,
+    teacher, what it is, teacher data): seeds, epochs (mean), converged fits, fit seconds (mean),
+    validation and test MAE and test RMSE (mean and standard deviation over seeds).
+
+    baseline: a group (matched by its teacher name, or a part of its description) that every other
+    group of the same dataset, ratio and teacher data is tested against on the per-window test MAE
+    (`bench.protocol.stats.two_level_test`, seeds paired by seed), Holm-adjusted over the table:
+    columns "vs baseline" (a cell as `diff_cell`), "p" and "p (Holm)".
+
+    Raises:
+        TeacherCacheError: no cached teachers; a baseline that matches no group or several groups of one
+            (dataset, ratio, teacher data); a cache without per-window test errors (fitted by an
+            older FlowBench: `bench teacher predict` with its flags writes them).
+    """
+    from bench.protocol import stats
+    caches = []
+    for path in sorted(Path(root).glob("*/*.npz")):
+        with np.load(path) as z:
+            caches.append(json.loads(str(z["meta"])))
+    if not caches:
+        raise TeacherCacheError(f"no cached teachers under {root}; fit some with `bench teacher fit`")
+    keys = ("dataset", "ratio", "teacher", "description", "teacher_data")
+    groups: dict[tuple, list[dict]] = {}
+    for meta in caches:
+        groups.setdefault(tuple(meta.get(k, "") for k in keys), []).append(meta)
+    rows = []
+    for key, metas in groups.items():
+        metas = sorted(metas, key=lambda m: m.get("seed", TEACHER_SEED))
+        row = dict(zip(("dataset", "ratio", "teacher", "what it is", "data"), key))
+        row["fitted on"] = ", ".join(f"{f['dataset']} ({f['windows']})" for f in _fitted_on(metas[0]))
+        row |= {"seeds": len(metas), "epochs": float(np.mean([m.get("epochs") or 0 for m in metas])),
+                "converged": sum(bool(m.get("converged")) for m in metas),
+                "fit s": float(np.mean([(m.get("train_s") or 0) + (m.get("predict_s") or 0) for m in metas]))}
+        for name in ("val_mae", "test_mae", "test_rmse"):
+            values = [m.get(name, m.get("best_val_mae")) if name == "val_mae" else m.get(name) for m in metas]
+            values = np.array([v for v in values if v is not None], dtype=float)
+            row[name.replace("_", " ").replace("mae", "MAE").replace("rmse", "RMSE")] = (
+                float(values.mean()) if len(values) else float("nan"))
+            row[name.replace("_", " ").replace("mae", "MAE").replace("rmse", "RMSE") + " sd"] = (
+                float(values.std(ddof=1)) if len(values) > 1 else float("nan"))
+        row["_metas"] = metas
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if baseline is not None:
+        table = _against_baseline(table, baseline, stats)
+    return table.drop(columns="_metas")
+
+
+def teacher_window_errors(root: str | Path) -> pd.DataFrame:
+    """The per-window test MAE behind `teacher_table`: one row per cached teacher and test window
+    (dataset, ratio, teacher, what it is, data, seed, window, window_block, mae), for caches that
+    keep them."""
+    frames = []
+    for path in sorted(Path(root).glob("*/*.npz")):
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+        if "test_window_mae" in meta:
+            errors = meta["test_window_mae"]
+            frames.append(pd.DataFrame({"dataset": meta["dataset"], "ratio": meta["ratio"], "teacher": meta["teacher"],
+                                        "what it is": meta.get("description", ""), "data": meta.get("teacher_data", ""),
+                                        "seed": meta.get("seed", TEACHER_SEED), "window": np.arange(len(errors)),
+                                        "window_block": meta.get("window_block"), "mae": errors}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _against_baseline(table: pd.DataFrame, baseline: str, stats) -> pd.DataFrame:
+    """`teacher_table`'s tests of every group against the baseline group of its dataset, ratio and data."""
+    is_base = table["teacher"].eq(baseline) | table["what it is"].str.contains(baseline, regex=False)
+    if not is_base.any():
+        raise TeacherCacheError(f"--baseline {baseline!r} matches no cached teacher (give a teacher name or a part "
+                                f"of its description from `bench teacher list`)")
+    tests = {}
+    for (ds, ratio, data), part in table.groupby(["dataset", "ratio", "data"]):
+        base = part[is_base[part.index]]
+        if len(base) > 1:
+            raise TeacherCacheError(f"--baseline {baseline!r} matches {len(base)} teachers of {ds} at ratio {ratio:g} "
+                                    f"({data}): {'; '.join(base['what it is'])}; give a part of one description")
+        if base.empty:
+            continue
+        ref = base.iloc[0]["_metas"]
+        for i, row in part.drop(index=base.index).iterrows():
+            errors = []
+            for metas in (row["_metas"], ref):
+                missing = [m["teacher"] for m in metas if "test_window_mae" not in m]
+                if missing:
+                    raise TeacherCacheError(f"the cache of {missing[0]} has no per-window test errors; "
+                                            f"`bench teacher predict` with its flags writes them")
+                errors.append(np.array([m["test_window_mae"] for m in metas], dtype=float))
+            tests[i] = stats.two_level_test(errors[0], errors[1], int(ref[0].get("window_block") or stats.DEFAULT_BLOCK),
+                                            [m.get("seed", TEACHER_SEED) for m in row["_metas"]],
+                                            [m.get("seed", TEACHER_SEED) for m in ref])
+    adjusted = dict(zip(tests, stats.holm([t["p"] for t in tests.values()]))) if tests else {}
+    table["vs baseline"] = [stats.diff_cell(tests[i], adjusted[i]) if i in tests else "" for i in table.index]
+    table["p"] = [tests[i]["p"] if i in tests else float("nan") for i in table.index]
+    table["p (Holm)"] = [adjusted.get(i, float("nan")) for i in table.index]
+    return table

@@ -102,7 +102,7 @@ def split_for(data: Dataset, ratio: float) -> Split:
     return Split(train_start * length, val_start * length, test_start * length, samples * length)
 
 
-TEACHER_DATA = ("disjoint", "same", "all")
+TEACHER_DATA = ("disjoint", "same", "all", "none")
 
 
 def teacher_split(split: Split, teacher_data: str) -> Split:
@@ -111,7 +111,9 @@ def teacher_split(split: Split, teacher_data: str) -> Split:
     - "disjoint" (FlowDistill section 2.2: data "unseen during the training process"): every step
       before the student's training part, [0, train_start); empty at ratio 0.8;
     - "same": the student's training part, [train_start, val_start);
-    - "all": every step before validation, [0, val_start), whatever the ratio.
+    - "all": every step before validation, [0, val_start), whatever the ratio;
+    - "none": no step of the target (an empty training part): a teacher from elsewhere, fitted on
+      the other datasets its `extra_datasets` names.
     No option reaches validation or test; "disjoint" never reaches the student's part.
 
     Raises:
@@ -121,6 +123,8 @@ def teacher_split(split: Split, teacher_data: str) -> Split:
         raise ProtocolError(f"teacher_data={teacher_data!r}; use one of {', '.join(TEACHER_DATA)}")
     if teacher_data == "same":
         return split
+    if teacher_data == "none":
+        return Split(split.train_start, split.train_start, split.test_start, split.total)
     end = split.train_start if teacher_data == "disjoint" else split.val_start
     return Split(0, end, split.test_start, split.total)
 

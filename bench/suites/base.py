@@ -161,7 +161,7 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
     plan = (suite.plan or default_plan)(suite, models, p, teacher, settings)
     # the order the runner starts them in: seed by seed (a run cut short holds whole seeds of every
     # comparison), and within a seed the suite's models (most expensive first), each at its largest
-    # ratio first, so the last cores idle least
+    # ratio first, so the last cores idle least; oracles last
     specs = {}
     for s in range(max(n or seeds for *_, n in plan)):
         for m, cfg, t_cfg, n_seeds in plan:
@@ -172,4 +172,6 @@ def build_specs(suite: Suite, dataset: str, preset: str = "full", models=None, r
                                  config=cfg, teacher_config=t_cfg, teacher_data=teacher_data,
                                  **p.caps(m, cfg, epochs), **paths)
                 specs.setdefault(spec.trial_id, spec)
-    return list(specs.values())
+    # oracles (trained on their teacher's data as well: the longest trials) start after every seed's other
+    # trials, so that a run cut short holds the comparisons with and without teacher
+    return sorted(specs.values(), key=lambda spec: bool(spec.config.get("oracle_of")))

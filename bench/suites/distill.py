@@ -49,7 +49,9 @@ def distill_plan(students, teachers=DISTILL_TEACHERS, settings: dict | None = No
                              f"{m!r} is not one (use flowdistill)")
     # the student without teacher ignores what only acts through a teacher, so that `--set lambda_tbl=1`
     # narrows the variants without retraining the baseline under a new trial id
-    base_cfg = {k: v for k, v in model_overrides([DISTILL_BASELINE], None, settings)[DISTILL_BASELINE].items()
+    # (a setting scoped to a teacher, e.g. flowdistill-teacher-wo-lm.encoder, is the teachers' alone)
+    own = {k: v for k, v in (settings or {}).items() if k.rpartition(".")[0] not in teachers}
+    base_cfg = {k: v for k, v in model_overrides([DISTILL_BASELINE], None, own)[DISTILL_BASELINE].items()
                 if k not in DISTILL_VARIANTS[0]}
     plan = [(DISTILL_BASELINE, base_cfg, {}, None)]
     plan += [(ref, {}, {}, 1) for ref in REFERENCES]          # cheap: a run cut short still has them
