@@ -78,6 +78,8 @@ class FlowDistillTeacherConfig(TrainConfig):
     (lm_role=residual), the LM reading a chunk of regions of 2 windows per step (lm_windows 2),
     batches of 64 windows at lr 3e-3, a region embedding and a linear map of the raw window in the
     encoder, lin_hidden 256, no gated convolutions on a CPU (st_layers None: 3 on CUDA, 0 on CPU),
+    the student's STID-MLP as the ST encoder (encoder stid: the teacher without LM at test MAE 9.81
+    against 12.08 with encoder gated, full preset, disjoint data; docs/findings/teachers.md),
     and the target dataset alone: with NYCBike1/2 mixed in (UrbanGPT's multi-dataset tuning) the
     encoder-only teacher reached test MAE 24.4 after 400 steps, against 15.3 without them after
     820. UrbanGPT's own layout is lm_role=head, region_embedding=false, window_linear=false,
