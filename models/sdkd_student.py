@@ -27,11 +27,15 @@ from models.spectral import align_latent, sdkd_loss
 KD_MODES = ("none", "output", "sdkd")
 SDKD_ON = ("output", "latent")
 TASK_LOSSES = ("mse", "mae")
+# a student convolution's padding (torch `padding_mode`): "zeros", or "circular" on a periodic domain
+# (Navier-Stokes lives on a torus: the cells past one edge are those of the opposite edge)
+PADDINGS = ("zeros", "circular")
 
 
 @dataclass
 class SDKDStudentConfig(TrainConfig):
-    """kd, sdkd_on: see the module docstring; lambda_kd, alpha: weights of L_KD and of its low
+    """kd, sdkd_on: see the module docstring; padding: the convolutions' padding mode, "zeros" or
+    "circular" (`PADDINGS`); lambda_kd, alpha: weights of L_KD and of its low
     band, neither reported. alpha = 1 makes SDKD plain MSE KD (Plancherel: E_low + E_high is the
     spatial MSE), so the bands matter only for alpha != 1; we take 0.25, weighting the high band
     4x, because the students' weakness is high-frequency (notes section 7, Fig. 2: the U-Net
@@ -42,6 +46,7 @@ class SDKDStudentConfig(TrainConfig):
 
     kd: str = "none"
     sdkd_on: str = "output"
+    padding: str = "zeros"
     lambda_kd: float = 1.0
     alpha: float = 0.25
     k_c: float = 0.25
@@ -52,7 +57,7 @@ class SDKDStudentConfig(TrainConfig):
     patience: int = 20
     teacher: str | None = None
 
-    CHOICES = {"kd": KD_MODES, "sdkd_on": SDKD_ON, "task_loss": TASK_LOSSES}
+    CHOICES = {"kd": KD_MODES, "sdkd_on": SDKD_ON, "task_loss": TASK_LOSSES, "padding": PADDINGS}
 
 
 def check_student(cfg: SDKDStudentConfig, model: str) -> None:
@@ -60,6 +65,7 @@ def check_student(cfg: SDKDStudentConfig, model: str) -> None:
     check_choice("kd", cfg.kd, KD_MODES)
     check_choice("sdkd_on", cfg.sdkd_on, SDKD_ON)
     check_choice("task_loss", cfg.task_loss, TASK_LOSSES)
+    check_choice("padding", cfg.padding, PADDINGS)
     if cfg.kd != "none" and not cfg.teacher:
         raise ValueError(f"model {model}: kd={cfg.kd} needs a teacher; set teacher=sdkd-teacher (or --teacher NAME)")
 
