@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from bench.protocol.registry import ModelInfo, register
+from bench.protocol.registry import ModelInfo
 from models.grid import fold, from_frames, to_frames, unfold
-from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
+from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter, register_student
 
 
 @dataclass
@@ -54,11 +54,7 @@ def stem(c_in: int, width: int, padding: str = "zeros") -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1, padding_mode=padding), nn.BatchNorm2d(width), nn.ReLU())
 
 
-@register("sdkd-resnet", "SDKD's ResNet student without distillation")
-@register("sdkd-resnet-kd", "SDKD's ResNet student with plain output KD (MSE to the teacher's forecast)",
-          kd="output", teacher="sdkd-teacher")
-@register("sdkd-resnet-sdkd", "SDKD's ResNet student with frequency-aligned KD on the forecast",
-          kd="sdkd", teacher="sdkd-teacher")
+@register_student("sdkd-resnet", "SDKD's ResNet student")
 class SDKDResNet(GridStudent):
     """forward: x [B, H_in, N, C] z-scored (N = H * W of the dataset's `grid`) -> [B, H_out, N, C].
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from bench.protocol.registry import ModelInfo, register
+from bench.protocol.registry import ModelInfo
 from models.grid import fold, from_frames, to_frames, unfold
 from models.sdkd_resnet import ResBlock, stem
-from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
+from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter, register_student
 
 
 @dataclass
@@ -38,12 +38,7 @@ class SDKDResNetLargeConfig(SDKDStudentConfig):
     teacher_width: int = 128
 
 
-@register("sdkd-resnet-large", "SDKD's ResNet student at about 20 % of the teacher, dilated, circular padding, "
-          "without distillation")
-@register("sdkd-resnet-large-kd", "SDKD's large ResNet student with plain output KD (MSE to the teacher's forecast)",
-          kd="output", teacher="sdkd-teacher")
-@register("sdkd-resnet-large-sdkd", "SDKD's large ResNet student with frequency-aligned KD on the forecast",
-          kd="sdkd", teacher="sdkd-teacher")
+@register_student("sdkd-resnet-large", "SDKD's ResNet student at about 20 % of the teacher (dilated, circular padding)")
 class SDKDResNetLarge(GridStudent):
     """forward: x [B, H_in, N, C] z-scored (N = H * W of the dataset's `grid`) -> [B, H_out, N, C].
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from bench.protocol.metrics import masked_mae
-from bench.protocol.registry import TrainConfig, check_choice
+from bench.protocol.registry import TrainConfig, check_choice, register
 from models.grid import grid_shape, to_frames
 from models.spectral import align_latent, sdkd_loss
 
@@ -145,6 +145,28 @@ class GridStudent(nn.Module):
 
     def training_loss(self, pred, batch, pred_z, latent):
         return student_loss(pred, pred_z, latent, self.adapter, batch, self.cfg, self.grid)
+
+
+# the distillation variants registered beside a student: name suffix -> (what it adds, config overrides)
+KD_VARIANTS = {
+    "kd": ("plain output KD (MSE to the teacher's forecast)", {"kd": "output"}),
+    "sdkd": ("frequency-aligned KD on the forecast", {"kd": "sdkd"}),
+    "sdkd-low": ("frequency-aligned KD weighting the low band 4x (alpha 4): on Navier-Stokes the students trail "
+                 "the teacher in the low band, not the high", {"kd": "sdkd", "alpha": 4.0}),
+    "sdkd-latent": ("frequency-aligned KD on the teacher's latent", {"kd": "sdkd", "sdkd_on": "latent"}),
+}
+
+
+def register_student(name: str, what: str, variants=("kd", "sdkd")):
+    """Class decorator: register a student as `name` (no KD, "WHAT without distillation") and each
+    of `variants` (keys of `KD_VARIANTS`) as `name-VARIANT` taught by sdkd-teacher."""
+    def wrap(cls):
+        register(name, f"{what} without distillation")(cls)
+        for variant in variants:
+            adds, overrides = KD_VARIANTS[variant]
+            register(f"{name}-{variant}", f"{what} with {adds}", teacher="sdkd-teacher", **overrides)(cls)
+        return cls
+    return wrap
 
 
 def latent_adapter(cfg: SDKDStudentConfig, width: int, teacher_width: int) -> nn.Module | None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.protocol.registry import ModelInfo, register
+from bench.protocol.registry import ModelInfo
 from models.grid import fold, from_frames, to_frames, unfold
-from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
+from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter, register_student
 
 
 @dataclass
@@ -49,16 +49,7 @@ def skip_join(upsampled: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     return torch.cat([upsampled[..., :skip.shape[-2], :skip.shape[-1]], skip], dim=1)
 
 
-@register("sdkd-unet", "SDKD's U-Net student without distillation")
-@register("sdkd-unet-kd", "SDKD's U-Net student with plain output KD (MSE to the teacher's forecast)",
-          kd="output", teacher="sdkd-teacher")
-@register("sdkd-unet-sdkd", "SDKD's U-Net student with frequency-aligned KD on the forecast",
-          kd="sdkd", teacher="sdkd-teacher")
-@register("sdkd-unet-sdkd-low", "SDKD's U-Net student with frequency-aligned KD weighting the low band 4x (alpha 4): "
-          "on Navier-Stokes the students trail the teacher in the low band, not the high", kd="sdkd", alpha=4.0,
-          teacher="sdkd-teacher")
-@register("sdkd-unet-sdkd-latent", "SDKD's U-Net student with frequency-aligned KD on the teacher's latent",
-          kd="sdkd", sdkd_on="latent", teacher="sdkd-teacher")
+@register_student("sdkd-unet", "SDKD's U-Net student", ("kd", "sdkd", "sdkd-low", "sdkd-latent"))
 class SDKDUNet(GridStudent):
     """forward: x [B, H_in, N, C] z-scored (N = H * W of the dataset's `grid`) -> [B, H_out, N, C].
 

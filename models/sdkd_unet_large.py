@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from bench.protocol.registry import ModelInfo, register
+from bench.protocol.registry import ModelInfo
 from models.grid import fold, from_frames, to_frames, unfold
-from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter
+from models.sdkd_student import GridStudent, SDKDStudentConfig, latent_adapter, register_student
 from models.sdkd_unet import down, skip_join, up
 
 
@@ -41,15 +41,8 @@ def double(c_in: int, c_out: int, stride: int, padding: str) -> nn.Sequential:
     return nn.Sequential(down(c_in, c_out, stride, padding), down(c_out, c_out, 1, padding))
 
 
-@register("sdkd-unet-large", "SDKD's U-Net student at about 20 % of the teacher, circular padding, without distillation")
-@register("sdkd-unet-large-kd", "SDKD's large U-Net student with plain output KD (MSE to the teacher's forecast)",
-          kd="output", teacher="sdkd-teacher")
-@register("sdkd-unet-large-sdkd", "SDKD's large U-Net student with frequency-aligned KD on the forecast",
-          kd="sdkd", teacher="sdkd-teacher")
-@register("sdkd-unet-large-sdkd-low", "SDKD's large U-Net student with frequency-aligned KD weighting the low band "
-          "4x (alpha 4)", kd="sdkd", alpha=4.0, teacher="sdkd-teacher")
-@register("sdkd-unet-large-sdkd-latent", "SDKD's large U-Net student with frequency-aligned KD on the teacher's latent",
-          kd="sdkd", sdkd_on="latent", teacher="sdkd-teacher")
+@register_student("sdkd-unet-large", "SDKD's U-Net student at about 20 % of the teacher (circular padding)",
+                  ("kd", "sdkd", "sdkd-low", "sdkd-latent"))
 class SDKDUNetLarge(GridStudent):
     """forward: x [B, H_in, N, C] z-scored (N = H * W of the dataset's `grid`) -> [B, H_out, N, C].
 

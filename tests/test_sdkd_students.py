@@ -11,12 +11,7 @@ N = 64
 NS = registry.ModelInfo(N * N, 1, 10, 10, 1, np.eye(1, dtype=np.float32), None, "NavierStokes", {"grid": [N, N]})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name: str, **config):
