@@ -4,6 +4,7 @@ per frequency band, with each comparison's paired test and minimum detectable ef
 cost (parameters, latency, memory) measured side by side."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -125,7 +126,7 @@ def comparison_cells(test: dict | None, p_holm: float | None, family: int, label
         verdict = (f"{'better' if test['diff'] < 0 else 'worse'} by {abs(pct(test['diff'])):.1f} % "
                    f"[{pct(test['lo']):+.1f}, {pct(test['hi']):+.1f}]")
     else:
-        verdict = f"no effect larger than {mde:.1f} %" if mde == mde else "no test (too few seeds and samples)"
+        verdict = f"no effect larger than {mde:.1f} %" if mde == mde else "none found; too few seeds and samples to bound it"
     return dict(zip(keys, (change, f"{mde:.1f} %" if mde == mde else "", verdict)))
 
 
@@ -216,7 +217,7 @@ def sdkd_claims(df: pd.DataFrame, cost: pd.DataFrame | None = None, history_dir=
             test = stats.compare(history_dir, rows_of(sd_name), rows_of(student), metric="mse")
             mde = stats.min_detectable_effect(test) / base * 100 if base == base and base else float("nan")
             power = (f" ({stats.p_label(test['p'])}; 80 % power to find a change of {mde:.1f} % or more)"
-                     if mde == mde else "")
+                     if math.isfinite(mde) else "")
             rows.append({"claim": "SDKD gains about 3-4 % over the student without KD (NS ablation)", "where": where,
                          "measured": f"{(sd - base) / base * 100:+.1f} % MSE{power}" if sd == sd and base == base
                          else _missing(sd_name, student)})
