@@ -1,6 +1,8 @@
 """SDKD on grids: the grid view of the windows, frequency bands against hand-computed values, the
 teacher and students on real NYCTaxi, the teacher's latents reaching a latent-mode student, and the
 sample layout that Navier-Stokes uses."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -164,6 +166,10 @@ def test_the_teachers_latents_reach_a_latent_mode_student(tmp_path):
     rows = run_trial(base)
     assert rows[0]["status"] == "ok", rows[0].get("error")
     assert rows[0]["teacher_mae"] > 0 and rows[0]["teacher_train_mae"] > 0
+    large = build_context(dataclasses.replace(base, model="sdkd-unet-large-sdkd-latent"))   # the same cache
+    teacher_mod.attach(large.parts, t_spec)
+    loss, logs = training_loss(large.model, large.parts["train"].batch(range(4)))
+    assert torch.isfinite(loss) and logs["kd"] > 0
 
 
 def _write_samples(root, samples=30, frames=20, size=8, seed=0):

@@ -100,7 +100,7 @@ def unpack(folder: str | Path, into: str | Path) -> Path:
                 w = w.sort_values("window")
                 h = {"spec": {"seed": int(w["seed"].iloc[0])}}
                 for column, key in WINDOW_KEYS.items():
-                    if w[column].notna().any():
+                    if column in w and w[column].notna().any():      # a column an older pack lacks: none
                         h[key] = [None if v != v else float(v) for v in w[column]]
                 for column in ("block", "every"):
                     if w[column].notna().any():
