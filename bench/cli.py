@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.protocol import registry
+from bench.protocol import registry, stats
 from bench.protocol.errors import BenchError
 from bench.protocol.data import DEFAULT_DATASET, data_root, load_dataset, load_registry
 from bench.protocol.split import TEACHER_DATA, ProtocolError, check_ratio, split_for
@@ -227,7 +227,8 @@ def parser() -> argparse.ArgumentParser:
                           "p-value is that of this one comparison; the report's tables adjust theirs by Holm.")
     cmp_.add_argument("--results", required=True, help="results folder, or a report folder holding numbers/")
     cmp_.add_argument("--suite", help="only the rows of this suite")
-    cmp_.add_argument("--metric", choices=("mae", "mse"), default="mae", help="per-window error compared (default mae)")
+    cmp_.add_argument("--metric", choices=tuple(stats.METRIC_KEYS), default="mae",
+                      help="per-window error compared (default mae; rel_l2: FNO's relative L2, grids only)")
     cmp_.add_argument("rows", nargs="*", type=int, metavar="ROW", help="two row numbers from the listing")
 
     tea = sub.add_parser("teacher", help="fit teachers ahead of student runs, or list cached teachers",
@@ -296,12 +297,16 @@ def parser() -> argparse.ArgumentParser:
                          "CPU cores); --full: NavierStokes1200, FNO's own 1,200 samples at 256 x 256 and "
                          "dt 1e-4 (a GPU machine's job).")
     mk.add_argument("name", choices=["navier-stokes"])
-    mk.add_argument("--samples", type=_positive_int, help="samples to generate (default 120; --full: 1200)")
+    mk.add_argument("--samples", type=_positive_int, help="samples to generate (default 120; --full: 1200); the file "
+                    "is named by the count: 120 is NavierStokes (96 / 12 / 12 at ratio 0.8), 1200 NavierStokes1200 "
+                    "(1,000 / 100 / 100); another count needs an entry of its own (--registry)")
     mk.add_argument("--seed", type=int, default=0, help="seed of the initial fields (default 0)")
     mk.add_argument("--resolution", type=_positive_int, help="solver grid (default 128; --full: 256); a "
                     "multiple of 64")
     mk.add_argument("--dt", type=float, help="solver time step (default 2.5e-3; --full: 1e-4)")
     mk.add_argument("--batch-size", type=_positive_int, default=20, help="samples solved at once (default 20)")
+    mk.add_argument("--threads", type=_positive_int, help="torch threads while solving (default: torch's, the "
+                    "cores); 1 where other jobs keep the cores busy (2 threads on 2 busy cores run many times slower)")
     mk.add_argument("--full", action="store_true", help="FNO's settings: 1200 samples, 256 x 256, dt 1e-4")
     mk.add_argument("--force", action="store_true", help="overwrite an existing file")
     _data_flags(mk)
@@ -728,11 +733,33 @@ def cmd_data(args) -> int:
     print(f"solving {settings['num_samples']} samples at {settings['resolution']}^2, dt {settings['dt']:g}, "
           f"seed {args.seed} -> {path}", file=sys.stderr)
     start = time.perf_counter()
-    u = ns.generate(seed=args.seed, batch_size=args.batch_size, **settings)
-    ns.write(path, u, {**settings, "seed": args.seed, "solve_s": round(time.perf_counter() - start, 1)})
+    u = ns.generate(seed=args.seed, batch_size=args.batch_size, threads=args.threads, **settings)
+    solve_s = time.perf_counter() - start
+    ns.write(path, u, {**settings, "seed": args.seed, "solve_s": round(solve_s, 1)})
     print(f"wrote {path}: u {tuple(u.shape)} (samples, frames, H, W), |w| <= {np.abs(u).max():.2f}, "
-          f"{time.perf_counter() - start:.0f} s")
+          f"{solve_s:.0f} s ({solve_s / len(u):.2f} s per sample)")
+    print(_sample_split_note(path.relative_to(data_root(args.data_dir)).as_posix(), len(u), args.registry))
     return 0
+
+
+def _sample_split_note(relpath: str, samples: int, registry_file=None) -> str:
+    """Which registry entries read the file at `relpath` (under the data root) and their split at
+    the largest ratio (`bench.protocol.split.sample_split`), or how to register it."""
+    from bench.protocol.data import holdout_share
+    from bench.protocol.split import MAX_RATIO, sample_split
+    readers = {n: e for n, e in load_registry(registry_file).items() if e.get("data") == relpath}
+    if not readers:
+        return (f"no registry entry reads {relpath}; add one with --registry FILE (copy NavierStokes1200's entry: "
+                f"`holdout: 1/12` holds out round(N / 12) samples for validation and as many for test)")
+    parts = []
+    for name, entry in readers.items():
+        try:
+            n = sample_split(samples, MAX_RATIO, holdout_share(entry.get("holdout"), name))
+            parts.append(f"{name} reads it: {n[0]:,} training / {n[1]:,} validation / {n[2]:,} test samples at "
+                         f"ratio {MAX_RATIO:g}")
+        except BenchError as exc:
+            parts.append(f"{name} reads it, but {exc}")
+    return "; ".join(parts)
 
 
 def _epoch_printer(spec):

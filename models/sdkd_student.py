@@ -20,18 +20,22 @@ import torch
 from torch import nn
 
 from bench.protocol.metrics import masked_mae
-from bench.protocol.registry import TrainConfig, check_choice
+from bench.protocol.registry import TrainConfig, check_choice, register
 from models.grid import grid_shape, to_frames
 from models.spectral import align_latent, sdkd_loss
 
 KD_MODES = ("none", "output", "sdkd")
 SDKD_ON = ("output", "latent")
 TASK_LOSSES = ("mse", "mae")
+# a student convolution's padding (torch `padding_mode`): "zeros", or "circular" on a periodic domain
+# (Navier-Stokes lives on a torus: the cells past one edge are those of the opposite edge)
+PADDINGS = ("zeros", "circular")
 
 
 @dataclass
 class SDKDStudentConfig(TrainConfig):
-    """kd, sdkd_on: see the module docstring; lambda_kd, alpha: weights of L_KD and of its low
+    """kd, sdkd_on: see the module docstring; padding: the convolutions' padding mode, "zeros" or
+    "circular" (`PADDINGS`); lambda_kd, alpha: weights of L_KD and of its low
     band, neither reported. alpha = 1 makes SDKD plain MSE KD (Plancherel: E_low + E_high is the
     spatial MSE), so the bands matter only for alpha != 1; we take 0.25, weighting the high band
     4x, because the students' weakness is high-frequency (notes section 7, Fig. 2: the U-Net
@@ -42,6 +46,7 @@ class SDKDStudentConfig(TrainConfig):
 
     kd: str = "none"
     sdkd_on: str = "output"
+    padding: str = "zeros"
     lambda_kd: float = 1.0
     alpha: float = 0.25
     k_c: float = 0.25
@@ -52,7 +57,7 @@ class SDKDStudentConfig(TrainConfig):
     patience: int = 20
     teacher: str | None = None
 
-    CHOICES = {"kd": KD_MODES, "sdkd_on": SDKD_ON, "task_loss": TASK_LOSSES}
+    CHOICES = {"kd": KD_MODES, "sdkd_on": SDKD_ON, "task_loss": TASK_LOSSES, "padding": PADDINGS}
 
 
 def check_student(cfg: SDKDStudentConfig, model: str) -> None:
@@ -60,6 +65,7 @@ def check_student(cfg: SDKDStudentConfig, model: str) -> None:
     check_choice("kd", cfg.kd, KD_MODES)
     check_choice("sdkd_on", cfg.sdkd_on, SDKD_ON)
     check_choice("task_loss", cfg.task_loss, TASK_LOSSES)
+    check_choice("padding", cfg.padding, PADDINGS)
     if cfg.kd != "none" and not cfg.teacher:
         raise ValueError(f"model {model}: kd={cfg.kd} needs a teacher; set teacher=sdkd-teacher (or --teacher NAME)")
 
@@ -139,6 +145,28 @@ class GridStudent(nn.Module):
 
     def training_loss(self, pred, batch, pred_z, latent):
         return student_loss(pred, pred_z, latent, self.adapter, batch, self.cfg, self.grid)
+
+
+# the distillation variants registered beside a student: name suffix -> (what it adds, config overrides)
+KD_VARIANTS = {
+    "kd": ("plain output KD (MSE to the teacher's forecast)", {"kd": "output"}),
+    "sdkd": ("frequency-aligned KD on the forecast", {"kd": "sdkd"}),
+    "sdkd-low": ("frequency-aligned KD weighting the low band 4x (alpha 4): on Navier-Stokes the students trail "
+                 "the teacher in the low band, not the high", {"kd": "sdkd", "alpha": 4.0}),
+    "sdkd-latent": ("frequency-aligned KD on the teacher's latent", {"kd": "sdkd", "sdkd_on": "latent"}),
+}
+
+
+def register_student(name: str, what: str, variants=("kd", "sdkd")):
+    """Class decorator: register a student as `name` (no KD, "WHAT without distillation") and each
+    of `variants` (keys of `KD_VARIANTS`) as `name-VARIANT` taught by sdkd-teacher."""
+    def wrap(cls):
+        register(name, f"{what} without distillation")(cls)
+        for variant in variants:
+            adds, overrides = KD_VARIANTS[variant]
+            register(f"{name}-{variant}", f"{what} with {adds}", teacher="sdkd-teacher", **overrides)(cls)
+        return cls
+    return wrap
 
 
 def latent_adapter(cfg: SDKDStudentConfig, width: int, teacher_width: int) -> nn.Module | None:

@@ -13,6 +13,17 @@ def step_costs(tmp_path_factory):
     return plan.COST_CACHE
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small tensors (they run fastest so); the setting is restored
+    for the other modules. Use it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def taxi():
     """The real NYCTaxi series (from ../shared/data or BENCH_DATA_DIR)."""

@@ -12,8 +12,9 @@ from bench.execution.train import forward, training_loss
 # (tests/test_teacher_llm.py fits them on SmolLM2 and on a tiny LM the test builds).
 ELSEWHERE = {n: "tests/test_teacher_llm.py" for n in registry.names() if n.startswith("flowdistill-teacher")}
 MODELS = [n for n in registry.names() if n not in ELSEWHERE]
-# a student that reads its teacher's latents, which only a fitted sdkd-teacher's cache holds
-NEEDS_TEACHER_LATENTS = {"sdkd-unet-sdkd-latent": "tests/test_sdkd.py::test_the_teachers_latents_reach_a_latent_mode_student"}
+# the students that read their teacher's latents, which only a fitted sdkd-teacher's cache holds
+NEEDS_TEACHER_LATENTS = {n: "tests/test_sdkd.py::test_the_teachers_latents_reach_a_latent_mode_student"
+                         for n in registry.names() if n.endswith("-sdkd-latent")}
 TRAINED = [n for n in MODELS if registry.trains(n) and n not in NEEDS_TEACHER_LATENTS]
 
 

@@ -10,13 +10,7 @@ import torch
 from bench.protocol import navier_stokes as ns
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny FFTs run fastest on one thread; restore the setting for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")           # tiny FFTs run fastest on one thread
 
 
 def grid(n):

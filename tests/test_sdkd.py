@@ -1,6 +1,8 @@
 """SDKD on grids: the grid view of the windows, frequency bands against hand-computed values, the
 teacher and students on real NYCTaxi, the teacher's latents reaching a latent-mode student, and the
 sample layout that Navier-Stokes uses."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -164,6 +166,10 @@ def test_the_teachers_latents_reach_a_latent_mode_student(tmp_path):
     rows = run_trial(base)
     assert rows[0]["status"] == "ok", rows[0].get("error")
     assert rows[0]["teacher_mae"] > 0 and rows[0]["teacher_train_mae"] > 0
+    large = build_context(dataclasses.replace(base, model="sdkd-unet-large-sdkd-latent"))   # the same cache
+    teacher_mod.attach(large.parts, t_spec)
+    loss, logs = training_loss(large.model, large.parts["train"].batch(range(4)))
+    assert torch.isfinite(loss) and logs["kd"] > 0
 
 
 def _write_samples(root, samples=30, frames=20, size=8, seed=0):
@@ -238,12 +244,19 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
     assert (pd.to_numeric(overall["ssim"]) <= 1).all() and (pd.to_numeric(overall["mse"]) > 0).all()
     table = suites.sdkd_frame(df, out / "sdkd" / "history")
     kd = table[table["model"] == "sdkd-unet-kd"].iloc[0]
-    assert kd["MSE vs no KD"].endswith("%") and kd["p"].startswith("p=")  # 6 test samples, each its own window
-    assert list(table["model"])[0] == "sdkd-teacher" and table["of teacher"].iloc[0] == ""
-    assert kd["steps (best epoch)"].endswith("of 1)")          # --epochs 1: each seed's best epoch is its only one
-    assert "speed-up" in printed                                        # teacher and both students, side by side
+    for metric in ("MSE", "rel L2"):                                    # 6 test samples, each its own window
+        assert "% (p=" in kd[f"{metric} vs no KD"] and kd[f"{metric} MDE"].endswith(" %")
+        assert kd[f"{metric} verdict"].startswith(("no effect larger than", "better by", "worse by"))
+    assert 0 < float(kd["rel L2"].split()[0]) < 2 and len(kd["fRMSE low / mid / high"].split(" / ")) == 3
+    assert list(table["model"])[0] == "sdkd-teacher" and table["of teacher (MSE / MAE / rel L2)"].iloc[0] == ""
+    assert kd["steps (best epoch)"].endswith("(best 1 of 1), converged: no (2 of 2)")  # --epochs 1: never stopped
+    assert not table["model"].str.contains("FNO Table 1").any()        # FNO's numbers only beside Navier-Stokes
+    ns = suites.sdkd_frame(df.assign(dataset="NavierStokes"), out / "sdkd" / "history")
+    fno = ns[ns["model"].str.contains("FNO Table 1 \\(other data, same equation and resolution\\)")]
+    assert list(fno["rel L2"]) == ["0.156", "0.198", "0.275"] and (fno["MSE"] == "").all()
+    assert "speed-up" in printed                                        # teacher and student, side by side
     cost = pd.read_csv(out / "sdkd-cost" / "trials.csv")
-    assert set(cost["model"]) == {"sdkd-teacher", "sdkd-unet", "sdkd-resnet"} and (cost["status"] == "ok").all()
+    assert set(cost["model"]) == {"sdkd-teacher", "sdkd-unet"} and (cost["status"] == "ok").all()   # the students run
     frame = suites.cost_frame(cost)
     assert frame["model"].iloc[0] == "sdkd-teacher" and frame["params vs teacher"].iloc[0] == "100%"
     assert set(cost["measure"]) == {"memory", "train_memory", "latency"} and (cost["value"] >= 0).all()
@@ -255,20 +268,43 @@ def test_sdkd_suite_end_to_end_on_samples_with_cost_and_report(tmp_path, capsys)
 
 def test_bench_data_make_navier_stokes_writes_what_the_registry_reads(tmp_path, capsys):
     from bench.cli import main
-    argv = ["data", "make", "navier-stokes", "--samples", "4", "--resolution", "64", "--dt", "0.01",
-            "--data-dir", str(tmp_path)]
-    assert main(argv) == 0
-    path = tmp_path / "navier_stokes" / "ns_V1e-05_N4_T20.npz"
-    with np.load(path) as z:
-        assert z["u"].shape == (4, 20, 64, 64) and np.isfinite(z["u"]).all()
     reg = tmp_path / "reg.yaml"
     reg.write_text("NS4:\n  layout: samples\n  data: navier_stokes/ns_V1e-05_N4_T20.npz\n  data_key: u\n"
-                   "  signed: true\n  h_in: 10\n  h_out: 10\n")
+                   "  signed: true\n  h_in: 10\n  h_out: 10\n  holdout: 1/4\n")
+    argv = ["data", "make", "navier-stokes", "--samples", "4", "--resolution", "64", "--dt", "0.01",
+            "--threads", "1", "--data-dir", str(tmp_path), "--registry", str(reg)]
+    assert main(argv) == 0
+    assert "NS4 reads it: 2 training / 1 validation / 1 test samples at ratio 0.8" in capsys.readouterr().out
+    path = tmp_path / "navier_stokes" / "ns_V1e-05_N4_T20.npz"
+    with np.load(path) as z:
+        assert z["u"].shape == (4, 20, 64, 64) and np.isfinite(z["u"]).all()       # --samples 4: 4 samples
     data = load_dataset("NS4", tmp_path, reg)
     assert data.grid == (64, 64) and data.flow.shape == (80, 4096, 1)
+    split = split_for(data, 0.8)                                                 # holdout 1/4: 2 / 1 / 1
+    assert (split.train_start, split.val_start, split.test_start) == (0, 40, 60)
     assert main(argv) == 0 and "exists" in capsys.readouterr().out            # never overwritten silently
     assert main(["data", "make", "navier-stokes", "--resolution", "65536", "--data-dir", str(tmp_path)]) == 2
     assert "GiB" in capsys.readouterr().err
+
+
+def test_navier_stokes_1200_splits_1000_100_100():
+    from bench.protocol.data import Dataset, holdout_share, load_registry
+    from bench.protocol.split import sample_split
+    entry = load_registry()["NavierStokes1200"]
+    holdout = holdout_share(entry["holdout"], "NavierStokes1200")
+    assert holdout == 1 / 12 and "--samples 1200" in entry["source"]
+    assert sample_split(1200, 0.8, holdout) == (1000, 100, 100)                 # FNO's 1,000 training samples
+    assert sample_split(1200, 0.4, holdout) == (500, 100, 100)                  # ratio: share of the largest part
+    assert sample_split(600, 0.8, holdout) == (500, 50, 50) and sample_split(120, 0.8) == (96, 12, 12)
+    frames = np.zeros((1200 * 20, 4, 1), np.float32)                            # 1,200 samples of 20 frames
+    data = Dataset("NS1200", frames, np.zeros(24000, np.int64), np.zeros(24000, np.int64), np.eye(4, dtype=np.float32),
+                   {"sample_len": 20, "holdout": holdout, "grid": [2, 2], "h_in": 10, "h_out": 10})
+    split = split_for(data, 0.8)
+    assert (split.train_start, split.val_start, split.test_start, split.total) == (0, 1000 * 20, 1100 * 20, 24000)
+    with pytest.raises(DataError, match="must lie in"):
+        holdout_share("3/4", "X")
+    with pytest.raises(ProtocolError, match="training samples"):
+        sample_split(4, 0.8, 0.4)
 
 
 def test_navier_stokes_missing_says_how_to_make_it(tmp_path):

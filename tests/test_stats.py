@@ -172,3 +172,26 @@ def test_the_shuffled_teacher_keeps_the_values_and_breaks_the_pairing(tmp_path):
     assert meta_s["shuffled"] and "shuffled" not in meta
     assert len(meta["test_window_mae"]) == len(aligned.parts["test"])
     assert np.mean(meta["test_window_mae"]) == pytest.approx(meta["test_mae"], rel=0.05)
+
+
+def test_minimum_detectable_effect_has_its_power_on_synthetic_data():
+    from scipy.stats import norm
+    from statsmodels.stats.power import TTestPower
+    # many df: (z_0.975 + z_0.8) standard errors
+    assert stats.min_detectable_effect({"se": 0.5, "df": 1e7}) == pytest.approx(0.5 * (norm.ppf(0.975) + norm.ppf(0.8)),
+                                                                                 rel=1e-4)
+    # one seed, 12 independent test samples (df 11): statsmodels' one-sample answer, d * sqrt(n) SE
+    rng = np.random.default_rng(0)
+    sample = rng.normal(0.0, 2.0, (1, 12))
+    test = stats.two_level_test(sample, np.zeros((1, 12)), 1)
+    assert test["df"] == 11 and test["se"] == pytest.approx(sample.std(ddof=1) / np.sqrt(12))
+    mde = stats.min_detectable_effect(test)
+    assert mde / test["se"] == pytest.approx(TTestPower().solve_power(nobs=12, alpha=0.05, power=0.8) * np.sqrt(12),
+                                             rel=1e-5)
+    assert stats.min_detectable_effect(test, alpha=0.005) > mde               # a stricter level needs a larger effect
+    # and that effect is found 80 % of the time: 12 samples of sd 2 (SE 2 / sqrt 12), true shift = the MDE
+    true_mde = stats.min_detectable_effect({"se": 2 / np.sqrt(12), "df": 11})
+    found = np.mean([stats.two_level_test(rng.normal(true_mde, 2.0, (1, 12)), np.zeros((1, 12)), 1)["p"] < 0.05
+                     for _ in range(2000)])
+    assert abs(found - 0.8) < 0.03
+    assert np.isnan(stats.min_detectable_effect(stats.two_level_test(np.ones((1, 1)), np.zeros((1, 1)), 1)))

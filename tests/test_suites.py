@@ -117,7 +117,7 @@ def test_report_holds_every_section(results, tmp_path):
     reader = PdfReader(out)
     text = "\n".join(page.extract_text() for page in reader.pages)
     for suite in suites():                    # every registered suite that ran has its section
-        if suite.name in ("data-efficiency", "distill", "distill-delta", "sdkd"):
+        if suite.name in ("data-efficiency", "distill", "distill-delta", "sdkd", "sdkd-lr"):
             continue                          # these suites did not run in this results set
         assert suite.title.split(":")[0] in text, suite.title
     for needle in ("What this run shows", "preset: quick", "best trained model", "hardware:", "software:",

@@ -18,18 +18,21 @@ ROW_FIELDS = ["suite", "dataset", "model", "teacher", "ratio", "seed", "horizon"
               "mae_unmasked", "rmse_unmasked",
               "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "status", "error", "trial_id", "config",
               "work_id", "device", "steps", "best_epoch", "converged", "teacher_desc", "teacher_data",
-              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "mse", "ssim", "err_low", "err_high", "node"]
+              "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "mse", "ssim", "err_low", "err_high", "node",
+              "rel_l2", "frmse_low", "frmse_mid", "frmse_high", "val_mae"]
 # the row fields of a distilled student (empty for other rows): what the teacher was (e.g. the LM,
 # blocks kept, LoRA rank) and what it was fitted on, the teacher's own test MAE, the
 # share of unmasked elements where eq. 2's gate was open over training, and the last epoch's
 # training MAE of the student and of the teacher on the same batches.
 # mse, ssim, err_low, err_high: image metrics of a dataset with a grid, overall row only
-# (`bench.protocol.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares)
+# (`bench.protocol.metrics.grid_metrics`: unmasked MSE, SSIM, the MSE's low- and high-frequency shares;
+# rel_l2: FNO's relative L2 error; frmse_low/mid/high: PDEBench's error per frequency band)
+# val_mae: the best validation masked MAE (early stopping's metric, of the weights kept)
 # node: where the trial ran (`node_name`: host, and the Ray node id on a cluster)
 DISTILL_FIELDS = ("teacher_desc", "teacher_data", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae")
 
 NUMERIC_FIELDS = ["ratio", "seed", "mae", "rmse", "mape", "mae_unmasked", "rmse_unmasked", "epochs", "train_s", "infer_s", "params", "peak_mem_mb", "steps",
-                  "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae"]
+                  "best_epoch", "teacher_mae", "gate_open", "train_mae", "teacher_train_mae", "val_mae"]
 
 
 class ResultsError(BenchError, ValueError):

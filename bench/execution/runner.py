@@ -181,8 +181,8 @@ def _run_claimed(todo, out, executor, address, log, scheduler, gpus_per_trial, s
 
     def on_done(spec: TrialSpec, rows: list[dict]) -> None:
         first = rows[0]
-        detail = {k: first.pop(k) for k in ("history", "traceback", "window_mae", "window_mse", "window_every",
-                                                      "window_block", "teacher_window_mae") if k in first}
+        detail = {k: first.pop(k) for k in ("history", "traceback", "window_mae", "window_mse", "window_rel_l2",
+                                            "window_every", "window_block", "teacher_window_mae") if k in first}
         write_json(path.parent / "history" / f"{spec.trial_id}.json", {"spec": spec.to_dict(), **detail})
         write_tensorboard(path.parent / "tensorboard" / f"{spec.model}-r{spec.ratio:g}-s{spec.seed}-{spec.trial_id[:8]}",
                           detail.get("history") or [])

@@ -390,7 +390,7 @@ def rows_from_cache(spec) -> list[dict] | None:
              "infer_s": round(meta.get("infer_s", 0.0), 4), "params": meta.get("params", 0),
              "peak_mem_mb": round(meta.get("peak_mem_mb", 0.0), 1), "status": "ok", "error": "",
              "steps": meta.get("steps", ""), "best_epoch": meta.get("best_epoch", ""),
-             "converged": meta.get("converged", "")}
+             "converged": meta.get("converged", ""), "val_mae": meta.get("best_val_mae", "")}
     rows = [row | extra for row in score(torch.as_tensor(pred[pos]), test, data, split)]
     rows[0]["history"] = meta.get("history", [])
     return rows

@@ -50,8 +50,8 @@ def run_trial(spec: TrialSpec, progress=None) -> list[dict]:
         extra = {"epochs": result.epochs, "train_s": round(result.train_s, 3), "infer_s": round(infer_s, 4),
                  "params": sum(p.numel() for p in ctx.model.parameters()), "peak_mem_mb": round(peak_memory_mb(), 1),
                  "status": "ok", "error": "", "device": ctx.device.type, "steps": result.steps,
-                 "best_epoch": result.best_epoch, "converged": result.converged} | distill_fields(result.history,
-                                                                                                  ctx.teacher_meta)
+                 "best_epoch": result.best_epoch, "converged": result.converged,
+                 "val_mae": round(result.best_val_mae, 6)} | distill_fields(result.history, ctx.teacher_meta)
         rows = [base | row | extra for row in score(pred, ctx.parts["test"], ctx.data, ctx.split)]
         rows[0]["history"] = result.history
         if ctx.teacher_meta and ctx.teacher_meta.get("test_window_mae") is not None:

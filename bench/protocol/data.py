@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +268,24 @@ def _samples_as_series(raw: np.ndarray, name: str) -> tuple[np.ndarray, list[int
     return raw.reshape(s * t, h * w, c), [h, w], t
 
 
+def holdout_share(value, name: str) -> float | None:
+    """A registry entry's `holdout` (a samples dataset's validation and test share each, a number
+    or a fraction such as "1/12"; `bench.protocol.split.sample_split`) as a float, None when absent.
+
+    Raises:
+        DataError: not a fraction in (0, 0.5).
+    """
+    if value is None:
+        return None
+    try:
+        share = float(Fraction(str(value)))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise DataError(f"dataset {name}: holdout {value!r} is not a number; give a fraction such as 1/12") from exc
+    if not 0 < share < 0.5:
+        raise DataError(f"dataset {name}: holdout {value!r} must lie in (0, 0.5): validation and test take it each")
+    return share
+
+
 def validate_flow(flow: np.ndarray, name: str, signed: bool = False) -> np.ndarray:
     """Check a flow series and return it as [T, N, C] float32.
 
@@ -320,6 +339,9 @@ def _load(name: str, root: str, registry: str) -> Dataset:
     h_in, h_out = int(entry.get("h_in", 12)), int(entry.get("h_out", 12))
     if sample_len and h_in + h_out > sample_len:
         raise DataError(f"dataset {name}: h_in + h_out = {h_in + h_out} exceeds the {sample_len} frames of a sample")
+    holdout = holdout_share(entry.get("holdout"), name)
+    if holdout is not None and not sample_len:
+        raise DataError(f"dataset {name}: holdout applies to `layout: samples` only; drop it from the entry")
     if entry.get("adjacency"):
         adj = _read_adjacency(root_path / entry["adjacency"], entry, name, flow.shape[1])
     elif entry.get("adjacency_knn"):                # k nearest sensors from `lat`/`lon` arrays of the data npz
@@ -335,5 +357,6 @@ def _load(name: str, root: str, registry: str) -> Dataset:
         tod, dow = np.zeros_like(tod), np.zeros_like(dow)
     meta.update(interval_min=interval, num_nodes=flow.shape[1],
                 channel_names=entry.get("channel_names") or [f"ch{i}" for i in range(flow.shape[2])],
-                grid=grid, sample_len=sample_len, h_in=h_in, h_out=h_out, signed=bool(entry.get("signed")))
+                grid=grid, sample_len=sample_len, h_in=h_in, h_out=h_out, signed=bool(entry.get("signed")),
+                holdout=holdout)
     return Dataset(name, flow, tod, dow, adj, meta)

@@ -4,6 +4,7 @@ Entries whose ground truth equals `null_value` (0: no flow recorded) are left ou
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bench.protocol.split import Windows, volume_buckets
@@ -84,6 +85,16 @@ def window_mse(pred: torch.Tensor, truth: torch.Tensor) -> list[float]:
     return [float(v) for v in (pred - truth).pow(2).flatten(1).mean(1)]
 
 
+def window_rel_l2(pred: torch.Tensor, truth: torch.Tensor) -> list[float]:
+    """Relative L2 error of each window, ||pred - truth||_2 / ||truth||_2 over all its steps, cells
+    and channels (unmasked): [W, H_out, N, C] -> W floats, NaN for a window whose truth is all 0.
+    Their mean is FNO's test metric (Li et al., ICLR 2021, Table 1: `LpLoss.rel` of
+    neuraloperator/neuraloperator `utilities3.py`, commit c13b475, on each test sample's 10
+    predicted frames flattened, averaged over samples)."""
+    diff, norm = (pred - truth).double().flatten(1).norm(dim=1), truth.double().flatten(1).norm(dim=1)
+    return [float(v) for v in torch.where(norm > 0, diff / norm, torch.full_like(norm, float("nan")))]
+
+
 # Frequency bands of grid fields (SDKD, Li et al., ICCV 2025; ../shared/paper/sdkd-summary.md 4.1, 9.3):
 # rfft2 over (H, W), "ortho" norm; low band = radial frequency <= k_c x Nyquist, high band = the rest.
 BAND_CUTOFF = 0.25
@@ -129,6 +140,40 @@ def band_errors(a: torch.Tensor, b: torch.Tensor, k_c: float) -> tuple[torch.Ten
     return energy[..., low].sum() / n, energy[..., ~low].sum() / n
 
 
+# PDEBench's frequency bands of the error (Takamoto et al., NeurIPS 2022 Datasets and Benchmarks,
+# "fRMSE"; `metric_func` of pdebench/PDEBench `pdebench/models/metrics.py`, commit 03c02f4, iLow=4, iHigh=12)
+FRMSE_BANDS = (4, 12)
+
+
+def frmse_bands(pred: torch.Tensor, truth: torch.Tensor, i_low: int = FRMSE_BANDS[0],
+                i_high: int = FRMSE_BANDS[1]) -> dict:
+    """PDEBench's fRMSE in its low, mid and high band, as `metric_func` computes it for 2-D fields.
+
+    pred, truth: [B, T, C, H, W] (samples, steps, channels, grid). The error's unnormalised 2-D FFT
+    over (H, W) is summed, as |.|^2, into radial shells s = floor(sqrt(i^2 + j^2)) over the
+    quadrant 0 <= i < H // 2, 0 <= j < W // 2 (PDEBench counts that quadrant only: modes with
+    kx ky < 0 stay out), shells s < min(H, W) // 2; each shell's RMSE over the samples,
+    sqrt(mean_B(sum)) / (H W), is averaged over the shells of a band: low s < i_low, mid
+    i_low <= s < i_high, high s >= i_high; then over steps and channels. A unit-amplitude cosine
+    of wavenumber (k, 0) contributes 0.5 to its shell.
+
+    Returns {"low", "mid", "high"} floats; NaN for a band without shells (a grid with
+    min(H, W) // 2 <= i_high has no high band).
+    """
+    h, w = pred.shape[-2:]
+    spec = torch.fft.rfft2((pred - truth).double())[..., : h // 2, : w // 2]
+    energy = spec.real ** 2 + spec.imag ** 2                              # [B, T, C, H/2, W/2]
+    i, j = torch.meshgrid(torch.arange(h // 2), torch.arange(w // 2), indexing="ij")
+    shell = torch.sqrt((i ** 2 + j ** 2).double()).floor().long()
+    shells = min(h // 2, w // 2)
+    keep = shell < shells
+    sums = torch.zeros(*energy.shape[:3], shells, dtype=torch.float64)
+    sums.index_add_(3, shell[keep], energy[..., keep])
+    rmse = sums.mean(0).sqrt() / (h * w)                                  # [T, C, shells]
+    bands = {"low": (0, min(i_low, shells)), "mid": (min(i_low, shells), min(i_high, shells)), "high": (i_high, shells)}
+    return {name: float(rmse[..., a:b].mean()) if b > a else float("nan") for name, (a, b) in bands.items()}
+
+
 def grid_metrics(pred: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int], k_c: float = BAND_CUTOFF) -> dict:
     """Image metrics of forecasts on a grid (SDKD's tables): pred, truth [W, H_out, N, C] in original
     units, N = H * W row-major.
@@ -137,7 +182,9 @@ def grid_metrics(pred: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int],
     Gaussian window of 11 cells, sigma 1.5, or on a grid narrower than 11 the largest odd size k that
     fits with sigma 1.5 k / 11; NaN when k < 3; data range = truth's max - min)
     averaged over windows, steps and channels, "err_low" / "err_high": the MSE's share in the low
-    and the high frequency band (`band_errors`, they sum to "mse")}.
+    and the high frequency band (`band_errors`, they sum to "mse"), "rel_l2": the mean of
+    `window_rel_l2` (FNO's metric), "frmse_low" / "frmse_mid" / "frmse_high": PDEBench's bands
+    (`frmse_bands`, the test windows as one batch)}.
     """
     from torchmetrics.functional.image import structural_similarity_index_measure as ssim
     h, w = grid
@@ -147,14 +194,18 @@ def grid_metrics(pred: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int],
     data_range = float(t.max() - t.min()) or 1.0
     low, high = band_errors(p.squeeze(1), t.squeeze(1), k_c)
     value = float("nan") if kernel < 3 else float(ssim(p, t, data_range=data_range, sigma=1.5 * kernel / 11))
-    return {"mse": float((p - t).pow(2).mean()), "ssim": value, "err_low": float(low), "err_high": float(high)}
+    frmse = frmse_bands(*(x.reshape(pred.shape[0], pred.shape[1], pred.shape[3], h, w) for x in (p, t)))
+    return {"mse": float((p - t).pow(2).mean()), "ssim": value, "err_low": float(low), "err_high": float(high),
+            "rel_l2": float(np.nanmean(window_rel_l2(pred, truth))),
+            **{f"frmse_{band}": value for band, value in frmse.items()}}
 
 
 def score(pred: torch.Tensor, test: Windows, data, split) -> list[dict]:
     """The metric rows of test predictions pred [W, H_out, N, C] (original units) of the `test`
     windows: `evaluate` per horizon and volume bucket, the grid metrics (`grid_metrics`) on the
     overall row of a dataset with a grid, and on that row, for the paired tests of
-    `bench.protocol.stats`: `window_mae` and `window_mse` (per test window), `window_every` (every
+    `bench.protocol.stats`: `window_mae` and `window_mse` (per test window; on a grid also
+    `window_rel_l2`), `window_every` (every
     n-th window is non-overlapping: H_out on a series, 1 on independent samples) and
     `window_block` (consecutive windows per block of the test: one day of steps on a series, 1 on
     independent samples)."""
@@ -164,6 +215,8 @@ def score(pred: torch.Tensor, test: Windows, data, split) -> list[dict]:
         rows[0] |= {k: round(v, 6) for k, v in grid_metrics(pred, truth, data.grid).items()}
     rows[0]["window_mae"] = window_mae(pred, truth)
     rows[0]["window_mse"] = window_mse(pred, truth)
+    if data.meta.get("grid"):
+        rows[0]["window_rel_l2"] = window_rel_l2(pred, truth)
     rows[0]["window_every"] = 1 if data.meta.get("sample_len") else test.h_out
     rows[0]["window_block"] = 1 if data.meta.get("sample_len") else int(data.steps_per_day)
     return rows

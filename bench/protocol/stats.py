@@ -37,7 +37,8 @@ from bench.protocol.split import H_OUT
 
 ALPHA = 0.05                   # significance after Holm's correction, within a table
 DEFAULT_BLOCK = 4 * H_OUT      # windows per block when a history file does not say (one day at 30-min steps)
-METRIC_KEYS = {"mae": "window_mae", "mse": "window_mse"}
+METRIC_KEYS = {"mae": "window_mae", "mse": "window_mse", "rel_l2": "window_rel_l2"}
+POWER = 0.8                    # the power at which `min_detectable_effect` states the smallest effect
 
 
 def load_window_errors(history_dir: Path, trial_ids, metric: str = "mae") -> dict | None:
@@ -45,7 +46,7 @@ def load_window_errors(history_dir: Path, trial_ids, metric: str = "mae") -> dic
     "seeds": [S] ints, "block": windows per block}, or None when a history file or its errors
     are missing, or the trials cover different windows.
 
-    metric: "mae" (`window_mae`) or "mse" (`window_mse`).
+    metric: "mae" (`window_mae`), "mse" (`window_mse`) or "rel_l2" (`window_rel_l2`, grids only).
 
     Raises:
         ValueError: an unknown metric.
@@ -91,7 +92,7 @@ def two_level_test(a: np.ndarray, b: np.ndarray, block: int, seeds_a=None, seeds
 
     Returns:
         {"diff": mean difference (a - b), "lo", "hi": its 95 % interval, "p": two-sided p-value,
-        "df": degrees of freedom, "seeds": seeds compared, "blocks": blocks of windows,
+        "se": its standard error, "df": degrees of freedom, "seeds": seeds compared, "blocks": blocks of windows,
         "block": windows per block, "seed_diffs": mean difference per seed, "n": seeds x blocks}.
         p is 1 where a and b are equal everywhere; NaN with too few seeds and blocks to estimate
         a variance (one seed and one block).
@@ -115,12 +116,12 @@ def two_level_test(a: np.ndarray, b: np.ndarray, block: int, seeds_a=None, seeds
     m = m[:, np.isfinite(m).all(axis=0)]
     s_n, b_n = m.shape
     out = {"diff": float(m.mean()) if m.size else float("nan"), "lo": float("nan"), "hi": float("nan"),
-           "p": float("nan"), "df": float("nan"), "seeds": s_n, "blocks": b_n, "block": int(block),
+           "p": float("nan"), "se": float("nan"), "df": float("nan"), "seeds": s_n, "blocks": b_n, "block": int(block),
            "seed_diffs": [float(v) for v in m.mean(axis=1)] if b_n else [], "n": s_n * b_n}
     if not m.size:
         return out
     if np.all(m == 0):
-        return out | {"p": 1.0, "lo": 0.0, "hi": 0.0}
+        return out | {"p": 1.0, "lo": 0.0, "hi": 0.0, "se": 0.0}
     if s_n > 1 and b_n > 1:
         resid = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
         ms_seeds, ms_blocks = b_n * m.mean(axis=1).var(ddof=1), s_n * m.mean(axis=0).var(ddof=1)
@@ -136,17 +137,50 @@ def two_level_test(a: np.ndarray, b: np.ndarray, block: int, seeds_a=None, seeds
         return out
     se = float(np.sqrt(var))
     half = float(student_t.ppf(0.975, df)) * se
-    return out | {"p": float(2 * student_t.sf(abs(out["diff"]) / se, df)), "df": float(df),
+    return out | {"p": float(2 * student_t.sf(abs(out["diff"]) / se, df)), "se": se, "df": float(df),
                   "lo": out["diff"] - half, "hi": out["diff"] + half}
 
 
-NONE = {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "p": float("nan"), "df": float("nan"),
+def min_detectable_effect(test: dict, power: float = POWER, alpha: float = ALPHA) -> float:
+    """The smallest true difference |a - b| that `two_level_test` would find at level `alpha`
+    (two-sided) with probability `power`, given the standard error and degrees of freedom it
+    measured (the seed and the block spread): delta = nc * SE, where nc is the noncentrality at
+    which Student's noncentral t with the test's df exceeds the critical value (either side)
+    with that probability (scipy's `nct`, solved by brentq; for a whole df this is statsmodels'
+    `TTestPower.solve_power` times sqrt(nobs), which returns NaN for some large nc). About 2.80
+    SE for many df at the defaults, 3.08 SE at df 11. NaN where the test has no standard error
+    (too few seeds and blocks, or a and b equal everywhere); inf where no noncentrality up to
+    1,000 reaches the power. Source: Cohen (1988), ch. 2."""
+    from scipy.optimize import brentq
+    from scipy.stats import nct
+    from scipy.stats import t as student_t
+    se, df = test.get("se", float("nan")), test.get("df", float("nan"))
+    if not (df > 0 and se > 0):
+        return float("nan")
+    crit = float(student_t.ppf(1 - alpha / 2, df))
+
+    def gap(nc: float) -> float:               # power at noncentrality nc, minus the power asked for
+        lower = float(nct.cdf(-crit, df, nc))  # the far tail: at most alpha / 2, NaN far out in scipy
+        return float(nct.sf(crit, df, nc)) + (lower if lower == lower else 0.0) - power
+
+    hi = 2.0
+    while (reached := gap(hi)) < 0:            # a bracket: double until the power is reached
+        if hi > 1e3:
+            return float("inf")
+        hi *= 2
+    if reached != reached:
+        return float("inf")
+    return float(brentq(gap, 0.0, hi) * se)
+
+
+NONE = {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "p": float("nan"), "se": float("nan"),
+        "df": float("nan"),
         "seeds": 0, "blocks": 0, "block": 0, "seed_diffs": [], "n": 0}
 
 
 def compare(history_dir: Path | None, rows_a: pd.DataFrame, rows_b: pd.DataFrame, metric: str = "mae") -> dict:
     """`two_level_test` of the trials in rows_a against those in rows_b (overall rows of finished
-    trials, one per seed) on their per-window `metric` ("mae" or "mse"); every value NaN when
+    trials, one per seed) on their per-window `metric` ("mae", "mse" or "rel_l2"); every value NaN when
     `history_dir` is None or a history file is missing."""
     if history_dir is None or rows_a.empty or rows_b.empty:
         return dict(NONE)

@@ -3,7 +3,7 @@
 `pack(results, folder)` writes, for each suite of a results folder, `folder/numbers/`:
 - `<suite>-trials.csv.gz`: its trials.csv (every row, every horizon and bucket);
 - `<suite>-windows.csv.gz`: the per-window test errors of every finished trial (long form: trial_id,
-  seed, window, mae, mse, the teacher's mae where the trial had a teacher; `block` and `every`
+  seed, window, mae, mse, rel_l2 (on a grid), the teacher's mae where the trial had a teacher; `block` and `every`
   per trial: the windows of one day and the step between non-overlapping windows);
 - `<suite>-commands.log`: the commands that ran;
 - `<suite>-latency.csv`: the deployable forms' latency table where the suite's folder holds one
@@ -27,7 +27,7 @@ from bench.execution.results import read_trials, trials_path, write_json
 from bench.protocol import stats
 
 NUMBERS = "numbers"
-WINDOW_KEYS = {"mae": "window_mae", "mse": "window_mse", "teacher_mae": "teacher_window_mae"}
+WINDOW_KEYS = {"mae": "window_mae", "mse": "window_mse", "rel_l2": "window_rel_l2", "teacher_mae": "teacher_window_mae"}
 KEPT = ("commands.log", "latency.csv")          # files of a suite's folder kept as they are
 
 
@@ -103,7 +103,7 @@ def unpack(folder: str | Path, into: str | Path) -> Path:
                 w = w.sort_values("window")
                 h = {"spec": {"seed": int(w["seed"].iloc[0])}}
                 for column, key in WINDOW_KEYS.items():
-                    if w[column].notna().any():
+                    if column in w and w[column].notna().any():      # a column an older pack lacks: none
                         h[key] = [None if v != v else float(v) for v in w[column]]
                 for column in ("block", "every"):
                     if w[column].notna().any():
