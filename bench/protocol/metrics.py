@@ -89,7 +89,7 @@ def window_rel_l2(pred: torch.Tensor, truth: torch.Tensor) -> list[float]:
     """Relative L2 error of each window, ||pred - truth||_2 / ||truth||_2 over all its steps, cells
     and channels (unmasked): [W, H_out, N, C] -> W floats, NaN for a window whose truth is all 0.
     Their mean is FNO's test metric (Li et al., ICLR 2021, Table 1: `LpLoss.rel` of
-    neuraloperator/neuraloperator `utilities3.py`, commit c13b475, on each test sample's 10
+    neuraloperator/neuraloperator `utilities3.py`, on each test sample's 10
     predicted frames flattened, averaged over samples)."""
     diff, norm = (pred - truth).double().flatten(1).norm(dim=1), truth.double().flatten(1).norm(dim=1)
     return [float(v) for v in torch.where(norm > 0, diff / norm, torch.full_like(norm, float("nan")))]
@@ -141,7 +141,7 @@ def band_errors(a: torch.Tensor, b: torch.Tensor, k_c: float) -> tuple[torch.Ten
 
 
 # PDEBench's frequency bands of the error (Takamoto et al., NeurIPS 2022 Datasets and Benchmarks,
-# "fRMSE"; `metric_func` of pdebench/PDEBench `pdebench/models/metrics.py`, commit 03c02f4, iLow=4, iHigh=12)
+# "fRMSE"; `metric_func` of pdebench/PDEBench `pdebench/models/metrics.py`, iLow=4, iHigh=12)
 FRMSE_BANDS = (4, 12)
 
 
