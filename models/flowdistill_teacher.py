@@ -64,6 +64,7 @@ from models.flowdistill import ResidualMLP, STIDEmbedding
 
 CPU_LAYERS = 1
 LM_ROLES = ("head", "residual")
+ENCODERS = ("gated", "stid")
 
 
 @dataclass
@@ -120,7 +121,7 @@ class FlowDistillTeacherConfig(TrainConfig):
     stid_dropout: float = 0.15            # encoder stid: dropout in each block (STID's)
     share_regions: bool = True            # datasets with the same adjacency (one grid) share their region table
 
-    CHOICES = {"lm_role": LM_ROLES, "encoder": ("gated", "stid")}
+    CHOICES = {"lm_role": LM_ROLES, "encoder": ENCODERS}
 
 
 # --------------------------------------------------------------------------- instruction text
@@ -339,7 +340,7 @@ class FlowDistillTeacher(nn.Module):
         on_cuda = torch.cuda.is_available()
         keep = cfg.keep_layers if cfg.keep_layers is not None else (0 if on_cuda else CPU_LAYERS)
         st_layers = cfg.st_layers if cfg.st_layers is not None else (3 if on_cuda else 0)
-        check_choice("encoder", cfg.encoder, ("gated", "stid"))
+        check_choice("encoder", cfg.encoder, ENCODERS)
         encoder = (f"STID-MLP encoder {4 * cfg.stid_dim} wide, {cfg.stid_layers} blocks" if cfg.encoder == "stid"
                    else f"encoder {cfg.st_hidden} wide, {st_layers} gated conv layers")
         if cfg.use_lm:

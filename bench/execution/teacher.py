@@ -275,15 +275,22 @@ def save_predictions(path: Path, starts, pred, key: str, meta: dict, latent=None
                                               meta=np.array(json.dumps(meta)), **extra))
 
 
+def cache_metas(root: str | Path) -> list[tuple[Path, dict]]:
+    """(path, meta) of every teacher cache under `root` (OUT/teachers/DATASET/*.npz), in path order."""
+    out = []
+    for path in sorted(Path(root).glob("*/*.npz")):
+        with np.load(path) as z:
+            out.append((path, json.loads(str(z["meta"]))))
+    return out
+
+
 def cached_teachers(root: str | Path) -> list[dict]:
     """One record per cached teacher under `root` (OUT/teachers): dataset, teacher, ratio, teacher data,
     seed, epochs, whether early stopping ended the fit,
     validation and test MAE, test RMSE, fit and prediction seconds, source (imported or not), node
     and file, from each cache's meta."""
     rows = []
-    for path in sorted(Path(root).glob("*/*.npz")):
-        with np.load(path) as z:
-            meta = json.loads(str(z["meta"]))
+    for path, meta in cache_metas(root):
         rows.append({"dataset": meta["dataset"], "teacher": meta["teacher"], "ratio": meta["ratio"],
                      "data": meta.get("teacher_data", ""), "seed": meta.get("seed", TEACHER_SEED),
                      "fitted on": ", ".join(f"{f['dataset']} ({f['windows']})" for f in _fitted_on(meta)),
@@ -412,10 +419,7 @@ def teacher_table(root: str | Path, baseline: str | None = None) -> pd.DataFrame
             older FlowBench: `bench teacher predict` with its flags writes them).
     """
     from bench.protocol import stats
-    caches = []
-    for path in sorted(Path(root).glob("*/*.npz")):
-        with np.load(path) as z:
-            caches.append(json.loads(str(z["meta"])))
+    caches = [meta for _, meta in cache_metas(root)]
     if not caches:
         raise TeacherCacheError(f"no cached teachers under {root}; fit some with `bench teacher fit`")
     keys = ("dataset", "ratio", "teacher", "description", "teacher_data")
@@ -450,9 +454,7 @@ def teacher_window_errors(root: str | Path) -> pd.DataFrame:
     (dataset, ratio, teacher, what it is, data, seed, window, window_block, mae), for caches that
     keep them."""
     frames = []
-    for path in sorted(Path(root).glob("*/*.npz")):
-        with np.load(path) as z:
-            meta = json.loads(str(z["meta"]))
+    for _, meta in cache_metas(root):
         if "test_window_mae" in meta:
             errors = meta["test_window_mae"]
             frames.append(pd.DataFrame({"dataset": meta["dataset"], "ratio": meta["ratio"], "teacher": meta["teacher"],
